@@ -1,0 +1,37 @@
+"""Config of the ``dead_dense`` eval."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+from sae_bench.evals.base_eval_output import BaseEvalConfig
+
+
+@dataclass
+class DeadDenseEvalConfig(BaseEvalConfig):
+    dense_threshold: float = Field(
+        default=0.1,
+        title="Dense Threshold",
+        description="A latent is dense when it fires on more than this share of tokens (the paper uses 0.1).",
+    )
+    n_tokens: int | None = Field(
+        default=None,
+        title="Evaluation Tokens",
+        description="Tokens requested (None: every token of the source); the result's n_tokens is what was read.",
+    )
+    inference_mode: str = Field(
+        default="amortized",
+        title="Inference Mode",
+        description="How codes were inferred on the SAE's decoder: 'amortized' is the SAE's own encoder.",
+    )
+    activation_source: str = Field(
+        default="",
+        title="Activation Source",
+        description="Where the evaluated activations came from.",
+    )
+    batch_size: int = Field(default=4096, title="Batch Size", description="Tokens per chunk.")
+    histogram_bins: int = Field(
+        default=20,
+        title="Histogram Bins",
+        description="Bins of the log10 firing-frequency histogram.",
+    )

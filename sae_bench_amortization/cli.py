@@ -1,0 +1,425 @@
+"""``saebench``: a thin shell over the library — parse, look up the registry, run, print a short table.
+
+Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sae_bench_amortization.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line InputErrors (exit 2) instead of usage dumps."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _add_text_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("text read by a model (--model / --hf-model)")
+    group.add_argument(
+        "--dataset", metavar="HF_NAME", help="HF dataset with a 'text' column (needs the network)"
+    )
+    group.add_argument(
+        "--text-file", metavar="PATH", help="local UTF-8 text; blank lines separate documents"
+    )
+    group.add_argument(
+        "--context-size",
+        type=_positive_int,
+        default=128,
+        metavar="C",
+        help="tokens per document (128)",
+    )
+
+
+def _add_model_args(parser: argparse.ArgumentParser, hook_help: str) -> None:
+    group = parser.add_argument_group("activation source (one of)")
+    group.add_argument(
+        "--activations", metavar="FILE", help="activation file (safetensors: activations [N, d_in])"
+    )
+    group.add_argument(
+        "--model", metavar="NAME", help="TransformerLens model name (needs the network)"
+    )
+    group.add_argument("--hook", metavar="HOOK", help=hook_help)
+    group.add_argument(
+        "--hf-model",
+        metavar="PATH_OR_NAME",
+        help="transformers model folder or name; 'all-MiniLM-L6-v2' is the packaged offline model",
+    )
+    group.add_argument(
+        "--hf-module",
+        metavar="MODULE_PATH",
+        help="module whose output is read, e.g. encoder.layer.3",
+    )
+    group.add_argument(
+        "--n-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="tokens to read (model default 100000; file default all)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="saebench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("list", help="list every registered eval")
+
+    run = commands.add_parser("run", help="run evals on SAEs and write SAEBench result files")
+    run.add_argument(
+        "--eval",
+        dest="evals",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="eval name (repeatable)",
+    )
+    saes = run.add_argument_group(
+        "SAE selection (repeatable, mixable; none: the embedded offline default)"
+    )
+    saes.add_argument(
+        "--sae-release",
+        action="append",
+        default=[],
+        metavar="R",
+        help="SAE-Lens release (pair with --sae-id)",
+    )
+    saes.add_argument(
+        "--sae-id", action="append", default=[], metavar="ID", help="SAE id in the release"
+    )
+    saes.add_argument(
+        "--sae-regex",
+        action="append",
+        default=[],
+        metavar="R",
+        help="regex over SAE-Lens release names (pair with --sae-block-regex)",
+    )
+    saes.add_argument(
+        "--sae-block-regex", action="append", default=[], metavar="B", help="regex over SAE ids"
+    )
+    saes.add_argument(
+        "--sae-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="saved SAE-Lens folder, or dictionary_learning ae.pt with config.json beside it",
+    )
+    saes.add_argument(
+        "--sae-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="name for the --sae-path of the same position (default: folder or file stem)",
+    )
+    _add_model_args(run, "hook name (default: the SAE's metadata.hook_name)")
+    _add_text_args(run)
+    common = run.add_argument_group("common")
+    common.add_argument(
+        "--output-dir", default="eval_results", metavar="DIR", help="results root (eval_results)"
+    )
+    common.add_argument("--device", default=None, help="cuda when available, else cpu")
+    common.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    common.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=4096,
+        metavar="B",
+        help="tokens per chunk (4096)",
+    )
+    common.add_argument("--seed", type=int, default=42)
+    common.add_argument(
+        "--force-rerun", action="store_true", help="recompute results that already exist"
+    )
+    common.add_argument(
+        "--dense-threshold",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="dead_dense: a latent firing on more than this share of tokens is dense (0.1)",
+    )
+
+    acts = commands.add_parser(
+        "activations", help="write an activation file from a model reading text"
+    )
+    acts.add_argument(
+        "--out", required=True, metavar="FILE", help="activation file to write (safetensors)"
+    )
+    _add_model_args(acts, "hook name (required with --model)")
+    _add_text_args(acts)
+    acts.add_argument("--device", default=None)
+    acts.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="stored dtype",
+    )
+    return parser
+
+
+# ----------------------------------------------------------------------------------------- sources
+
+
+def _text_factory(args: argparse.Namespace, default: str):
+    from sae_bench_amortization.activations import text
+
+    if args.text_file and args.dataset:
+        raise InputError("give either --text-file or --dataset, not both")
+    if args.text_file:
+        path = args.text_file
+        if not Path(path).is_file():
+            raise InputError(f"text file not found: {path}")
+        return lambda: text.iter_text_file(path)
+    name = args.dataset or default
+    if name == "fortunes":
+        return lambda: text.iter_fortunes(seed=0)
+    return lambda: text.iter_hf_dataset(name)
+
+
+def _source_flags(args: argparse.Namespace) -> list[str]:
+    return [
+        flag
+        for flag, value in (
+            ("--activations", args.activations),
+            ("--model", args.model),
+            ("--hf-model", args.hf_model),
+        )
+        if value
+    ]
+
+
+def build_activation_factory(args: argparse.Namespace, device: str):
+    """The activation source named on the command line, or None when none was named."""
+    import torch
+
+    from sae_bench_amortization.activations.sources import (
+        FileActivations,
+        HFActivationFactory,
+        TransformerLensActivationFactory,
+    )
+
+    flags = _source_flags(args)
+    if len(flags) > 1:
+        raise InputError(f"give one activation source, got {' and '.join(flags)}")
+    if args.hf_module and not args.hf_model:
+        raise InputError("--hf-module needs --hf-model")
+    if args.activations:
+        return FileActivations(args.activations, args.n_tokens)
+    n_tokens = args.n_tokens or 100_000
+    if args.hf_model:
+        if not args.hf_module:
+            raise InputError("--hf-model needs --hf-module (e.g. encoder.layer.3)")
+        texts = _text_factory(args, default="fortunes")
+        return HFActivationFactory(
+            args.hf_model, args.hf_module, texts, n_tokens, args.context_size, device
+        )
+    if args.model or args.dataset or args.text_file or args.hook:
+        texts = _text_factory(args, default="Skylion007/openwebtext")
+        return TransformerLensActivationFactory(
+            args.model, texts, n_tokens, args.hook, args.context_size, device, torch.float32
+        )
+    return None
+
+
+def build_sae_specs(args: argparse.Namespace):
+    from sae_bench_amortization import loading
+
+    if len(args.sae_release) != len(args.sae_id):
+        raise InputError(
+            f"--sae-release and --sae-id come in pairs: got {len(args.sae_release)} releases and {len(args.sae_id)} ids"
+        )
+    if len(args.sae_regex) != len(args.sae_block_regex):
+        raise InputError("--sae-regex and --sae-block-regex come in pairs")
+    if len(args.sae_name) > len(args.sae_path):
+        raise InputError("--sae-name names a --sae-path: give at most one per --sae-path")
+    specs = [
+        loading.spec_from_release(r, i) for r, i in zip(args.sae_release, args.sae_id, strict=True)
+    ]
+    for release_regex, block_regex in zip(args.sae_regex, args.sae_block_regex, strict=True):
+        specs.extend(loading.specs_from_regex(release_regex, block_regex))
+    names = args.sae_name + [None] * (len(args.sae_path) - len(args.sae_name))
+    specs.extend(
+        loading.spec_from_path(path, name) for path, name in zip(args.sae_path, names, strict=True)
+    )
+    return specs
+
+
+# ---------------------------------------------------------------------------------------- commands
+
+
+def cmd_list(_args: argparse.Namespace) -> int:
+    from sae_bench_amortization.registry import discover_evals
+
+    registry = discover_evals()
+    width = max(len(name) for name in registry)
+    for name, entry in registry.items():
+        print(f"{name:<{width}}  {entry.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.registry import EvalRequest, discover_evals, get_eval
+    from sae_bench_amortization.reporting import print_summary
+    from sae_bench_amortization.results import ensure_output_dir
+
+    registry = discover_evals()
+    entries = [get_eval(name, registry) for name in dict.fromkeys(args.evals)]
+    if not 0 < args.dense_threshold < 1:
+        raise InputError(f"--dense-threshold must be in (0, 1), got {args.dense_threshold}")
+    device = args.device or _default_device()
+    specs = build_sae_specs(args)
+    output_dir = ensure_output_dir(args.output_dir)
+    factory = build_activation_factory(args, device)
+    if not specs and factory is None:
+        from sae_bench_amortization import default, loading
+        from sae_bench_amortization.activations.sources import FileActivations
+
+        bench = default.default_benchmark()
+        print(
+            f"no SAE given: using the offline default ({default.MODEL} {default.MODULE}, TopK SAE) from {bench.sae_path.parent}"
+        )
+        specs = [loading.spec_from_path(bench.sae_path, bench.sae_name)]
+        factory = FileActivations(str(bench.activations), args.n_tokens)
+    if not specs:
+        raise InputError(
+            "no SAE selected: pass --sae-release/--sae-id, --sae-regex/--sae-block-regex or --sae-path"
+        )
+    if factory is None:  # SAEs but no source: read each SAE's own model and hook (TransformerLens)
+        from sae_bench_amortization.activations.sources import TransformerLensActivationFactory
+
+        factory = TransformerLensActivationFactory(
+            None,
+            _text_factory(args, "Skylion007/openwebtext"),
+            args.n_tokens or 100_000,
+            None,
+            args.context_size,
+            device,
+        )
+    options = {
+        "dense_threshold": args.dense_threshold,
+        "dataset": args.dataset,
+        "text_file": args.text_file,
+        "context_size": args.context_size,
+    }
+    rows = []
+    for entry in entries:
+        request = EvalRequest(
+            saes=specs,
+            output_dir=output_dir,
+            activations=factory,
+            model_name=args.model,
+            device=device,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            force_rerun=args.force_rerun,
+            n_tokens=args.n_tokens,
+            options=options,
+        )
+        rows.extend((entry.name, outcome) for outcome in entry.run(request))
+    print_summary(rows)
+    return 0
+
+
+def cmd_activations(args: argparse.Namespace) -> int:
+    import torch
+
+    from sae_bench_amortization.activations.file import ActivationFileWriter
+    from sae_bench_amortization.activations.models import (
+        HFModelActivations,
+        TransformerLensActivations,
+        load_transformer_lens_model,
+    )
+
+    device = args.device or _default_device()
+    flags = _source_flags(args)
+    if args.activations:
+        raise InputError(
+            "'saebench activations' reads a model: use --model or --hf-model, not --activations"
+        )
+    if len(flags) != 1:
+        raise InputError("give exactly one of --model or --hf-model")
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out is a folder, expected a file path: {out}")
+    n_tokens = args.n_tokens or 100_000
+    if args.hf_model:
+        if not args.hf_module:
+            raise InputError("--hf-model needs --hf-module (e.g. encoder.layer.3)")
+        source = HFModelActivations(
+            args.hf_model,
+            args.hf_module,
+            _text_factory(args, "fortunes"),
+            n_tokens,
+            args.context_size,
+            device,
+        )
+        metadata = {"hf_model": args.hf_model, "hf_module": args.hf_module}
+    else:
+        if not args.hook:
+            raise InputError("--model needs --hook (e.g. blocks.4.hook_resid_post)")
+        model = load_transformer_lens_model(args.model, device, torch.float32)
+        source = TransformerLensActivations(
+            model,
+            args.hook,
+            _text_factory(args, "Skylion007/openwebtext"),
+            n_tokens,
+            args.context_size,
+            model_name=args.model,
+        )
+        metadata = {"model_name": args.model, "hook_name": args.hook}
+    with ActivationFileWriter(
+        out, source.d_in, getattr(torch, args.dtype), metadata=metadata
+    ) as writer:
+        for batch in source.iter_batches(8192):
+            writer.write(batch.acts)
+    print(f"wrote {writer.n_tokens} tokens x {source.d_in} to {out}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "activations": cmd_activations}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"saebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("saebench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, exit 1
+        if os.environ.get("SAEBENCH_DEBUG"):
+            raise
+        print(
+            f"saebench: internal error: {type(exc).__name__}: {exc} (set SAEBENCH_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

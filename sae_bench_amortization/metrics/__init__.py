@@ -1,0 +1,1 @@
+"""Pure metric math over tensors: streaming accumulators, no file or model access."""

@@ -1,0 +1,90 @@
+"""Result files exactly where SAEBench puts them, written atomically.
+
+``<output-dir>/<eval>/<sae_name>_eval_results.json`` with ``sae_name = <release>_<sae_id>`` ('/' → '_',
+SAEBench's own sanitising). A file is written to a temporary name in the same folder and renamed into
+place, so a killed run never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from sae_bench.sae_bench_utils import get_eval_uuid, get_sae_bench_version, get_sae_lens_version
+from sae_bench.sae_bench_utils.general_utils import get_results_filepath
+from safetensors.torch import save_file
+
+from sae_bench_amortization.errors import InputError
+
+
+def result_path(output_dir: str | Path, release: str, sae_id: str) -> Path:
+    """SAEBench's result path for one SAE inside one eval's folder."""
+    return Path(get_results_filepath(str(output_dir), release, sae_id))
+
+
+def artifact_path(output_dir: str | Path, release: str, sae_id: str, suffix: str) -> Path:
+    """A file beside the result JSON: ``<sae_name>_<suffix>``."""
+    stem = result_path(output_dir, release, sae_id).name.removesuffix("_eval_results.json")
+    return Path(output_dir) / f"{stem}_{suffix}"
+
+
+def ensure_output_dir(path: str | Path) -> Path:
+    """Create the folder (and parents) or fail with one line if it cannot be written."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"output folder is not writable: {path}")
+    return path
+
+
+def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _write_atomic(path, write)
+
+
+def write_safetensors_atomic(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    _write_atomic(
+        path,
+        lambda temporary: save_file(
+            {k: v.contiguous() for k, v in tensors.items()}, temporary, metadata
+        ),
+    )
+
+
+def run_metadata() -> dict[str, Any]:
+    """The fields every SAEBench result carries about the run itself."""
+    return {
+        "eval_id": get_eval_uuid(),
+        "datetime_epoch_millis": int(time.time() * 1000),
+        "sae_bench_commit_hash": get_sae_bench_version(),
+        "sae_lens_version": get_sae_lens_version(),
+    }
