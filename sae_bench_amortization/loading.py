@@ -12,12 +12,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from sae_lens import SAE
 
-from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.errors import InputError, suggest
+
+if TYPE_CHECKING:  # sae_lens takes seconds to import: loaded only when an SAE is
+    from sae_lens import SAE
 
 LOCAL_RELEASE = "local"
 
@@ -42,31 +44,62 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub's host name resolves (a DNS lookup only; no connection is made)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
-    """``SAE.from_pretrained`` with every failure turned into one line (offline: point to --sae-path)."""
+    """``SAE.from_pretrained`` with every failure turned into one line.
+
+    When the hub cannot be reached, only the local Hugging Face cache is tried (no retries).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import logging as hf_logging
+    from sae_lens import SAE
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        from sae_bench_amortization.errors import suggest
-
         raise InputError(f"unknown SAE-Lens release '{release}'{suggest(release, list(directory))}")
     if sae_id not in directory[release].saes_map:
-        from sae_bench_amortization.errors import suggest
-
         ids = list(directory[release].saes_map)
         raise InputError(f"release '{release}' has no SAE '{sae_id}'{suggest(sae_id, ids)}")
+    online = hub_reachable()
+    was_offline, verbosity = constants.HF_HUB_OFFLINE, hf_logging.get_verbosity()
+    constants.HF_HUB_OFFLINE = was_offline or not online
+    hf_logging.set_verbosity_error()
     try:
         return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - hub failures become one line
+        why = "the Hugging Face hub cannot be reached and it is not in the local cache" if not online else _first_line(exc)
         raise InputError(
-            f"cannot download SAE '{release}/{sae_id}' from the Hugging Face hub ({_first_line(exc)}); "
-            "offline, save it with SAE.save_model and pass --sae-path DIR"
+            f"cannot load SAE '{release}/{sae_id}': {why}; offline, save it with SAE.save_model and pass --sae-path DIR"
         ) from None
+    finally:
+        constants.HF_HUB_OFFLINE = was_offline
+        hf_logging.set_verbosity(verbosity)
 
 
 def load_folder_sae(path: Path, device: str, dtype: str) -> SAE:
     """A folder written by SAE-Lens ``save_model`` (cfg.json + sae_weights.safetensors)."""
+    from sae_lens import SAE
     from sae_lens.registry import SAE_CLASS_REGISTRY
 
     import sae_bench_amortization  # noqa: F401 - registers this package's architectures
@@ -82,8 +115,6 @@ def load_folder_sae(path: Path, device: str, dtype: str) -> SAE:
         raise InputError(f"{cfg_path}: not valid JSON") from None
     architecture = cfg.get("architecture", "standard") if isinstance(cfg, dict) else None
     if architecture not in SAE_CLASS_REGISTRY:
-        from sae_bench_amortization.errors import suggest
-
         raise InputError(
             f"{cfg_path}: unknown SAE architecture '{architecture}'{suggest(str(architecture), list(SAE_CLASS_REGISTRY))}"
         )
@@ -255,6 +286,8 @@ def specs_from_regex(release_regex: str, block_regex: str) -> list[SAESpec]:
 
 def as_specs(selected_saes: list) -> list[SAESpec]:
     """SAEBench's ``selected_saes`` forms — (release, sae_id) or (name, SAE) — or SAESpecs, as SAESpecs."""
+    from sae_lens import SAE
+
     specs = []
     for item in selected_saes:
         if isinstance(item, SAESpec):

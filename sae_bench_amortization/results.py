@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 from sae_bench.sae_bench_utils import get_eval_uuid, get_sae_bench_version, get_sae_lens_version
-from sae_bench.sae_bench_utils.general_utils import get_results_filepath
 from safetensors.torch import save_file
 
 from sae_bench_amortization.errors import InputError
@@ -24,6 +23,8 @@ from sae_bench_amortization.errors import InputError
 
 def result_path(output_dir: str | Path, release: str, sae_id: str) -> Path:
     """SAEBench's result path for one SAE inside one eval's folder."""
+    from sae_bench.sae_bench_utils.general_utils import get_results_filepath
+
     return Path(get_results_filepath(str(output_dir), release, sae_id))
 
 

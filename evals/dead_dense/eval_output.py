@@ -11,6 +11,7 @@ from sae_bench.evals.base_eval_output import (
     BaseMetrics,
     BaseResultDetail,
 )
+
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
 
 EVAL_TYPE_ID_DEAD_DENSE = "dead_dense"

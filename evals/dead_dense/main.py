@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from sae_lens import SAE
+
+from sae_bench_amortization.activations.sources import check_width
+from sae_bench_amortization.eval_loop import Evaluated, for_each_sae, output_fields
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
 from sae_bench_amortization.evals.dead_dense.eval_output import (
     DeadDenseEvalOutput,
@@ -12,10 +16,6 @@ from sae_bench_amortization.evals.dead_dense.eval_output import (
     FrequencyHistogramBin,
     PathologyMetrics,
 )
-from sae_lens import SAE
-
-from sae_bench_amortization.activations.sources import check_width
-from sae_bench_amortization.eval_loop import Evaluated, for_each_sae, output_fields
 from sae_bench_amortization.loading import SAESpec, as_specs
 from sae_bench_amortization.metrics.firing import (
     FiringCounter,

@@ -1,0 +1,108 @@
+"""Shared fixtures: hand-built SAEs with known behaviour, activation files, and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+from sae_bench_amortization.activations.file import ActivationFileWriter
+from sae_bench_amortization.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """The embedded default is built into a per-session cache, never the user's."""
+    os.environ["SAE_BENCH_AMORTIZATION_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``saebench`` in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real ``saebench`` entry in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "sae_bench_amortization.cli", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout, env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+
+
+def write_activations(path: Path, acts: torch.Tensor, concepts=None, names=None) -> Path:
+    with ActivationFileWriter(path, acts.shape[1], concept_names=names) as writer:
+        for start in range(0, acts.shape[0], 97):  # odd chunk size on purpose
+            chunk_concepts = None if concepts is None else concepts[start : start + 97]
+            writer.write(acts[start : start + 97], chunk_concepts)
+    return path
+
+
+@dataclass
+class PlantedSAE:
+    """A StandardSAE whose dead and dense latents are known by construction."""
+
+    path: Path
+    activations: Path
+    n_dead: int
+    n_dense: int
+    d_sae: int
+
+
+def planted_standard_sae(folder: Path, n_tokens: int = 1000) -> PlantedSAE:
+    """d_in = 20. Tokens are x_t = 2·e_{t mod 20}.
+
+    Latents 0..9 read coordinate k with bias -1: each fires on exactly 1/20 of tokens (alive, not dense).
+    Latents 10..12 have bias -1e4 and zero weights: they can never fire (dead).
+    Latents 13..14 have bias +1e3 and zero weights: they fire on every token (dense).
+    """
+    d_in, n_normal, n_dead, n_dense = 20, 10, 3, 2
+    d_sae = n_normal + n_dead + n_dense
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.b_dec.zero_()
+        for k in range(n_normal):
+            sae.W_enc[k, k] = 1.0
+        sae.b_enc[:n_normal] = -1.0
+        sae.b_enc[n_normal : n_normal + n_dead] = -1e4
+        sae.b_enc[n_normal + n_dead :] = 1e3
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(d_sae, d_in), dim=1))
+    sae_path = folder / "planted_sae"
+    sae.save_model(sae_path)
+    acts = 2.0 * torch.eye(d_in)[torch.arange(n_tokens) % d_in]
+    act_path = write_activations(folder / "planted_acts.safetensors", acts)
+    return PlantedSAE(sae_path, act_path, n_dead, n_dense, d_sae)
+
+
+@pytest.fixture
+def planted(tmp_path) -> PlantedSAE:
+    return planted_standard_sae(tmp_path)
+
+
+def read_result(output_dir: Path, eval_name: str) -> dict:
+    files = sorted((output_dir / eval_name).glob("*_eval_results.json"))
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
