@@ -46,6 +46,10 @@ def _selection(request: EvalRequest) -> list[tuple[str, Any]]:
                 raise InputError(
                     f"SAE {spec.sae_name} has no metadata.{field}; SAEBench evals need it"
                 )
+        if getattr(sae.cfg.metadata, "prepend_bos", None) is None:  # SAE-Lens's default
+            sae.cfg.metadata.prepend_bos = True
+        if getattr(sae.cfg.metadata, "context_size", None) is None:
+            sae.cfg.metadata.context_size = request.options.get("context_size", 128)
         selected.append((spec.sae_name, sae))
     if not selected:
         raise InputError(
@@ -110,15 +114,9 @@ def _run_core(request: EvalRequest) -> list[SAEOutcome]:
 
     selected = _selection(request)
     output = ensure_output_dir(request.output_dir / "core")
-    dataset: Any = request.options.get("dataset") or "Skylion007/openwebtext"
+    dataset = request.options.get("dataset") or "Skylion007/openwebtext"
     if request.options.get("text_file"):
-        import datasets
-
-        from sae_bench_amortization.activations.text import iter_text_file
-
-        dataset = datasets.Dataset.from_dict(
-            {"text": list(iter_text_file(request.options["text_file"]))}
-        )
+        dataset = _text_file_as_dataset_folder(request.options["text_file"], output)
     multiple_evals(
         selected_saes=selected,
         n_eval_reconstruction_batches=request.options.get("n_eval_reconstruction_batches", 200),
@@ -126,6 +124,8 @@ def _run_core(request: EvalRequest) -> list[SAEOutcome]:
             "n_eval_sparsity_variance_batches", 2000
         ),
         eval_batch_size_prompts=request.options.get("eval_batch_size_prompts", 16),
+        compute_featurewise_density_statistics=True,
+        compute_featurewise_weight_based_metrics=True,
         dataset=dataset,
         context_size=request.options.get("context_size", 128),
         output_folder=str(output),
@@ -134,6 +134,20 @@ def _run_core(request: EvalRequest) -> list[SAEOutcome]:
         force_rerun=request.force_rerun,
     )
     return _outcomes(output, selected)
+
+
+def _text_file_as_dataset_folder(text_file: str, output: Path) -> str:
+    """A folder that ``datasets.load_dataset(folder)`` reads offline as a 'text' dataset, one document a row.
+
+    SAEBench's core eval takes a dataset *name*; a local folder of .txt files is one.
+    """
+    from sae_bench_amortization.activations.text import iter_text_file
+
+    folder = output / ".text_dataset"
+    folder.mkdir(exist_ok=True)
+    lines = (" ".join(doc.split()) for doc in iter_text_file(text_file))
+    (folder / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(folder)
 
 
 def _api_key(_request: EvalRequest) -> dict[str, Any]:

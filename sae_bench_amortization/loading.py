@@ -88,7 +88,11 @@ def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
     try:
         return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - hub failures become one line
-        why = "the Hugging Face hub cannot be reached and it is not in the local cache" if not online else _first_line(exc)
+        why = (
+            "the Hugging Face hub cannot be reached and it is not in the local cache"
+            if not online
+            else _first_line(exc)
+        )
         raise InputError(
             f"cannot load SAE '{release}/{sae_id}': {why}; offline, save it with SAE.save_model and pass --sae-path DIR"
         ) from None

@@ -44,11 +44,17 @@ def cli(capsys):
     return run
 
 
-def run_subprocess(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_subprocess(
+    *args: str, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run the real ``saebench`` entry in a fresh interpreter."""
     return subprocess.run(
         [sys.executable, "-m", "sae_bench_amortization.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=timeout, env={**os.environ, "TQDM_DISABLE": "1"},
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "TQDM_DISABLE": "1"},
     )
 
 

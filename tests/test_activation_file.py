@@ -36,8 +36,11 @@ def test_writer_output_is_plain_safetensors(tmp_path, dtype):
 def test_reader_streams_chunks_equal_to_the_whole(tmp_path):
     acts = torch.randn(1001, 5)
     concepts = torch.randint(0, 2, (1001, 2), dtype=torch.uint8)
-    save_file({"activations": acts.half(), "concepts": concepts}, tmp_path / "f.safetensors",
-              {"concept_names": json.dumps(["a", "b"])})
+    save_file(
+        {"activations": acts.half(), "concepts": concepts},
+        tmp_path / "f.safetensors",
+        {"concept_names": json.dumps(["a", "b"])},
+    )
     file = ActivationFile(tmp_path / "f.safetensors")
     assert (file.n_tokens, file.d_in, file.concept_names) == (1001, 5, ["a", "b"])
     batches = list(file.iter_batches(300))
@@ -48,8 +51,15 @@ def test_reader_streams_chunks_equal_to_the_whole(tmp_path):
 
 
 def test_concept_names_default_when_metadata_absent(tmp_path):
-    save_file({"activations": torch.zeros(4, 2), "concepts": torch.zeros(4, 3, dtype=torch.bool)}, tmp_path / "f.st")
-    assert ActivationFile(tmp_path / "f.st").concept_names == ["concept_0", "concept_1", "concept_2"]
+    save_file(
+        {"activations": torch.zeros(4, 2), "concepts": torch.zeros(4, 3, dtype=torch.bool)},
+        tmp_path / "f.st",
+    )
+    assert ActivationFile(tmp_path / "f.st").concept_names == [
+        "concept_0",
+        "concept_1",
+        "concept_2",
+    ]
 
 
 def bad_files(tmp_path):
@@ -65,18 +75,40 @@ def bad_files(tmp_path):
         "folder": (tmp_path, "not a file"),
         "garbage": (tmp_path / "garbage.safetensors", "not a readable safetensors file"),
         "truncated": (truncated, "not a readable safetensors file"),
-        "no activations": (save("n.st", {"acts": torch.zeros(3, 2)}), "no tensor named 'activations'"),
+        "no activations": (
+            save("n.st", {"acts": torch.zeros(3, 2)}),
+            "no tensor named 'activations'",
+        ),
         "1-D": (save("d.st", {"activations": torch.zeros(3)}), "must be 2-D"),
-        "int": (save("i.st", {"activations": torch.zeros(3, 2, dtype=torch.int32)}), "expected float16"),
+        "int": (
+            save("i.st", {"activations": torch.zeros(3, 2, dtype=torch.int32)}),
+            "expected float16",
+        ),
         "empty": (save("e.st", {"activations": torch.zeros(0, 4)}), "is empty"),
-        "concept rows": (save("c.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(4, 1)}),
-                         "'concepts' must have shape [3, C]"),
-        "concept dtype": (save("cd.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 1)}),
-                          "expected bool or integer"),
-        "names count": (save("nc.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 2, dtype=torch.bool)},
-                             {"concept_names": json.dumps(["only one"])}), "has 1 names but 'concepts' has 2 columns"),
-        "names json": (save("nj.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 1, dtype=torch.bool)},
-                            {"concept_names": "[oops"}), "not valid JSON"),
+        "concept rows": (
+            save("c.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(4, 1)}),
+            "'concepts' must have shape [3, C]",
+        ),
+        "concept dtype": (
+            save("cd.st", {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 1)}),
+            "expected bool or integer",
+        ),
+        "names count": (
+            save(
+                "nc.st",
+                {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 2, dtype=torch.bool)},
+                {"concept_names": json.dumps(["only one"])},
+            ),
+            "has 1 names but 'concepts' has 2 columns",
+        ),
+        "names json": (
+            save(
+                "nj.st",
+                {"activations": torch.zeros(3, 2), "concepts": torch.zeros(3, 1, dtype=torch.bool)},
+                {"concept_names": "[oops"},
+            ),
+            "not valid JSON",
+        ),
     }
 
 
@@ -94,7 +126,9 @@ def test_nonfinite_values_are_counted_and_located(tmp_path):
     acts[300, 0] = float("inf")
     acts[301, 1] = float("nan")
     path = write_activations(tmp_path / "nan.safetensors", acts)
-    with pytest.raises(InputError, match=r"2 NaN and 1 Inf values; first at token 123, dimension 4"):
+    with pytest.raises(
+        InputError, match=r"2 NaN and 1 Inf values; first at token 123, dimension 4"
+    ):
         ActivationFile(path).check_finite(batch_size=100)
 
 

@@ -24,51 +24,126 @@ def snapshot(folder):
 
 def test_missing_sae_path(planted, tmp_path, cli):
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "missing", "--activations",
-                 planted.activations, "--output-dir", out)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "missing",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+    )
     assert_one_line_error(result, "SAE path not found", "missing")
     assert not out.exists()
 
 
 def test_missing_activation_file(planted, tmp_path, cli):
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
-                 tmp_path / "nope.safetensors", "--output-dir", tmp_path / "out")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        tmp_path / "nope.safetensors",
+        "--output-dir",
+        tmp_path / "out",
+    )
     assert_one_line_error(result, "activation file not found", "nope.safetensors")
 
 
 def test_d_in_mismatch(planted, tmp_path, cli):
     write_activations(tmp_path / "wide.safetensors", torch.randn(10, 33))
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
-                 tmp_path / "wide.safetensors", "--output-dir", out)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        tmp_path / "wide.safetensors",
+        "--output-dir",
+        out,
+    )
     assert_one_line_error(result, "SAE d_in is 20", "width 33")
     assert not list(out.rglob("*.json"))
 
 
 def test_file_without_activations_tensor(planted, tmp_path, cli):
     save_file({"acts": torch.zeros(4, 20)}, tmp_path / "wrong.safetensors")
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
-                 tmp_path / "wrong.safetensors", "--output-dir", tmp_path / "out")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        tmp_path / "wrong.safetensors",
+        "--output-dir",
+        tmp_path / "out",
+    )
     assert_one_line_error(result, "no tensor named 'activations'")
 
 
 def test_unknown_eval_suggests_close_names(planted, tmp_path, cli):
-    result = cli("run", "--eval", "dead_dens", "--sae-path", planted.path, "--activations", planted.activations)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dens",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+    )
     assert_one_line_error(result, "unknown eval 'dead_dens'", "did you mean: dead_dense")
 
 
 def test_sae_release_offline_points_to_sae_path(planted, tmp_path, cli):
-    result = cli("run", "--eval", "dead_dense", "--sae-release", "gpt2-small-res-jb", "--sae-id",
-                 "blocks.0.hook_resid_pre", "--activations", planted.activations, "--output-dir", tmp_path / "out")
-    assert_one_line_error(result, "gpt2-small-res-jb/blocks.0.hook_resid_pre", "hub cannot be reached", "--sae-path")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-release",
+        "gpt2-small-res-jb",
+        "--sae-id",
+        "blocks.0.hook_resid_pre",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert_one_line_error(
+        result, "gpt2-small-res-jb/blocks.0.hook_resid_pre", "hub cannot be reached", "--sae-path"
+    )
 
 
 def test_unknown_release_and_id_suggest(planted, cli):
-    result = cli("run", "--eval", "dead_dense", "--sae-release", "gpt2-small-res-j", "--sae-id", "x",
-                 "--activations", planted.activations)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-release",
+        "gpt2-small-res-j",
+        "--sae-id",
+        "x",
+        "--activations",
+        planted.activations,
+    )
     assert_one_line_error(result, "unknown SAE-Lens release", "did you mean: gpt2-small-res-jb")
-    result = cli("run", "--eval", "dead_dense", "--sae-release", "gpt2-small-res-jb", "--sae-id",
-                 "blocks.0.hook_resid_pr", "--activations", planted.activations)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-release",
+        "gpt2-small-res-jb",
+        "--sae-id",
+        "blocks.0.hook_resid_pr",
+        "--activations",
+        planted.activations,
+    )
     assert_one_line_error(result, "has no SAE 'blocks.0.hook_resid_pr'", "blocks.0.hook_resid_pre")
 
 
@@ -77,8 +152,17 @@ def test_nan_activations_name_count_and_place(planted, tmp_path, cli):
     acts[42, 7] = float("nan")
     write_activations(tmp_path / "nan.safetensors", acts)
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
-                 tmp_path / "nan.safetensors", "--output-dir", out)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        tmp_path / "nan.safetensors",
+        "--output-dir",
+        out,
+    )
     assert_one_line_error(result, "1 NaN and 0 Inf", "token 42, dimension 7")
     assert not list(out.rglob("*.json"))
 
@@ -86,43 +170,96 @@ def test_nan_activations_name_count_and_place(planted, tmp_path, cli):
 def test_sae_folder_problems(planted, tmp_path, cli):
     folder = tmp_path / "broken"
     folder.mkdir()
-    base = ("run", "--eval", "dead_dense", "--activations", planted.activations, "--output-dir", tmp_path / "o")
+    base = (
+        "run",
+        "--eval",
+        "dead_dense",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        tmp_path / "o",
+    )
     assert_one_line_error(cli(*base, "--sae-path", folder), "no cfg.json")
     (folder / "cfg.json").write_text((planted.path / "cfg.json").read_text())
     assert_one_line_error(cli(*base, "--sae-path", folder), "no sae_weights.safetensors")
-    (folder / "sae_weights.safetensors").write_bytes((planted.path / "sae_weights.safetensors").read_bytes()[:100])
+    (folder / "sae_weights.safetensors").write_bytes(
+        (planted.path / "sae_weights.safetensors").read_bytes()[:100]
+    )
     assert_one_line_error(cli(*base, "--sae-path", folder), "cannot load SAE folder")
     (folder / "cfg.json").write_text('{"architecture": "standrd", "d_in": 20, "d_sae": 15}')
-    assert_one_line_error(cli(*base, "--sae-path", folder), "unknown SAE architecture 'standrd'", "standard")
+    assert_one_line_error(
+        cli(*base, "--sae-path", folder), "unknown SAE architecture 'standrd'", "standard"
+    )
 
 
 def test_flag_problems(planted, tmp_path, cli):
     base = ("run", "--eval", "dead_dense", "--sae-path", planted.path)
-    assert_one_line_error(cli(*base, "--activations", planted.activations, "--n-tokens", "0"), "--n-tokens", "positive")
-    assert_one_line_error(cli(*base, "--activations", planted.activations, "--model", "gpt2"), "one activation source")
+    assert_one_line_error(
+        cli(*base, "--activations", planted.activations, "--n-tokens", "0"),
+        "--n-tokens",
+        "positive",
+    )
+    assert_one_line_error(
+        cli(*base, "--activations", planted.activations, "--model", "gpt2"), "one activation source"
+    )
     assert_one_line_error(cli("run", "--eval", "dead_dense", "--sae-release", "r"), "come in pairs")
     assert_one_line_error(cli("run"), "--eval")
     assert_one_line_error(cli("frobnicate"), "invalid choice")
-    assert_one_line_error(cli(*base, "--activations", planted.activations, "--dense-threshold", "1.5"), "--dense-threshold")
+    assert_one_line_error(
+        cli(*base, "--activations", planted.activations, "--dense-threshold", "1.5"),
+        "--dense-threshold",
+    )
 
 
 def test_unwritable_output_dir(planted, tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations", planted.activations,
-                 "--output-dir", blocker / "sub")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        blocker / "sub",
+    )
     assert_one_line_error(result, "cannot create output folder")
 
 
 def test_failure_leaves_earlier_results_untouched(planted, tmp_path, cli):
     """A later SAE failing keeps the finished result of the earlier one, byte for byte."""
     out = tmp_path / "out"
-    assert cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations", planted.activations,
-               "--output-dir", out).code == 0
+    assert (
+        cli(
+            "run",
+            "--eval",
+            "dead_dense",
+            "--sae-path",
+            planted.path,
+            "--activations",
+            planted.activations,
+            "--output-dir",
+            out,
+        ).code
+        == 0
+    )
     before = snapshot(out)
     wide = StandardSAE(StandardSAEConfig(d_in=21, d_sae=4))
     wide.save_model(tmp_path / "wide_sae")
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--sae-path", tmp_path / "wide_sae",
-                 "--activations", planted.activations, "--output-dir", out)
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--sae-path",
+        tmp_path / "wide_sae",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+    )
     assert result.code == 2 and "SAE d_in is 21" in result.err
     assert snapshot(out) == before

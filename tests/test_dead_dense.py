@@ -14,8 +14,19 @@ from conftest import read_result, run_subprocess, write_activations
 
 def test_planted_dead_and_dense_rates_are_exact(planted, tmp_path, cli):
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations", planted.activations,
-                 "--output-dir", out, "--device", "cpu")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     data = read_result(out, "dead_dense")
     metrics = data["eval_result_metrics"]["pathologies"]
@@ -29,13 +40,37 @@ def test_planted_dead_and_dense_rates_are_exact(planted, tmp_path, cli):
 
 def test_result_file_is_saebench_format(planted, tmp_path, cli):
     out = tmp_path / "out"
-    assert cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations", planted.activations,
-               "--output-dir", out, "--device", "cpu").code == 0
+    assert (
+        cli(
+            "run",
+            "--eval",
+            "dead_dense",
+            "--sae-path",
+            planted.path,
+            "--activations",
+            planted.activations,
+            "--output-dir",
+            out,
+            "--device",
+            "cpu",
+        ).code
+        == 0
+    )
     path = out / "dead_dense" / "local_planted_sae_eval_results.json"
     data = json.loads(path.read_text())
-    for key in ("eval_type_id", "eval_config", "eval_id", "datetime_epoch_millis", "eval_result_metrics",
-                "eval_result_details", "sae_bench_commit_hash", "sae_lens_id", "sae_lens_release_id",
-                "sae_lens_version", "sae_cfg_dict"):
+    for key in (
+        "eval_type_id",
+        "eval_config",
+        "eval_id",
+        "datetime_epoch_millis",
+        "eval_result_metrics",
+        "eval_result_details",
+        "sae_bench_commit_hash",
+        "sae_lens_id",
+        "sae_lens_release_id",
+        "sae_lens_version",
+        "sae_cfg_dict",
+    ):
         assert key in data, key
     assert data["eval_type_id"] == "dead_dense"
     assert data["sae_lens_release_id"] == "local" and data["sae_lens_id"] == "planted_sae"
@@ -72,15 +107,31 @@ def test_random_sae_matches_brute_force(tmp_path, cli):
     acts = torch.randn(n, d_in)
     write_activations(tmp_path / "acts.safetensors", acts)
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "random_sae", "--activations",
-                 tmp_path / "acts.safetensors", "--output-dir", out, "--device", "cpu", "--batch-size", "257",
-                 "--dense-threshold", "0.2")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "random_sae",
+        "--activations",
+        tmp_path / "acts.safetensors",
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "257",
+        "--dense-threshold",
+        "0.2",
+    )
     assert result.code == 0, result.err
     x, w, b, bd = (t.detach().double().numpy() for t in (acts, sae.W_enc, sae.b_enc, sae.b_dec))
     fired = ((x - bd) @ w + b) > 0
     freq = fired.mean(axis=0)
     metrics = read_result(out, "dead_dense")["eval_result_metrics"]["pathologies"]
-    assert 0 < (freq == 0).sum() < d_sae and 0 < (freq > 0.2).sum() < d_sae  # the case is not trivial
+    assert (
+        0 < (freq == 0).sum() < d_sae and 0 < (freq > 0.2).sum() < d_sae
+    )  # the case is not trivial
     assert metrics["dead_rate"] == (freq == 0).mean()
     assert metrics["dense_rate"] == (freq > 0.2).mean()
     assert abs(metrics["mean_l0"] - fired.sum(axis=1).mean()) < 1e-9
@@ -88,8 +139,19 @@ def test_random_sae_matches_brute_force(tmp_path, cli):
 
 def test_existing_result_is_skipped_unless_forced(planted, tmp_path, cli):
     out = tmp_path / "out"
-    args = ("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations", planted.activations,
-            "--output-dir", out, "--device", "cpu")
+    args = (
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+    )
     assert cli(*args).code == 0
     path = out / "dead_dense" / "local_planted_sae_eval_results.json"
     first = json.loads(path.read_text())["eval_id"]
@@ -98,13 +160,30 @@ def test_existing_result_is_skipped_unless_forced(planted, tmp_path, cli):
     assert json.loads(path.read_text())["eval_id"] == first
     assert cli(*args, "--force-rerun").code == 0
     assert json.loads(path.read_text())["eval_id"] != first
-    assert not [p for p in (out / "dead_dense").iterdir() if p.name.startswith(".")]  # no temporaries left
+    assert not [
+        p for p in (out / "dead_dense").iterdir() if p.name.startswith(".")
+    ]  # no temporaries left
 
 
 def test_sae_name_and_n_tokens(planted, tmp_path, cli):
     out = tmp_path / "out"
-    result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--sae-name", "mine",
-                 "--activations", planted.activations, "--output-dir", out, "--n-tokens", "20", "--device", "cpu")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--sae-name",
+        "mine",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+        "--n-tokens",
+        "20",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     data = json.loads((out / "dead_dense" / "local_mine_eval_results.json").read_text())
     assert data["eval_result_metrics"]["pathologies"]["n_tokens"] == 20
@@ -113,12 +192,32 @@ def test_sae_name_and_n_tokens(planted, tmp_path, cli):
 
 def test_real_subprocess_exit_codes(planted, tmp_path):
     out = tmp_path / "out"
-    done = run_subprocess("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
-                          planted.activations, "--output-dir", out, "--device", "cpu")
+    done = run_subprocess(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 0, done.stderr
     assert "local_planted_sae" in done.stdout and "dead_rate=0.2" in done.stdout
-    bad = run_subprocess("run", "--eval", "dead_dense", "--sae-path", tmp_path / "nope", "--activations",
-                         planted.activations, "--output-dir", out)
+    bad = run_subprocess(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "nope",
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        out,
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
     assert "SAE path not found" in bad.stderr

@@ -29,9 +29,17 @@ def write_dictionary_learning(folder, d_in=6, d_sae=10, dict_class="AutoEncoder"
         **(extra or {}),
     }
     torch.save(weights, folder / "ae.pt")
-    trainer = {"dict_class": dict_class, "activation_dim": d_in, "dict_size": d_sae, "layer": 3,
-               "lm_name": "EleutherAI/pythia-70m-deduped", "k": 2}
-    (folder / "config.json").write_text(json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}}))
+    trainer = {
+        "dict_class": dict_class,
+        "activation_dim": d_in,
+        "dict_size": d_sae,
+        "layer": 3,
+        "lm_name": "EleutherAI/pythia-70m-deduped",
+        "k": 2,
+    }
+    (folder / "config.json").write_text(
+        json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}})
+    )
     return weights
 
 
@@ -40,9 +48,13 @@ def test_dictionary_learning_standard_encodes_like_the_original(tmp_path):
     sae = load_dictionary_learning_sae(tmp_path / "trainer_0" / "ae.pt", "cpu", "float32")
     x = torch.randn(32, 6)
     # dictionary_learning's AutoEncoder: f = relu(W_enc (x - b) + b_enc), x_hat = W_dec f + b
-    expected = torch.relu((x - weights["bias"]) @ weights["encoder.weight"].T + weights["encoder.bias"])
+    expected = torch.relu(
+        (x - weights["bias"]) @ weights["encoder.weight"].T + weights["encoder.bias"]
+    )
     torch.testing.assert_close(sae.encode(x), expected)
-    torch.testing.assert_close(sae.decode(expected), expected @ weights["decoder.weight"].T + weights["bias"])
+    torch.testing.assert_close(
+        sae.decode(expected), expected @ weights["decoder.weight"].T + weights["bias"]
+    )
     assert sae.cfg.metadata.hook_name == "blocks.3.hook_resid_post"
     assert sae.cfg.metadata.model_name == "pythia-70m-deduped"
 
@@ -82,8 +94,17 @@ def test_cli_runs_dictionary_learning_checkpoint(tmp_path, cli):
 
     write_dictionary_learning(tmp_path / "trainer_7")
     write_activations(tmp_path / "a.safetensors", torch.randn(200, 6))
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "trainer_7" / "ae.pt",
-                 "--activations", tmp_path / "a.safetensors", "--output-dir", tmp_path / "out")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "trainer_7" / "ae.pt",
+        "--activations",
+        tmp_path / "a.safetensors",
+        "--output-dir",
+        tmp_path / "out",
+    )
     assert result.code == 0, result.err
     data = read_result(tmp_path / "out", "dead_dense")
     assert data["sae_lens_release_id"] == "local" and data["sae_lens_id"] == "trainer_7"
@@ -102,7 +123,10 @@ def test_local_names_from_paths(tmp_path):
 
 def test_result_path_uses_saebench_sanitising(tmp_path):
     path = result_path(tmp_path, "gemma-scope-2b-pt-res", "layer_12/width_16k/average_l0_41")
-    assert path == tmp_path / "gemma-scope-2b-pt-res_layer_12_width_16k_average_l0_41_eval_results.json"
+    assert (
+        path
+        == tmp_path / "gemma-scope-2b-pt-res_layer_12_width_16k_average_l0_41_eval_results.json"
+    )
 
 
 def test_regex_selection_uses_saelens_directory_offline():

@@ -60,7 +60,12 @@ def test_histogram_matches_numpy():
     counts = torch.tensor([0, 0, 1, 5, 10, 99, 100, 2500, 10_000, 7])
     frequency = counts.double() / n_tokens
     rows = log_frequency_histogram(frequency, n_tokens, bins=8)
-    assert rows[0] == {"bin": "dead", "log10_frequency_low": None, "log10_frequency_high": None, "n_latents": 2}
+    assert rows[0] == {
+        "bin": "dead",
+        "log10_frequency_low": None,
+        "log10_frequency_high": None,
+        "n_latents": 2,
+    }
     edges = np.linspace(-4.0, 0.0, 9)
     expected, _ = np.histogram(np.log10(frequency.numpy()[frequency.numpy() > 0]), bins=edges)
     assert [row["n_latents"] for row in rows[1:]] == expected.tolist()

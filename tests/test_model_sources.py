@@ -35,7 +35,10 @@ def random_sae(path, d_in, seed=0, metadata=None):
 
 def test_hf_module_output_is_the_models_hidden_state():
     """encoder.layer.3's output equals transformers' hidden_states[4], special tokens dropped."""
-    docs = ["The quick brown fox jumps over the lazy dog.", "A second, rather longer document about foxes."]
+    docs = [
+        "The quick brown fox jumps over the lazy dog.",
+        "A second, rather longer document about foxes.",
+    ]
     source = HFModelActivations(MINILM, "encoder.layer.3", lambda: iter(docs), n_tokens=10_000)
     acts = torch.cat([b.acts for b in source.iter_batches(1000)])
     path = resolve_hf_model(MINILM)
@@ -57,15 +60,37 @@ def test_unknown_hf_module_suggests():
 def test_minilm_activations_then_dead_dense_end_to_end(tmp_path):
     """The offline real-model path: `saebench activations` then `saebench run`, as a user runs them."""
     acts_path = tmp_path / "minilm_l3.safetensors"
-    done = run_subprocess("activations", "--hf-model", MINILM, "--hf-module", "encoder.layer.3",
-                          "--n-tokens", "2000", "--out", acts_path, "--device", "cpu")
+    done = run_subprocess(
+        "activations",
+        "--hf-model",
+        MINILM,
+        "--hf-module",
+        "encoder.layer.3",
+        "--n-tokens",
+        "2000",
+        "--out",
+        acts_path,
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 0, done.stderr
     acts = load_file(acts_path)["activations"]
     assert acts.shape == (2000, 384) and torch.isfinite(acts).all()
     sae = random_sae(tmp_path / "minilm_sae", 384)
     out = tmp_path / "out"
-    done = run_subprocess("run", "--eval", "dead_dense", "--sae-path", tmp_path / "minilm_sae", "--activations",
-                          acts_path, "--output-dir", out, "--device", "cpu")
+    done = run_subprocess(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "minilm_sae",
+        "--activations",
+        acts_path,
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+    )
     assert done.returncode == 0, done.stderr
     metrics = read_result(out, "dead_dense")["eval_result_metrics"]["pathologies"]
     x, w, b, bd = (t.detach().double().numpy() for t in (acts, sae.W_enc, sae.b_enc, sae.b_dec))
@@ -80,9 +105,23 @@ def test_hf_model_read_directly_by_run(tmp_path, cli):
     text = tmp_path / "doc.txt"
     paragraphs = ["First paragraph of real words.", "Second paragraph, with more words in it."]
     text.write_text("\n\n".join(paragraphs) + "\n")
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "s", "--hf-model", MINILM,
-                 "--hf-module", "encoder.layer.1", "--text-file", text, "--output-dir", tmp_path / "out",
-                 "--device", "cpu")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "s",
+        "--hf-model",
+        MINILM,
+        "--hf-module",
+        "encoder.layer.1",
+        "--text-file",
+        text,
+        "--output-dir",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     data = read_result(tmp_path / "out", "dead_dense")
     tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model(MINILM))
@@ -97,8 +136,18 @@ def offline_transformer_lens(monkeypatch):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model(MINILM))
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_ctx=64, d_head=8, n_heads=4, d_mlp=64,
-                                  d_vocab=tokenizer.vocab_size, act_fn="relu", model_name="tiny-offline", seed=0)
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=32,
+        n_ctx=64,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=tokenizer.vocab_size,
+        act_fn="relu",
+        model_name="tiny-offline",
+        seed=0,
+    )
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     asked = []
 
@@ -106,36 +155,86 @@ def offline_transformer_lens(monkeypatch):
         asked.append(name)
         return model
 
-    monkeypatch.setattr("sae_bench_amortization.activations.sources.load_transformer_lens_model", load)
+    monkeypatch.setattr(
+        "sae_bench_amortization.activations.sources.load_transformer_lens_model", load
+    )
     return model, asked
 
 
 def test_transformer_lens_path_uses_sae_hook_and_model(tmp_path, cli, offline_transformer_lens):
     model, asked = offline_transformer_lens
-    random_sae(tmp_path / "tl_sae", 32, metadata={"hook_name": "blocks.0.hook_resid_post", "model_name": "tiny"})
+    random_sae(
+        tmp_path / "tl_sae",
+        32,
+        metadata={"hook_name": "blocks.0.hook_resid_post", "model_name": "tiny"},
+    )
     text = tmp_path / "t.txt"
-    text.write_text("\n\n".join(f"Document number {i} talks about foxes and dogs." for i in range(40)))
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "tl_sae", "--text-file", text,
-                 "--n-tokens", "150", "--output-dir", tmp_path / "out", "--device", "cpu")
+    text.write_text(
+        "\n\n".join(f"Document number {i} talks about foxes and dogs." for i in range(40))
+    )
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "tl_sae",
+        "--text-file",
+        text,
+        "--n-tokens",
+        "150",
+        "--output-dir",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     data = read_result(tmp_path / "out", "dead_dense")
     assert asked == ["tiny"]  # the SAE's metadata.model_name
     assert data["eval_result_metrics"]["pathologies"]["n_tokens"] == 150
     assert "blocks.0.hook_resid_post" in data["eval_config"]["activation_source"]
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "tl_sae", "--model", "other",
-                 "--hook", "blocks.1.hook_resid_pre", "--text-file", text, "--n-tokens", "50",
-                 "--output-dir", tmp_path / "out2", "--device", "cpu")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "tl_sae",
+        "--model",
+        "other",
+        "--hook",
+        "blocks.1.hook_resid_pre",
+        "--text-file",
+        text,
+        "--n-tokens",
+        "50",
+        "--output-dir",
+        tmp_path / "out2",
+        "--device",
+        "cpu",
+    )
     assert result.code == 0, result.err
     assert asked[-1] == "other"
-    assert "blocks.1.hook_resid_pre" in json.dumps(read_result(tmp_path / "out2", "dead_dense")["eval_config"])
+    assert "blocks.1.hook_resid_pre" in json.dumps(
+        read_result(tmp_path / "out2", "dead_dense")["eval_config"]
+    )
 
 
 def test_transformer_lens_unknown_hook(tmp_path, cli, offline_transformer_lens):
-    random_sae(tmp_path / "s", 32, metadata={"hook_name": "blocks.0.hook_resid_pst", "model_name": "tiny"})
+    random_sae(
+        tmp_path / "s", 32, metadata={"hook_name": "blocks.0.hook_resid_pst", "model_name": "tiny"}
+    )
     text = tmp_path / "t.txt"
     text.write_text("some words")
-    result = cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "s", "--text-file", text,
-                 "--output-dir", tmp_path / "out")
+    result = cli(
+        "run",
+        "--eval",
+        "dead_dense",
+        "--sae-path",
+        tmp_path / "s",
+        "--text-file",
+        text,
+        "--output-dir",
+        tmp_path / "out",
+    )
     assert result.code == 2 and "no hook 'blocks.0.hook_resid_pst'" in result.err
     assert "blocks.0.hook_resid_post" in result.err
 
@@ -143,8 +242,17 @@ def test_transformer_lens_unknown_hook(tmp_path, cli, offline_transformer_lens):
 def test_transformer_lens_model_offline_is_one_line(tmp_path, cli):
     text = tmp_path / "t.txt"
     text.write_text("words")
-    result = cli("activations", "--model", "not-a-real-model-name", "--hook", "blocks.0.hook_resid_post",
-                 "--text-file", text, "--out", tmp_path / "a.safetensors")
+    result = cli(
+        "activations",
+        "--model",
+        "not-a-real-model-name",
+        "--hook",
+        "blocks.0.hook_resid_post",
+        "--text-file",
+        text,
+        "--out",
+        tmp_path / "a.safetensors",
+    )
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1
     assert "cannot load TransformerLens model 'not-a-real-model-name'" in result.err
     assert not (tmp_path / "a.safetensors").exists()

@@ -8,7 +8,16 @@ import textwrap
 
 from sae_bench_amortization.registry import ENTRY_POINT_GROUP, EvalEntry, discover_evals
 
-SAEBENCH_BUILTINS = ("core", "absorption", "sparse_probing", "scr", "tpp", "autointerp", "unlearning", "ravel")
+SAEBENCH_BUILTINS = (
+    "core",
+    "absorption",
+    "sparse_probing",
+    "scr",
+    "tpp",
+    "autointerp",
+    "unlearning",
+    "ravel",
+)
 
 
 def test_list_shows_dead_dense_and_saebench_builtins(cli):
@@ -17,7 +26,9 @@ def test_list_shows_dead_dense_and_saebench_builtins(cli):
     names = [line.split()[0] for line in result.out.splitlines()]
     for name in ("dead_dense", *SAEBENCH_BUILTINS):
         assert name in names
-    assert all(len(line.split(maxsplit=1)) == 2 for line in result.out.splitlines())  # name + description
+    assert all(
+        len(line.split(maxsplit=1)) == 2 for line in result.out.splitlines()
+    )  # name + description
 
 
 def test_builtins_wrap_saebench_run_functions():
@@ -29,18 +40,27 @@ def test_builtins_wrap_saebench_run_functions():
 
 def test_another_package_can_register_an_eval(tmp_path):
     """A distribution found on sys.path with an entry point in the group shows up in `saebench list`."""
-    (tmp_path / "toy_plugin.py").write_text(textwrap.dedent('''
+    (tmp_path / "toy_plugin.py").write_text(
+        textwrap.dedent("""
         from sae_bench_amortization.registry import EvalEntry
         EVAL = EvalEntry(name="toy", description="a toy eval from another package", run=lambda request: [])
-    '''))
+    """)
+    )
     info = tmp_path / "toy_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntoy = toy_plugin:EVAL\n")
     listing = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-         "from sae_bench_amortization.cli import main; sys.exit(main(['list']))", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from sae_bench_amortization.cli import main; sys.exit(main(['list']))",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert listing.returncode == 0, listing.stderr
     assert "toy" in listing.stdout and "a toy eval from another package" in listing.stdout
@@ -53,5 +73,7 @@ def test_adapters_and_evals_install_inside_the_package(tmp_path):
         "u.find_spec('sae_bench_amortization.evals.dead_dense') is not None, "
         "u.find_spec('sae_bench_amortization.adapters') is not None)"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert done.stdout.split() == ["True", "True", "True", "True"], done.stderr

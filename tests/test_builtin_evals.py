@@ -1,0 +1,84 @@
+"""SAEBench's own core eval, run through this package's registry on an offline model (wiring only)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import AutoTokenizer
+
+from sae_bench_amortization.activations.models import resolve_hf_model
+from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.loading import spec_from_object
+from sae_bench_amortization.registry import EvalRequest, discover_evals
+
+
+@pytest.fixture
+def tiny_model(monkeypatch):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model("all-MiniLM-L6-v2"))
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=32,
+        n_ctx=64,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=tokenizer.vocab_size,
+        act_fn="relu",
+        model_name="tiny",
+        seed=0,
+    )
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    monkeypatch.setattr(HookedTransformer, "from_pretrained_no_processing", lambda *a, **k: model)
+    return model
+
+
+def tiny_sae(**metadata):
+    cfg = StandardSAEConfig(d_in=32, d_sae=64)
+    for key, value in {
+        "hook_name": "blocks.0.hook_resid_post",
+        "model_name": "tiny",
+        **metadata,
+    }.items():
+        setattr(cfg.metadata, key, value)
+    return StandardSAE(cfg)
+
+
+def test_core_runs_through_the_registry(tmp_path, tiny_model):
+    text = tmp_path / "t.txt"
+    text.write_text(
+        "\n\n".join(
+            f"Document {i} is about foxes, dogs and the number {i * 7}." for i in range(200)
+        )
+    )
+    request = EvalRequest(
+        saes=[spec_from_object(tiny_sae(), "tiny_sae")],
+        output_dir=tmp_path / "out",
+        device="cpu",
+        options={
+            "text_file": str(text),
+            "context_size": 32,
+            "n_eval_reconstruction_batches": 2,
+            "n_eval_sparsity_variance_batches": 2,
+            "eval_batch_size_prompts": 4,
+        },
+    )
+    (outcome,) = discover_evals()["core"].run(request)
+    assert outcome.status == "written"
+    data = json.loads(outcome.path.read_text())
+    assert (
+        outcome.path.name == "local_tiny_sae_custom_sae_eval_results.json"
+    )  # SAEBench's naming for SAE objects
+    assert data["eval_type_id"] == "core"
+    l0 = data["eval_result_metrics"]["sparsity"]["l0"]
+    assert math.isfinite(l0) and 0 <= l0 <= 64
+
+
+def test_saebench_evals_need_model_metadata(tmp_path):
+    sae = tiny_sae(hook_name=None)
+    request = EvalRequest(saes=[spec_from_object(sae, "x")], output_dir=tmp_path)
+    with pytest.raises(InputError, match="metadata.hook_name"):
+        discover_evals()["absorption"].run(request)
