@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sae_bench_amortization.errors import InputError, suggest
+from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
 if TYPE_CHECKING:  # sae_lens takes seconds to import: loaded only when an SAE is
     from sae_lens import SAE
@@ -44,34 +45,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub's host name resolves (a DNS lookup only; no connection is made)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(previous)
-
-
 def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
     """``SAE.from_pretrained`` with every failure turned into one line.
 
     When the hub cannot be reached, only the local Hugging Face cache is tried (no retries).
     """
-    from huggingface_hub import constants
-    from huggingface_hub.utils import logging as hf_logging
     from sae_lens import SAE
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 
@@ -81,24 +59,15 @@ def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
     if sae_id not in directory[release].saes_map:
         ids = list(directory[release].saes_map)
         raise InputError(f"release '{release}' has no SAE '{sae_id}'{suggest(sae_id, ids)}")
-    online = hub_reachable()
-    was_offline, verbosity = constants.HF_HUB_OFFLINE, hf_logging.get_verbosity()
-    constants.HF_HUB_OFFLINE = was_offline or not online
-    hf_logging.set_verbosity_error()
-    try:
-        return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
-    except Exception as exc:  # noqa: BLE001 - hub failures become one line
-        why = (
-            "the Hugging Face hub cannot be reached and it is not in the local cache"
-            if not online
-            else _first_line(exc)
-        )
-        raise InputError(
-            f"cannot load SAE '{release}/{sae_id}': {why}; offline, save it with SAE.save_model and pass --sae-path DIR"
-        ) from None
-    finally:
-        constants.HF_HUB_OFFLINE = was_offline
-        hf_logging.set_verbosity(verbosity)
+    with hub_access() as online:
+        try:
+            return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
+        except Exception as exc:  # noqa: BLE001 - hub failures become one line
+            why = _first_line(exc) if online else OFFLINE_HINT
+            raise InputError(
+                f"cannot load SAE '{release}/{sae_id}': {why}; "
+                "offline, save it with SAE.save_model and pass --sae-path DIR"
+            ) from None
 
 
 def load_folder_sae(path: Path, device: str, dtype: str) -> SAE:

@@ -7,6 +7,7 @@ with a module path (forward hook; the offline real-model path). Both drop paddin
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.base import ActivationBatch, rechunk, take_tokens
 from sae_bench_amortization.errors import InputError, suggest
+from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
 TextFactory = Callable[[], Iterator[str]]
 
@@ -63,12 +65,16 @@ class _ModelReader:
 
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         def chunks() -> Iterator[torch.Tensor]:
+            documents = self._document_batches()
+            first = next(documents, None)  # opens the text source (errors surface before the bar)
+            if first is None:
+                raise InputError("the text source holds no documents")
             with tqdm(
                 total=self.n_tokens, desc="collecting activations", unit="tok", leave=False
             ) as bar:
                 seen = 0
-                for documents in self._document_batches():
-                    acts = self._activations(documents).float()
+                for batch in itertools.chain([first], documents):
+                    acts = self._activations(batch).float()
                     bar.update(min(acts.shape[0], self.n_tokens - seen))
                     seen += acts.shape[0]
                     yield acts
@@ -82,16 +88,21 @@ class _ModelReader:
 def load_hf_model(name_or_path: str, device: str, dtype: torch.dtype):
     """(model, tokenizer) from a local folder or hub name with transformers' Auto classes."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # instant for local weights; keeps stderr for errors
     path = resolve_hf_model(name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path, dtype=dtype)
-    except Exception as exc:  # noqa: BLE001 - hub/file failures become one line
-        where = "folder" if Path(path).is_dir() else "name (needs the Hugging Face hub)"
-        raise InputError(
-            f"cannot load transformers model {where} '{name_or_path}': {_first_line(exc)}"
-        ) from None
+    with hub_access() as online:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModel.from_pretrained(path, dtype=dtype)
+        except Exception as exc:  # noqa: BLE001 - hub/file failures become one line
+            local = Path(path).is_dir()
+            where = "folder" if local else "name (needs the Hugging Face hub)"
+            why = _first_line(exc) if local or online else OFFLINE_HINT
+            raise InputError(
+                f"cannot load transformers model {where} '{name_or_path}': {why}"
+            ) from None
     return model.to(device).eval(), tokenizer
 
 
@@ -168,10 +179,12 @@ def load_transformer_lens_model(name: str, device: str, dtype: torch.dtype):
     from transformer_lens import HookedTransformer
 
     try:
-        return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype)
+        with hub_access() as online:
+            return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - unknown name / hub failure becomes one line
+        why = _first_line(exc) if online else OFFLINE_HINT
         raise InputError(
-            f"cannot load TransformerLens model '{name}' (needs the Hugging Face hub): {_first_line(exc)}; "
+            f"cannot load TransformerLens model '{name}' (needs the Hugging Face hub): {why}; "
             "offline, use --hf-model with a local folder or --activations FILE"
         ) from None
 

