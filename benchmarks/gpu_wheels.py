@@ -51,9 +51,10 @@ def main() -> None:
             ]
         )
         saebench(["list"])
+    import transformer_lens  # noqa: F401
+
     import sae_bench_amortization.builtin_evals  # noqa: F401
     import sae_bench_amortization.evals.dead_dense.main  # noqa: F401
-    import transformer_lens  # noqa: F401
 
     present = {
         canonical(n)
