@@ -112,7 +112,7 @@ class ActivationFile:
                 labels = None if concepts is None else concepts[start:stop].to(torch.bool)
                 yield ActivationBatch(chunk, labels)
 
-    def check_finite(self, batch_size: int = 65536) -> None:
+    def check_finite(self, batch_size: int = 8192) -> None:
         """Raise InputError naming how many values are NaN/Inf and where the first one is."""
         n_nan = n_inf = 0
         first: tuple[int, int] | None = None
