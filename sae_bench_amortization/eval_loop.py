@@ -57,7 +57,7 @@ def for_each_sae(
     """Run ``evaluate`` on each SAE whose result is missing (or all, with ``force_rerun``)."""
     output_path = ensure_output_dir(output_path)
     outcomes = []
-    for spec in tqdm(specs, desc=f"{eval_name}: SAEs", unit="sae"):
+    for spec in tqdm(specs, desc=f"{eval_name}: SAEs", unit="sae", leave=False, disable=None):
         path = result_path(output_path, spec.release, spec.sae_id)
         if path.exists() and not force_rerun:
             print(f"skipping {spec.sae_name}: {path} exists (--force-rerun to redo)")

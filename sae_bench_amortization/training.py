@@ -40,7 +40,9 @@ def train_topk_sae(
     tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
     n_steps = n_epochs * ((activations.shape[0] + batch_size - 1) // batch_size)
     step = 0
-    with tqdm(total=n_steps, desc="training TopK SAE", unit="step", leave=False) as bar:
+    with tqdm(
+        total=n_steps, desc="training TopK SAE", unit="step", leave=False, disable=None
+    ) as bar:
         for _ in range(n_epochs):
             order = torch.randperm(activations.shape[0], generator=generator)
             for start in range(0, activations.shape[0], batch_size):

@@ -32,16 +32,50 @@ class CliResult:
     err: str
 
 
-@pytest.fixture
-def cli(capsys):
-    """Run ``saebench`` in-process; returns exit code, stdout and stderr."""
+class Cli:
+    """Runs ``saebench`` in-process; each call returns exit code, stdout and stderr."""
 
-    def run(*args: str) -> CliResult:
+    def __init__(self, capsys):
+        self.capsys = capsys
+
+    def __call__(self, *args) -> CliResult:
         code = main([str(a) for a in args])
-        captured = capsys.readouterr()
+        captured = self.capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
 
-    return run
+    def dead_dense(self, sae, activations, *extra) -> CliResult:
+        """``saebench run --eval dead_dense --sae-path SAE --activations FILE ...``"""
+        return self(
+            "run", "--eval", "dead_dense", "--sae-path", sae, "--activations", activations, *extra
+        )
+
+
+@pytest.fixture
+def cli(capsys) -> Cli:
+    return Cli(capsys)
+
+
+def offline_hooked_transformer(d_model: int = 32, model_name: str = "tiny-offline"):
+    """A random-weight 2-layer HookedTransformer built offline, with MiniLM's WordPiece tokenizer."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformers import AutoTokenizer
+
+    from sae_bench_amortization.activations.models import resolve_hf_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model("all-MiniLM-L6-v2"))
+    cfg = HookedTransformerConfig(
+        n_layers=2,
+        d_model=d_model,
+        n_ctx=64,
+        d_head=8,
+        n_heads=d_model // 8,
+        d_mlp=2 * d_model,
+        d_vocab=tokenizer.vocab_size,
+        act_fn="relu",
+        model_name=model_name,
+        seed=0,
+    )
+    return HookedTransformer(cfg, tokenizer=tokenizer)
 
 
 def run_subprocess(

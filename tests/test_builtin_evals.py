@@ -7,31 +7,18 @@ import math
 
 import pytest
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
-from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformers import AutoTokenizer
+from transformer_lens import HookedTransformer
 
-from sae_bench_amortization.activations.models import resolve_hf_model
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.loading import spec_from_object
 from sae_bench_amortization.registry import EvalRequest, discover_evals
 
+from conftest import offline_hooked_transformer
+
 
 @pytest.fixture
 def tiny_model(monkeypatch):
-    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model("all-MiniLM-L6-v2"))
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=64,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=tokenizer.vocab_size,
-        act_fn="relu",
-        model_name="tiny",
-        seed=0,
-    )
-    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model = offline_hooked_transformer(model_name="tiny")
     monkeypatch.setattr(HookedTransformer, "from_pretrained_no_processing", lambda *a, **k: model)
     return model
 

@@ -24,13 +24,8 @@ def snapshot(folder):
 
 def test_missing_sae_path(planted, tmp_path, cli):
     out = tmp_path / "out"
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         tmp_path / "missing",
-        "--activations",
         planted.activations,
         "--output-dir",
         out,
@@ -40,13 +35,8 @@ def test_missing_sae_path(planted, tmp_path, cli):
 
 
 def test_missing_activation_file(planted, tmp_path, cli):
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         tmp_path / "nope.safetensors",
         "--output-dir",
         tmp_path / "out",
@@ -57,13 +47,8 @@ def test_missing_activation_file(planted, tmp_path, cli):
 def test_d_in_mismatch(planted, tmp_path, cli):
     write_activations(tmp_path / "wide.safetensors", torch.randn(10, 33))
     out = tmp_path / "out"
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         tmp_path / "wide.safetensors",
         "--output-dir",
         out,
@@ -74,13 +59,8 @@ def test_d_in_mismatch(planted, tmp_path, cli):
 
 def test_file_without_activations_tensor(planted, tmp_path, cli):
     save_file({"acts": torch.zeros(4, 20)}, tmp_path / "wrong.safetensors")
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         tmp_path / "wrong.safetensors",
         "--output-dir",
         tmp_path / "out",
@@ -152,13 +132,8 @@ def test_nan_activations_name_count_and_place(planted, tmp_path, cli):
     acts[42, 7] = float("nan")
     write_activations(tmp_path / "nan.safetensors", acts)
     out = tmp_path / "out"
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         tmp_path / "nan.safetensors",
         "--output-dir",
         out,
@@ -214,13 +189,8 @@ def test_flag_problems(planted, tmp_path, cli):
 def test_unwritable_output_dir(planted, tmp_path, cli):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         planted.activations,
         "--output-dir",
         blocker / "sub",
@@ -232,13 +202,8 @@ def test_failure_leaves_earlier_results_untouched(planted, tmp_path, cli):
     """A later SAE failing keeps the finished result of the earlier one, byte for byte."""
     out = tmp_path / "out"
     assert (
-        cli(
-            "run",
-            "--eval",
-            "dead_dense",
-            "--sae-path",
+        cli.dead_dense(
             planted.path,
-            "--activations",
             planted.activations,
             "--output-dir",
             out,

@@ -14,13 +14,8 @@ from conftest import read_result, run_subprocess, write_activations
 
 def test_planted_dead_and_dense_rates_are_exact(planted, tmp_path, cli):
     out = tmp_path / "out"
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         planted.path,
-        "--activations",
         planted.activations,
         "--output-dir",
         out,
@@ -41,13 +36,8 @@ def test_planted_dead_and_dense_rates_are_exact(planted, tmp_path, cli):
 def test_result_file_is_saebench_format(planted, tmp_path, cli):
     out = tmp_path / "out"
     assert (
-        cli(
-            "run",
-            "--eval",
-            "dead_dense",
-            "--sae-path",
+        cli.dead_dense(
             planted.path,
-            "--activations",
             planted.activations,
             "--output-dir",
             out,
@@ -107,13 +97,8 @@ def test_random_sae_matches_brute_force(tmp_path, cli):
     acts = torch.randn(n, d_in)
     write_activations(tmp_path / "acts.safetensors", acts)
     out = tmp_path / "out"
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         tmp_path / "random_sae",
-        "--activations",
         tmp_path / "acts.safetensors",
         "--output-dir",
         out,

@@ -94,13 +94,8 @@ def test_cli_runs_dictionary_learning_checkpoint(tmp_path, cli):
 
     write_dictionary_learning(tmp_path / "trainer_7")
     write_activations(tmp_path / "a.safetensors", torch.randn(200, 6))
-    result = cli(
-        "run",
-        "--eval",
-        "dead_dense",
-        "--sae-path",
+    result = cli.dead_dense(
         tmp_path / "trainer_7" / "ae.pt",
-        "--activations",
         tmp_path / "a.safetensors",
         "--output-dir",
         tmp_path / "out",

@@ -15,7 +15,7 @@ from sae_bench_amortization.activations.models import HFModelActivations, resolv
 from sae_bench_amortization.activations.text import iter_fortunes
 from sae_bench_amortization.errors import InputError
 
-from conftest import read_result, run_subprocess
+from conftest import offline_hooked_transformer, read_result, run_subprocess
 
 MINILM = "all-MiniLM-L6-v2"
 
@@ -133,22 +133,7 @@ def test_hf_model_read_directly_by_run(tmp_path, cli):
 @pytest.fixture
 def offline_transformer_lens(monkeypatch):
     """A random-weight HookedTransformer built offline; the loader is patched to return it (wiring only)."""
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_hf_model(MINILM))
-    cfg = HookedTransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_ctx=64,
-        d_head=8,
-        n_heads=4,
-        d_mlp=64,
-        d_vocab=tokenizer.vocab_size,
-        act_fn="relu",
-        model_name="tiny-offline",
-        seed=0,
-    )
-    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    model = offline_hooked_transformer()
     asked = []
 
     def load(name, device, dtype):
@@ -263,3 +248,26 @@ def test_fortunes_are_real_text_and_deterministic():
     assert first == [doc for _, doc in zip(range(5), iter_fortunes(seed=0), strict=False)]
     assert sum(len(doc.split()) for doc in iter_fortunes()) > 100_000
     assert np.mean([doc.isascii() for doc in first]) > 0.5
+
+
+def test_hf_dataset_offline_is_one_line_and_writes_nothing(tmp_path, cli):
+    out = tmp_path / "a.safetensors"
+    result = cli(
+        "activations",
+        "--hf-model",
+        MINILM,
+        "--hf-module",
+        "encoder.layer.3",
+        "--dataset",
+        "Skylion007/openwebtext",
+        "--n-tokens",
+        "10",
+        "--out",
+        out,
+    )
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert (
+        "cannot load HF dataset 'Skylion007/openwebtext'" in result.err
+        and "--text-file" in result.err
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -70,7 +70,11 @@ class _ModelReader:
             if first is None:
                 raise InputError("the text source holds no documents")
             with tqdm(
-                total=self.n_tokens, desc="collecting activations", unit="tok", leave=False
+                total=self.n_tokens,
+                desc="collecting activations",
+                unit="tok",
+                leave=False,
+                disable=None,
             ) as bar:
                 seen = 0
                 for batch in itertools.chain([first], documents):
