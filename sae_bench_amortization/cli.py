@@ -152,6 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--force-rerun", action="store_true", help="recompute results that already exist"
     )
+    modes = run.add_argument_group("inference modes (on each SAE's own decoder)")
+    modes.add_argument(
+        "--inference",
+        action="append",
+        metavar="MODE",
+        help="amortized (the encoder; default), semi:T (T FISTA steps from the encoder's codes), "
+        "non_amortized (sparse coding to tolerance); repeatable: one result file per mode",
+    )
+    modes.add_argument(
+        "--l1-coefficient",
+        type=float,
+        metavar="X",
+        help="λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE so non-amortized L0 = amortized L0)",
+    )
+    modes.add_argument(
+        "--solver", choices=["fista", "ista"], default="fista", help="steps of semi:T (fista)"
+    )
+    modes.add_argument(
+        "--calibration-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="tokens used to calibrate λ (4096)",
+    )
     common.add_argument(
         "--dense-threshold",
         type=float,
@@ -265,6 +289,21 @@ def build_sae_specs(args: argparse.Namespace):
     return specs
 
 
+def build_inference(args: argparse.Namespace):
+    from sae_bench_amortization.inference.modes import InferenceSettings, parse_modes
+
+    if args.l1_coefficient is not None and not 0 <= args.l1_coefficient < float("inf"):
+        raise InputError(
+            f"--l1-coefficient must be a non-negative finite number, got {args.l1_coefficient}"
+        )
+    return InferenceSettings(
+        modes=parse_modes(args.inference),
+        l1_coefficient=args.l1_coefficient,
+        method=args.solver,
+        calibration_tokens=args.calibration_tokens,
+    )
+
+
 # ---------------------------------------------------------------------------------------- commands
 
 
@@ -287,6 +326,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     entries = [get_eval(name, registry) for name in dict.fromkeys(args.evals)]
     if not 0 < args.dense_threshold < 1:
         raise InputError(f"--dense-threshold must be in (0, 1), got {args.dense_threshold}")
+    inference = build_inference(args)
     device = args.device or _default_device()
     specs = build_sae_specs(args)
     output_dir = ensure_output_dir(args.output_dir)
@@ -336,6 +376,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             force_rerun=args.force_rerun,
             n_tokens=args.n_tokens,
             options=options,
+            inference=inference,
         )
         rows.extend((entry.name, outcome) for outcome in entry.run(request))
     print_summary(rows)

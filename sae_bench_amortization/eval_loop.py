@@ -1,5 +1,6 @@
 """The per-SAE loop every eval of this package shares: skip finished results, load one SAE at a time,
-evaluate, write artifacts and then the result JSON (its presence marks the SAE as done)."""
+build each inference mode on its decoder (calibrating λ once per SAE when needed), evaluate, write
+artifacts and then the result JSON (its presence marks the SAE × mode as done)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sae_lens import SAE
 from tqdm.auto import tqdm
 
+from sae_bench_amortization.activations.sources import check_width
+from sae_bench_amortization.inference.modes import (
+    InferenceMode,
+    InferenceSettings,
+    calibration_record,
+    first_tokens,
+    mode_sae,
+    result_sae_id,
+)
 from sae_bench_amortization.loading import SAESpec
-from sae_bench_amortization.registry import SAEOutcome
+from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
 from sae_bench_amortization.results import (
     artifact_path,
     ensure_output_dir,
@@ -26,7 +35,7 @@ from sae_bench_amortization.results import (
 
 @dataclass
 class Evaluated:
-    """What an eval computed for one SAE: the typed output and files to write beside it."""
+    """What an eval computed for one SAE × mode: the typed output and files to write beside it."""
 
     output: Any  # a sae_bench BaseEvalOutput subclass instance
     summary: dict[str, float]
@@ -35,7 +44,23 @@ class Evaluated:
     )
 
 
-def output_fields(spec: SAESpec, sae: SAE) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ModeRun:
+    """The inference mode an evaluation runs under, and the λ it uses (None for amortized)."""
+
+    mode: InferenceMode
+    l1_coefficient: float | None
+    calibration: dict[str, Any]
+
+    def config_fields(self) -> dict[str, Any]:
+        return {
+            "inference_mode": self.mode.name,
+            "l1_coefficient": self.l1_coefficient,
+            "lambda_calibration": self.calibration or None,
+        }
+
+
+def output_fields(spec: SAESpec, sae) -> dict[str, Any]:
     """The SAEBench fields naming the run and the SAE (eval_id, datetime, versions, ids, cfg)."""
     return {
         **run_metadata(),
@@ -49,28 +74,55 @@ def for_each_sae(
     eval_name: str,
     specs: list[SAESpec],
     output_path: str | Path,
-    evaluate: Callable[[SAESpec, SAE], Evaluated],
+    evaluate: Callable[[SAESpec, Any, ModeRun], Evaluated],
+    activations: ActivationFactory,
     device: str = "cpu",
     dtype: str = "float32",
     force_rerun: bool = False,
+    inference: InferenceSettings | None = None,
 ) -> list[SAEOutcome]:
-    """Run ``evaluate`` on each SAE whose result is missing (or all, with ``force_rerun``)."""
+    """Run ``evaluate`` on each SAE × inference mode whose result is missing (all, with ``force_rerun``)."""
+    inference = inference or InferenceSettings()
+    modes = inference.modes
     output_path = ensure_output_dir(output_path)
     outcomes = []
     for spec in tqdm(specs, desc=f"{eval_name}: SAEs", unit="sae", leave=False, disable=None):
-        path = result_path(output_path, spec.release, spec.sae_id)
-        if path.exists() and not force_rerun:
-            print(f"skipping {spec.sae_name}: {path} exists (--force-rerun to redo)")
-            outcomes.append(SAEOutcome(spec.sae_name, "skipped", path))
+        paths = {
+            mode: result_path(output_path, spec.release, result_sae_id(spec.sae_id, mode, modes))
+            for mode in modes
+        }
+        pending = [mode for mode in modes if force_rerun or not paths[mode].exists()]
+        for mode in modes:
+            if mode not in pending:
+                name = paths[mode].name.removesuffix("_eval_results.json")
+                print(f"skipping {name}: {paths[mode]} exists (--force-rerun to redo)")
+                outcomes.append(SAEOutcome(name, "skipped", paths[mode]))
+        if not pending:
             continue
         sae = spec.load(device, dtype)
-        with torch.no_grad():
-            evaluated = evaluate(spec, sae)
-        for suffix, (tensors, metadata) in evaluated.artifacts.items():
-            write_safetensors_atomic(
-                artifact_path(output_path, spec.release, spec.sae_id, suffix), tensors, metadata
+        check_width(sae, activations.for_sae(sae))
+        l1, calibration = inference.l1_coefficient, None
+        if l1 is None and any(mode.kind != "amortized" for mode in pending):
+            from sae_bench_amortization.adapters.ista_refined import calibrate_l1_coefficient
+
+            sample = first_tokens(activations.for_sae(sae), inference.calibration_tokens)
+            calibration = calibrate_l1_coefficient(
+                sae, sample.to(sae.W_dec.device, sae.W_dec.dtype)
             )
-        write_text_atomic(path, evaluated.output.to_json())
-        outcomes.append(SAEOutcome(spec.sae_name, "written", path, evaluated.summary))
+            l1 = calibration.l1_coefficient
+        for mode in pending:
+            run = ModeRun(
+                mode, None if mode.kind == "amortized" else l1, calibration_record(calibration)
+            )
+            with torch.no_grad():
+                evaluated = evaluate(spec, mode_sae(sae, mode, l1, inference), run)
+            mode_id = result_sae_id(spec.sae_id, mode, modes)
+            for suffix, (tensors, metadata) in evaluated.artifacts.items():
+                write_safetensors_atomic(
+                    artifact_path(output_path, spec.release, mode_id, suffix), tensors, metadata
+                )
+            write_text_atomic(paths[mode], evaluated.output.to_json())
+            name = paths[mode].name.removesuffix("_eval_results.json")
+            outcomes.append(SAEOutcome(name, "written", paths[mode], evaluated.summary))
         del sae
     return outcomes

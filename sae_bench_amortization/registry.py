@@ -42,6 +42,7 @@ class EvalRequest:
     force_rerun: bool = False
     n_tokens: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    inference: Any = None  # InferenceSettings: modes and λ (None: amortized only)
 
 
 @dataclass

@@ -22,6 +22,7 @@ def _run(request: EvalRequest) -> list[SAEOutcome]:
         request.output_dir / "dead_dense",
         request.force_rerun,
         request.dtype,
+        request.inference,
     )
 
 

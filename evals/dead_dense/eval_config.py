@@ -22,7 +22,18 @@ class DeadDenseEvalConfig(BaseEvalConfig):
     inference_mode: str = Field(
         default="amortized",
         title="Inference Mode",
-        description="How codes were inferred on the SAE's decoder: 'amortized' is the SAE's own encoder.",
+        description="How codes were inferred on the SAE's decoder: 'amortized' (its encoder), 'semi:T' "
+        "(T ISTA/FISTA steps from the encoder's codes) or 'non_amortized' (sparse coding to tolerance).",
+    )
+    l1_coefficient: float | None = Field(
+        default=None,
+        title="L1 Coefficient",
+        description="λ of the sparse-coding objective ½‖x − decode(z)‖² + λ‖z‖₁ (None for amortized).",
+    )
+    lambda_calibration: dict | None = Field(
+        default=None,
+        title="λ Calibration",
+        description="How λ was found: target L0 (the amortized L0), achieved non-amortized L0, tokens, solves.",
     )
     activation_source: str = Field(
         default="",

@@ -1,0 +1,191 @@
+"""``ISTARefinedSAE``: any SAE-Lens SAE whose codes are refined by sparse coding on its own decoder.
+
+``init="encoder"`` starts from the SAE's own codes and runs ``n_steps`` ISTA/FISTA steps
+(semi-amortized); ``init="zero"`` starts from zero (non-amortized; ``n_steps=None`` solves to tolerance).
+``decode`` is the base SAE's decoder, so ``forward(x) = decode(encode(x))``. It is an SAE-Lens ``SAE``
+(architecture ``"ista_refined"``): HookedSAETransformer, SAEBench and ``save_model`` /
+``SAE.load_from_disk`` take it like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from sae_lens.saes.sae import SAEConfig
+
+from sae_bench_amortization.inference.calibration import Calibration, calibrate_lambda
+from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+from sae_bench_amortization.inference.solver import ista, map_chunks, solve
+
+BASE_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")  # BatchTopK SAEs load as jumprelu
+
+
+@dataclass
+class ISTARefinedSAEConfig(SAEConfig):
+    """The base SAE's config (``base_cfg``, a ``cfg.to_dict()``) plus the refinement settings."""
+
+    base_cfg: dict[str, Any] = field(default_factory=dict)
+    n_steps: int | None = 5  # None: to tolerance
+    init: str = "encoder"  # "encoder" (semi-amortized) or "zero" (non-amortized)
+    l1_coefficient: float = 0.0  # λ
+    method: str = "fista"  # "ista" or "fista"
+    tol: float | None = None
+    keep_top_k: bool = False  # TopK bases: keep at most k actives per token after each step
+    chunk_size: int = 4096
+    calibration: dict[str, Any] | None = None  # how λ was found, when calibrated
+
+    @classmethod
+    def architecture(cls) -> str:
+        return "ista_refined"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in ("encoder", "zero"):
+            raise ValueError(f"init must be 'encoder' or 'zero', got {self.init!r}")
+        if self.method not in ("ista", "fista"):
+            raise ValueError(f"method must be 'ista' or 'fista', got {self.method!r}")
+        if self.n_steps is not None and self.n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0 or None, got {self.n_steps}")
+        if not self.l1_coefficient >= 0:
+            raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+
+
+class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
+    """An SAE-Lens SAE whose ``encode`` refines (or replaces) the base encoder by sparse coding."""
+
+    base: SAE
+
+    def initialize_weights(self) -> None:
+        base_cfg = {**self.cfg.base_cfg, "device": str(self.cfg.device), "dtype": self.cfg.dtype}
+        self.base = SAE.from_dict(base_cfg)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            base = self.__dict__.get("_modules", {}).get("base")
+            if base is None or name.startswith("_"):
+                raise
+            return getattr(base, name)  # W_enc, b_enc, W_dec, b_dec, threshold, ...
+
+    # ------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_sae(
+        cls,
+        sae: SAE,
+        n_steps: int | None = 5,
+        init: str = "encoder",
+        l1_coefficient: float | None = None,
+        target_l0: float | None = None,
+        calibration_activations: torch.Tensor | None = None,
+        method: str = "fista",
+        tol: float | None = None,
+        keep_top_k: bool = False,
+        chunk_size: int = 4096,
+    ) -> ISTARefinedSAE:
+        """Wrap ``sae`` (its weights are shared, not copied).
+
+        Exactly one of ``l1_coefficient`` (λ) and ``target_l0`` is given. With ``target_l0``, λ is found by
+        bisection so that non-amortized codes of ``calibration_activations`` [N, d_in] have that mean L0
+        within 2%; ``target_l0="encoder"`` uses the SAE encoder's own mean L0 on those activations.
+        """
+        if (l1_coefficient is None) == (target_l0 is None):
+            raise ValueError("give exactly one of l1_coefficient and target_l0")
+        architecture = sae.cfg.architecture()
+        if architecture not in BASE_ARCHITECTURES:
+            raise ValueError(
+                f"base architecture {architecture!r} is not supported ({', '.join(BASE_ARCHITECTURES)})"
+            )
+        if keep_top_k and architecture != "topk":
+            raise ValueError("keep_top_k needs a TopK base SAE")
+        calibration = None
+        if target_l0 is not None:
+            if calibration_activations is None:
+                raise ValueError("target_l0 needs calibration_activations [N, d_in]")
+            calibration = calibrate_l1_coefficient(sae, calibration_activations, target_l0)
+            l1_coefficient = calibration.l1_coefficient
+        base_cfg = sae.cfg.to_dict()
+        cfg = ISTARefinedSAEConfig(
+            d_in=sae.cfg.d_in,
+            d_sae=sae.cfg.d_sae,
+            dtype=sae.cfg.dtype,
+            device=str(sae.W_dec.device),
+            apply_b_dec_to_input=sae.cfg.apply_b_dec_to_input,
+            normalize_activations=sae.cfg.normalize_activations,
+            reshape_activations=sae.cfg.reshape_activations,
+            metadata=sae.cfg.metadata,
+            base_cfg=base_cfg,
+            n_steps=n_steps,
+            init=init,
+            l1_coefficient=float(l1_coefficient),
+            method=method,
+            tol=tol,
+            keep_top_k=keep_top_k,
+            chunk_size=chunk_size,
+            calibration=None if calibration is None else calibration.__dict__,
+        )
+        refined = cls(cfg)
+        refined.base = sae  # share the base SAE itself (weights, hooks, normalization state)
+        return refined
+
+    # --------------------------------------------------------------------------------- inference
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Refined codes [..., d_sae] for inputs [..., d_in]."""
+        base = self.base
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        targets = sparse_coding_targets(base, flat)
+        start = base.encode(flat) if self.cfg.init == "encoder" else None
+        codes = self.refine(targets, start)
+        return self.hook_sae_acts_post(codes.reshape(*shape[:-1], -1))
+
+    def refine(self, targets: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+        """Codes [B, d_sae] from sparse-coding targets [B, d_in] and a start (None: zero), in chunks."""
+        cfg = self.cfg
+        dictionary = dictionary_of(self.base)
+        top_k = int(self.base.cfg.k) if cfg.keep_top_k else None
+        with torch.no_grad():
+            if cfg.n_steps is None:  # to tolerance
+
+                def step(r, z0):
+                    return solve(dictionary, r, cfg.l1_coefficient, tol=cfg.tol or 1e-6, z0=z0)
+            else:
+
+                def step(r, z0):
+                    return ista(
+                        dictionary,
+                        r,
+                        cfg.l1_coefficient,
+                        z0,
+                        cfg.n_steps,
+                        cfg.method,
+                        cfg.tol,
+                        top_k,
+                    )
+
+            return map_chunks(step, cfg.chunk_size, targets, start)
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self.hook_sae_recons(self.base.decode(feature_acts))
+
+    def process_state_dict_for_loading(self, state_dict: dict[str, Any]) -> None:
+        if not any(key.startswith("base.") for key in state_dict):  # a bare base state dict
+            for key in list(state_dict):
+                state_dict[f"base.{key}"] = state_dict.pop(key)
+
+
+def calibrate_l1_coefficient(
+    sae: SAE, activations: torch.Tensor, target_l0: float | str = "encoder"
+) -> Calibration:
+    """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own L0)."""
+    with torch.no_grad():
+        activations = activations.to(sae.W_dec.device)
+        targets = sparse_coding_targets(sae, activations)
+        if target_l0 == "encoder":
+            target_l0 = float((sae.encode(activations) > 0).sum(-1).double().mean())
+        return calibrate_lambda(dictionary_of(sae), targets, float(target_l0))

@@ -1,0 +1,83 @@
+"""λ calibration: the sparsity penalty at which non-amortized codes have a target mean L0."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from sae_bench_amortization.inference.dictionary import Dictionary
+from sae_bench_amortization.inference.solver import lambda_max, mean_l0, solve
+
+
+@dataclass(frozen=True)
+class Calibration:
+    l1_coefficient: float  # λ
+    target_l0: float
+    achieved_l0: float  # non-amortized mean L0 at λ on the calibration tokens
+    n_tokens: int
+    n_solves: int
+
+    @property
+    def relative_error(self) -> float:
+        return abs(self.achieved_l0 - self.target_l0) / max(self.target_l0, 1e-12)
+
+
+def calibrate_lambda(
+    dictionary: Dictionary,
+    targets: torch.Tensor,
+    target_l0: float,
+    rel_tol: float = 0.02,
+    max_solves: int = 40,
+    solve_tol: float = 1e-4,
+) -> Calibration:
+    """Bisect log λ so that the mean L0 of non-amortized codes of targets [N, d_in] is within rel_tol of target_l0.
+
+    Mean L0 falls as λ grows (0 at λ_max = max (r·Dᵀ)). λ is halved from λ_max until the codes are dense
+    enough, then log λ is bisected; each solve warm-starts from the sparser codes of a λ above it.
+    """
+    if not target_l0 > 0:
+        raise ValueError(f"target L0 must be positive, got {target_l0}")
+    high = lambda_max(dictionary, targets)
+    if high <= 0:
+        raise ValueError(
+            "every target is orthogonal to the dictionary's positive cone: no λ gives codes"
+        )
+    # Bracket from above (sparse solves are cheap; dense ones are not): halve λ until codes are dense enough.
+    lam, warm, n_solves = high, None, 0
+    best: tuple[float, float] | None = None
+    low = None
+    while n_solves < max_solves:
+        lam /= 2
+        codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
+        n_solves += 1
+        l0 = mean_l0(codes)
+        best = _closer(best, (lam, l0), target_l0)
+        if abs(l0 - target_l0) <= rel_tol * target_l0:
+            return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
+        if l0 > target_l0:
+            low = lam
+            break
+        high, warm = lam, codes
+    # Bisect log λ inside [low, high]; warm start from the sparser end's codes.
+    while low is not None and n_solves < max_solves:
+        lam = math.sqrt(low * high)
+        codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
+        n_solves += 1
+        l0 = mean_l0(codes)
+        best = _closer(best, (lam, l0), target_l0)
+        if abs(l0 - target_l0) <= rel_tol * target_l0:
+            return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
+        if l0 > target_l0:
+            low = lam
+        else:
+            high, warm = lam, codes
+    lam, l0 = best
+    return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
+
+
+def _closer(best, candidate, target):
+    if best is None or abs(candidate[1] - target) < abs(best[1] - target):
+        return candidate
+    return best
