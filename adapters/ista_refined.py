@@ -153,7 +153,7 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
             if cfg.n_steps is None:  # to tolerance
 
                 def step(r, z0):
-                    return solve(dictionary, r, cfg.l1_coefficient, tol=cfg.tol or 1e-6, z0=z0)
+                    return solve(dictionary, r, cfg.l1_coefficient, tol=cfg.tol or 1e-4, z0=z0)
             else:
 
                 def step(r, z0):

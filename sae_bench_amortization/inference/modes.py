@@ -72,7 +72,7 @@ class InferenceSettings:
     modes: list[InferenceMode] = field(default_factory=lambda: [AMORTIZED])
     l1_coefficient: float | None = None
     method: str = "fista"
-    tol: float = 1e-6
+    tol: float = 1e-4  # non_amortized: KKT tolerance, relative to λ
     calibration_tokens: int = 4096
 
     def __post_init__(self) -> None:

@@ -107,7 +107,7 @@ def solve(
     dictionary: Dictionary,
     r: torch.Tensor,
     lam: float,
-    tol: float = 1e-6,
+    tol: float = 1e-4,
     max_steps: int = 5000,
     z0: torch.Tensor | None = None,
 ) -> torch.Tensor:
