@@ -207,3 +207,18 @@ def test_targets_follow_the_sae_input_processing():
     for cfg in ({"apply_b_dec_to_input": False}, {"apply_b_dec_to_input": True}):
         sae = make_sae("jumprelu", **cfg)
         torch.testing.assert_close(sparse_coding_targets(sae, x), x - sae.b_dec)
+
+
+@pytest.mark.parametrize("method", ["ista", "fista"])
+def test_steps_leave_the_start_untouched_and_match_a_plain_loop(method):
+    D, r = random_problem(5)
+    dictionary = Dictionary(D, torch.zeros(D.shape[1], dtype=D.dtype))
+    start = torch.relu(r @ D.T - 0.5)
+    before = start.clone()
+    z = ista(dictionary, r, 0.1, z0=start, n_steps=4, method=method)
+    assert torch.equal(start, before)
+    if method == "ista":  # the textbook update, written out
+        expected, step = before, 1 / dictionary.lipschitz
+        for _ in range(4):
+            expected = torch.clamp(expected - step * ((expected @ D - r) @ D.T + 0.1), min=0)
+        torch.testing.assert_close(z, expected)

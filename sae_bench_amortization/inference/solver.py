@@ -11,6 +11,7 @@ Per token: min_{z ≥ 0} F(z) = ½‖r − z·D‖² + λ·Σ_j z_j, with D [d_s
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -51,31 +52,37 @@ def ista(
     if method not in ("ista", "fista"):
         raise ValueError(f"method must be 'ista' or 'fista', got {method!r}")
     D = dictionary.D.to(r.dtype)
-    Dt = D.T
     step = 1.0 / dictionary.lipschitz
-    z = (
-        torch.zeros(r.shape[0], D.shape[0], dtype=r.dtype, device=r.device)
-        if z0 is None
-        else z0.to(r.dtype)
-    )
-    y = z
-    momentum_t = torch.ones(r.shape[0], 1, dtype=r.dtype, device=r.device)
+    # One GEMM per step computes y − step·(R·Dᵀ + λ): R gets a column of ones, Dᵀ a row of λ.
+    Dt_shifted = torch.cat([D.T, torch.full((1, D.shape[0]), lam, dtype=r.dtype, device=r.device)])
+    n, n_atoms = r.shape[0], D.shape[0]
+    z = torch.zeros(n, n_atoms, dtype=r.dtype, device=r.device) if z0 is None else z0.to(r.dtype)
+    # Preallocated buffers: the loop allocates nothing of size [B, d_sae] (z0 is never written to).
+    residual = torch.ones(n, D.shape[1] + 1, dtype=r.dtype, device=r.device)  # last column stays 1
+    spare = torch.empty(n, n_atoms, dtype=r.dtype, device=r.device)
+    if method == "fista":
+        y = z.clone()
+        direction = torch.empty_like(spare)
+        momentum_t = torch.ones(n, 1, dtype=r.dtype, device=r.device)
+    else:
+        y = z
     previous = None
-    shrink = lam * step
     for _ in range(n_steps):
-        residual = y @ D - r  # [B, d_in]
-        z_new = torch.addmm(y, residual, Dt, alpha=-step).sub_(shrink).clamp_(min=0)
+        torch.sub(times_dictionary(y, D), r, out=residual[:, :-1])
+        z_new = torch.addmm(y, residual, Dt_shifted, alpha=-step, out=spare).clamp_(min=0)
         if top_k is not None:
-            z_new = keep_top_k(z_new, top_k)
+            z_new.copy_(keep_top_k(z_new, top_k))
         if method == "fista":
             t_new = (1 + torch.sqrt(1 + 4 * momentum_t * momentum_t)) / 2
-            direction = z_new - z
-            restart = ((y - z_new) * direction).sum(dim=-1, keepdim=True) > 0
+            torch.sub(z_new, z, out=direction)
+            restart = y.sub_(z_new).mul_(direction).sum(dim=-1, keepdim=True) > 0  # y is rebuilt below
             beta = torch.where(restart, 0.0, (momentum_t - 1) / t_new)
             momentum_t = torch.where(restart, 1.0, t_new)
-            y = z_new + beta * direction
+            torch.addcmul(z_new, beta, direction, out=y)
         else:
             y = z_new
+        # the old z's memory becomes the next step's output, unless it is the caller's z0
+        spare = torch.empty_like(z_new) if (z0 is not None and z is z0) or z is y else z
         z = z_new
         if tol is not None:
             current = float(objective(D, r, z, lam).sum())
@@ -83,6 +90,18 @@ def ista(
                 break
             previous = current
     return z
+
+
+def times_dictionary(z: torch.Tensor, D: torch.Tensor, max_density: float = 0.05) -> torch.Tensor:
+    """z·D [B, d_in] for codes z [B, d_sae]; as a sparse product when few codes are nonzero."""
+    if z.is_cuda or z.numel() == 0:
+        return z @ D
+    sample = z[:: max(1, z.shape[0] // 64)]  # density estimated on ≤ 64 rows: a full count costs a pass
+    if int(torch.count_nonzero(sample)) > max_density * sample.numel():
+        return z @ D
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        return z.to_sparse_csr() @ D
 
 
 def map_chunks(
