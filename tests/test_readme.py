@@ -51,3 +51,13 @@ def test_cli_examples_parse():
 
     for command in commands:
         build_parser().parse_args(shlex.split(command)[1:])
+
+
+def test_ista_refined_example_runs():
+    (example,) = [block for block in code_blocks("python") if "ISTARefinedSAE.from_sae" in block]
+    torch.manual_seed(0)
+    sae = StandardSAE(StandardSAEConfig(d_in=8, d_sae=32))
+    namespace = {"sae": sae, "acts": torch.randn(400, 8), "x": torch.randn(10, 8)}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["codes"].shape == (10, 32)
+    assert namespace["exact"].cfg.l1_coefficient == namespace["semi"].cfg.l1_coefficient > 0

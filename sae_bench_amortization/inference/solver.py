@@ -75,7 +75,9 @@ def ista(
         if method == "fista":
             t_new = (1 + torch.sqrt(1 + 4 * momentum_t * momentum_t)) / 2
             torch.sub(z_new, z, out=direction)
-            restart = y.sub_(z_new).mul_(direction).sum(dim=-1, keepdim=True) > 0  # y is rebuilt below
+            restart = (
+                y.sub_(z_new).mul_(direction).sum(dim=-1, keepdim=True) > 0
+            )  # y is rebuilt below
             beta = torch.where(restart, 0.0, (momentum_t - 1) / t_new)
             momentum_t = torch.where(restart, 1.0, t_new)
             torch.addcmul(z_new, beta, direction, out=y)
@@ -96,7 +98,9 @@ def times_dictionary(z: torch.Tensor, D: torch.Tensor, max_density: float = 0.05
     """z·D [B, d_in] for codes z [B, d_sae]; as a sparse product when few codes are nonzero."""
     if z.is_cuda or z.numel() == 0:
         return z @ D
-    sample = z[:: max(1, z.shape[0] // 64)]  # density estimated on ≤ 64 rows: a full count costs a pass
+    sample = z[
+        :: max(1, z.shape[0] // 64)
+    ]  # density estimated on ≤ 64 rows: a full count costs a pass
     if int(torch.count_nonzero(sample)) > max_density * sample.numel():
         return z @ D
     with warnings.catch_warnings():
