@@ -53,12 +53,12 @@ def ista(
         raise ValueError(f"method must be 'ista' or 'fista', got {method!r}")
     D = dictionary.D.to(r.dtype)
     step = 1.0 / dictionary.lipschitz
-    # One GEMM per step computes y − step·(R·Dᵀ + λ): R gets a column of ones, Dᵀ a row of λ.
-    Dt_shifted = torch.cat([D.T, torch.full((1, D.shape[0]), lam, dtype=r.dtype, device=r.device)])
+    # Per step: out = y − step·λ (one cheap pass), then out += −step·R·Dᵀ in place (one GEMM).
+    Dt = D.T
     n, n_atoms = r.shape[0], D.shape[0]
     z = torch.zeros(n, n_atoms, dtype=r.dtype, device=r.device) if z0 is None else z0.to(r.dtype)
     # Preallocated buffers: the loop allocates nothing of size [B, d_sae] (z0 is never written to).
-    residual = torch.ones(n, D.shape[1] + 1, dtype=r.dtype, device=r.device)  # last column stays 1
+    residual = torch.empty(n, D.shape[1], dtype=r.dtype, device=r.device)
     spare = torch.empty(n, n_atoms, dtype=r.dtype, device=r.device)
     if method == "fista":
         y = z.clone()
@@ -68,8 +68,8 @@ def ista(
         y = z
     previous = None
     for _ in range(n_steps):
-        torch.sub(times_dictionary(y, D), r, out=residual[:, :-1])
-        z_new = torch.addmm(y, residual, Dt_shifted, alpha=-step, out=spare).clamp_(min=0)
+        torch.sub(times_dictionary(y, D), r, out=residual)
+        z_new = torch.sub(y, step * lam, out=spare).addmm_(residual, Dt, alpha=-step).clamp_(min=0)
         if top_k is not None:
             z_new.copy_(keep_top_k(z_new, top_k))
         if method == "fista":
