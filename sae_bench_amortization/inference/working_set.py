@@ -74,37 +74,37 @@ def working_set_solve(
     max_steps: int = 5000,
     z0: torch.Tensor | None = None,
     k_init: int = 64,
-    inner_steps: int = 40,
+    inner_steps: int = 20,
+    n_new: int = 16,
     max_rounds: int | None = None,
     max_gram_elements: int = 2**26,
 ) -> torch.Tensor:
     """Codes z [B, d_sae] minimizing ½‖r − z·D‖² + λ‖z‖₁ (z ≥ 0) per token, to KKT tolerance ``tol``·λ.
 
-    ``max_steps`` bounds the inner FISTA steps summed over rounds. The gathered Gram blocks [n, K, K] are
-    built for at most ``max_gram_elements`` entries at a time (256 MiB in float32): memory stays bounded
-    however dense the codes are.
+    Each round swaps up to ``n_new`` of a token's largest violators into its working set. ``max_steps``
+    bounds the inner FISTA steps summed over rounds. The gathered Gram blocks [n, K, K] are built for at
+    most ``max_gram_elements`` entries at a time (256 MiB in float32): memory stays bounded however dense
+    the codes are.
     """
     D = dictionary.D.to(r.dtype)
     gram = dictionary.gram.to(r.dtype)
     n_tokens, n_atoms = r.shape[0], D.shape[0]
-    correlations = r @ D.T  # [B, d_sae]
     codes = torch.zeros(n_tokens, n_atoms, dtype=r.dtype, device=r.device)
     if n_tokens == 0:
         return codes
+    correlations = r @ D.T  # [B, d_sae]
     k = min(n_atoms, k_init)
-    score = correlations if z0 is None else torch.where(z0 > 0, torch.inf, correlations)
     if z0 is not None:
-        k = min(n_atoms, max(k, int((z0 > 0).sum(-1).max()) + 8))
-    working = score.topk(k, dim=-1).indices.sort(dim=-1).values
-    z_w = (
-        torch.zeros(n_tokens, k, dtype=r.dtype, device=r.device)
-        if z0 is None
-        else z0.gather(1, working)
-    )
+        k = min(n_atoms, max(k, int((z0 > 0).sum(-1).max()) + n_new))
+        score = torch.where(z0 > 0, torch.inf, correlations)
+    else:
+        score = correlations
+    working = score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
+    z_w = working.new_zeros(working.shape, dtype=r.dtype) if z0 is None else z0.gather(1, working)
     todo = torch.arange(n_tokens, device=r.device)
     kkt_tol = tol * max(lam, 1e-12)
-    steps_left = max_steps
     lipschitz = dictionary.lipschitz
+    steps_left = max_steps
     max_rounds = max_rounds or max(1, max_steps // inner_steps)
     for round_index in range(max_rounds):
         n, k = working.shape
@@ -112,34 +112,43 @@ def working_set_solve(
             1, min(inner_steps * 2**round_index, steps_left)
         )  # hard tokens get longer runs
         slice_size = max(1, max_gram_elements // (k * k))
-        parts = []
+        z_parts, gradient_parts = [], []
         for start in range(0, n, slice_size):
-            rows_w = working[start : start + slice_size]
-            gram_w = gram[rows_w.unsqueeze(2), rows_w.unsqueeze(1)]
-            b_w = correlations[todo[start : start + slice_size]].gather(1, rows_w) - lam
-            parts.append(
-                _restricted_fista(
-                    gram_w, b_w, z_w[start : start + slice_size], n_inner, tol, lipschitz
-                )
-            )
+            rows = slice(start, start + slice_size)
+            gram_w = gram[working[rows].unsqueeze(2), working[rows].unsqueeze(1)]
+            b_w = correlations[todo[rows]].gather(1, working[rows]) - lam
+            z_slice = _restricted_fista(gram_w, b_w, z_w[rows], n_inner, tol, lipschitz)
+            z_parts.append(z_slice)
+            gradient_parts.append(torch.bmm(z_slice.unsqueeze(1), gram_w).squeeze(1) - b_w)
             del gram_w
-        z_w = torch.cat(parts)
+        z_w, gradient_w = torch.cat(z_parts), torch.cat(gradient_parts)
         steps_left -= n_inner
-        residual_corr = (r[todo] - _sparse_rows(working, z_w, n_atoms) @ D) @ D.T
-        z_full = torch.zeros(n, n_atoms, dtype=r.dtype, device=r.device).scatter_(1, working, z_w)
-        violation = residual_corr - lam  # > 0 off the support, or ≠ 0 on it, breaks optimality
-        active = z_full > 0
-        unfinished = (violation.abs().masked_fill(~active, 0).amax(-1) > kkt_tol) | (
-            violation.masked_fill(active, -torch.inf).amax(-1) > kkt_tol
-        )
-        codes[todo] = z_full
+        codes[todo.unsqueeze(1), working] = z_w
+        # KKT inside W (restricted gradient): = 0 on the support, ≥ 0 at zeros.
+        on_support = z_w > 0
+        inside_bad = torch.where(on_support, gradient_w.abs(), -gradient_w).amax(-1) > kkt_tol
+        # KKT outside W: (R·Dᵀ)_j ≤ λ.
+        outside = (r[todo] - _sparse_rows(working, z_w, n_atoms) @ D) @ D.T
+        outside.scatter_(1, working, -torch.inf)
+        outside_bad = outside.amax(-1) > lam + kkt_tol
+        unfinished = inside_bad | outside_bad
         if not bool(unfinished.any()) or steps_left <= 0:
             break
-        todo, violation, z_full = todo[unfinished], violation[unfinished], z_full[unfinished]
-        support = int((z_full > 0).sum(-1).max())
-        while support + 8 > k and k < n_atoms:
-            k = min(n_atoms, 2 * k)
-        score = torch.where(z_full > 0, torch.inf, violation)
-        working = score.topk(k, dim=-1).indices.sort(dim=-1).values
-        z_w = z_full.gather(1, working)
+        todo, working, z_w = todo[unfinished], working[unfinished], z_w[unfinished]
+        gradient_w, outside = gradient_w[unfinished], outside[unfinished]
+        # Next working set: the old one's most useful atoms (support first, then the most negative
+        # gradients), plus the largest violators outside it.
+        keep_score = torch.where(z_w > 0, torch.inf, -gradient_w)
+        support = int((z_w > 0).sum(-1).max())
+        n_add = min(n_new, n_atoms - k)  # atoms outside W that can come in
+        n_keep = k - n_add
+        if support > n_keep:
+            n_keep = k  # a support fills the set: keep all of it and grow by n_add
+        kept = keep_score.topk(n_keep, dim=-1, sorted=False).indices
+        added = outside.topk(n_add, dim=-1, sorted=False).indices if n_add > 0 else kept[:, :0]
+        kept_atoms = working.gather(1, kept)
+        working, order = torch.cat([kept_atoms, added], dim=1).sort(dim=-1)
+        z_w = torch.cat(
+            [z_w.gather(1, kept), torch.zeros_like(added, dtype=r.dtype)], dim=1
+        ).gather(1, order)
     return codes
