@@ -34,10 +34,16 @@ def _model_name(request: EvalRequest, selected: list[tuple[str, Any]]) -> str:
 
 
 def _selection(request: EvalRequest) -> list[tuple[str, Any]]:
-    """SAEBench's selected_saes: (release, sae_id) for SAE-Lens releases, (name, SAE) for the rest."""
+    """SAEBench's selected_saes: (release, sae_id) for SAE-Lens releases read as they are, (name, SAE)
+    for the rest; with inference modes, one (``<sae_name>__<mode>``, SAE) per mode on each SAE's decoder."""
+    from sae_bench_amortization.eval_loop import resolve_lambda
+    from sae_bench_amortization.inference.modes import AMORTIZED, InferenceSettings, mode_sae
+
+    inference = request.inference or InferenceSettings()
+    only_amortized = inference.modes == [AMORTIZED]
     selected: list[tuple[str, Any]] = []
     for spec in request.saes:
-        if spec.source == "release":
+        if spec.source == "release" and only_amortized:
             selected.append((spec.release, spec.sae_id))
             continue
         sae = spec.load(request.device, request.dtype)
@@ -50,7 +56,14 @@ def _selection(request: EvalRequest) -> list[tuple[str, Any]]:
             sae.cfg.metadata.prepend_bos = True
         if getattr(sae.cfg.metadata, "context_size", None) is None:
             sae.cfg.metadata.context_size = request.options.get("context_size", 128)
-        selected.append((spec.sae_name, sae))
+        if only_amortized:
+            selected.append((spec.sae_name, sae))
+            continue
+        l1, _ = resolve_lambda(sae, request.activations, inference, inference.modes)
+        for mode in inference.modes:
+            selected.append(
+                (f"{spec.sae_name}__{mode.file_tag}", mode_sae(sae, mode, l1, inference))
+            )
     if not selected:
         raise InputError(
             "SAEBench evals need SAEs: pass --sae-release/--sae-id, --sae-regex or --sae-path"

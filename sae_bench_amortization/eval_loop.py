@@ -60,6 +60,19 @@ class ModeRun:
         }
 
 
+def resolve_lambda(
+    sae, activations: ActivationFactory, inference: InferenceSettings, modes: list[InferenceMode]
+):
+    """(λ, calibration or None) for an SAE: the given λ, or calibrated on its first tokens when a mode needs it."""
+    if inference.l1_coefficient is not None or all(mode.kind == "amortized" for mode in modes):
+        return inference.l1_coefficient, None
+    from sae_bench_amortization.adapters.ista_refined import calibrate_l1_coefficient
+
+    sample = first_tokens(activations.for_sae(sae), inference.calibration_tokens)
+    calibration = calibrate_l1_coefficient(sae, sample.to(sae.W_dec.device, sae.W_dec.dtype))
+    return calibration.l1_coefficient, calibration
+
+
 def output_fields(spec: SAESpec, sae) -> dict[str, Any]:
     """The SAEBench fields naming the run and the SAE (eval_id, datetime, versions, ids, cfg)."""
     return {
@@ -101,15 +114,7 @@ def for_each_sae(
             continue
         sae = spec.load(device, dtype)
         check_width(sae, activations.for_sae(sae))
-        l1, calibration = inference.l1_coefficient, None
-        if l1 is None and any(mode.kind != "amortized" for mode in pending):
-            from sae_bench_amortization.adapters.ista_refined import calibrate_l1_coefficient
-
-            sample = first_tokens(activations.for_sae(sae), inference.calibration_tokens)
-            calibration = calibrate_l1_coefficient(
-                sae, sample.to(sae.W_dec.device, sae.W_dec.dtype)
-            )
-            l1 = calibration.l1_coefficient
+        l1, calibration = resolve_lambda(sae, activations, inference, pending)
         for mode in pending:
             run = ModeRun(
                 mode, None if mode.kind == "amortized" else l1, calibration_record(calibration)

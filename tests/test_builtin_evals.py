@@ -69,3 +69,34 @@ def test_saebench_evals_need_model_metadata(tmp_path):
     request = EvalRequest(saes=[spec_from_object(sae, "x")], output_dir=tmp_path)
     with pytest.raises(InputError, match="metadata.hook_name"):
         discover_evals()["absorption"].run(request)
+
+
+def test_core_runs_each_inference_mode(tmp_path, tiny_model):
+    from sae_bench_amortization.inference.modes import InferenceSettings, parse_modes
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n\n".join(f"Document {i} is about foxes and dogs." for i in range(100)))
+    request = EvalRequest(
+        saes=[spec_from_object(tiny_sae(), "tiny_sae")],
+        output_dir=tmp_path / "out",
+        device="cpu",
+        options={
+            "text_file": str(text),
+            "context_size": 32,
+            "n_eval_reconstruction_batches": 1,
+            "n_eval_sparsity_variance_batches": 2,
+            "eval_batch_size_prompts": 4,
+        },
+        inference=InferenceSettings(
+            modes=parse_modes(["amortized", "semi:3"]), l1_coefficient=0.05
+        ),
+    )
+    outcomes = discover_evals()["core"].run(request)
+    assert [o.status for o in outcomes] == ["written", "written"]
+    names = sorted(o.path.name for o in outcomes)
+    assert names == [
+        "local_tiny_sae__amortized_custom_sae_eval_results.json",
+        "local_tiny_sae__semi-3_custom_sae_eval_results.json",
+    ]
+    configs = [json.loads(o.path.read_text())["sae_cfg_dict"]["architecture"] for o in outcomes]
+    assert sorted(configs) == ["ista_refined", "standard"]
