@@ -3,7 +3,8 @@
 # Prepare here first: bash benchmarks/prepare_gpu_check.sh  (writes .gpu_check/, carried to the GPU machine)
 # Checks: (1) dead_dense on the carried MiniLM activations with --device cuda equals the CPU reference;
 #         (2) `saebench activations` from MiniLM on CUDA, then dead_dense on CUDA; (3) the TransformerLens
-#         reader on CUDA (an offline HookedTransformer); and times dead_dense on cuda vs cpu side by side.
+#         reader on CUDA (an offline HookedTransformer); (4) benchmarks/bench_sparse_coding.py --device cuda
+#         (semi:25 tokens/s at Gemma-2-2B width); and times dead_dense on cuda vs cpu side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.gpu_check
@@ -69,4 +70,6 @@ metrics, counter = evaluate_sae(sae, source, DeadDenseEvalConfig())
 print("TransformerLens on", model.cfg.device, metrics)
 assert metrics.n_tokens == 5000
 PY
+echo "== 4. sparse coding benchmark on CUDA (CPU rows too), incl. semi:25 tokens/s at d_in 2304, d_sae 16384"
+python3 benchmarks/bench_sparse_coding.py --device cuda --repeats 3
 echo "gpu_check: all passed"

@@ -131,7 +131,7 @@ def solve(
     r: torch.Tensor,
     lam: float,
     tol: float = 1e-4,
-    max_steps: int = 5000,
+    max_steps: int = 100_000,
     z0: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Non-amortized codes to tolerance; see :mod:`~sae_bench_amortization.inference.working_set`."""

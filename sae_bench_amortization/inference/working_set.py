@@ -66,33 +66,60 @@ def _sparse_rows(columns: torch.Tensor, values: torch.Tensor, n_columns: int) ->
         )
 
 
+class _GramBlocks:
+    """Gathers G[W_i, W_j] blocks [n, K, K] into reused buffers (allocating 16 MB tensors per round costs
+    more than the gather itself)."""
+
+    def __init__(self, gram: torch.Tensor):
+        self.flat = gram.reshape(-1)
+        self.n_atoms = gram.shape[0]
+        self.index_dtype = torch.int32 if self.n_atoms**2 < 2**31 else torch.int64
+        self.index = torch.empty(0, dtype=self.index_dtype, device=gram.device)
+        self.values = torch.empty(0, dtype=gram.dtype, device=gram.device)
+
+    def __call__(self, working: torch.Tensor) -> torch.Tensor:
+        n, k = working.shape
+        size = n * k * k
+        if self.index.numel() < size:
+            self.index = torch.empty(size, dtype=self.index_dtype, device=working.device)
+            self.values = torch.empty(size, dtype=self.flat.dtype, device=working.device)
+        w = working.to(self.index_dtype)
+        index = self.index[:size].view(n, k, k)
+        torch.add((w * self.n_atoms).unsqueeze(2), w.unsqueeze(1), out=index)
+        values = torch.index_select(self.flat, 0, index.view(-1), out=self.values[:size])
+        return values.view(n, k, k)
+
+
 def working_set_solve(
     dictionary: Dictionary,
     r: torch.Tensor,
     lam: float,
     tol: float = 1e-4,
-    max_steps: int = 5000,
+    max_steps: int = 100_000,
     z0: torch.Tensor | None = None,
-    k_init: int = 64,
-    inner_steps: int = 20,
-    n_new: int = 16,
-    max_rounds: int | None = None,
-    max_gram_elements: int = 2**26,
+    k_init: int = 16,
+    inner_steps: int = 80,
+    n_new: int = 8,
+    max_rounds: int = 500,
+    max_gram_elements: int = 2**24,
 ) -> torch.Tensor:
     """Codes z [B, d_sae] minimizing ½‖r − z·D‖² + λ‖z‖₁ (z ≥ 0) per token, to KKT tolerance ``tol``·λ.
 
-    Each round swaps up to ``n_new`` of a token's largest violators into its working set. ``max_steps``
-    bounds the inner FISTA steps summed over rounds. The gathered Gram blocks [n, K, K] are built for at
-    most ``max_gram_elements`` entries at a time (256 MiB in float32): memory stays bounded however dense
+    Working sets start at ``k_init`` atoms; each round swaps up to ``n_new`` of a token's largest
+    violators in (growing the set when a support fills it). ``max_steps`` bounds the inner FISTA steps
+    summed over rounds. The gathered Gram blocks [n, K, K] are built for at
+    most ``max_gram_elements`` entries at a time (64 MiB in float32): memory stays bounded however dense
     the codes are.
     """
     D = dictionary.D.to(r.dtype)
-    gram = dictionary.gram.to(r.dtype)
+    Dt = D.T
     n_tokens, n_atoms = r.shape[0], D.shape[0]
     codes = torch.zeros(n_tokens, n_atoms, dtype=r.dtype, device=r.device)
     if n_tokens == 0:
         return codes
-    correlations = r @ D.T  # [B, d_sae]
+    gram_blocks = _GramBlocks(dictionary.gram.to(r.dtype))
+    correlations = r @ Dt  # [B, d_sae]
+    outside_buffer = torch.empty_like(correlations)
     k = min(n_atoms, k_init)
     if z0 is not None:
         k = min(n_atoms, max(k, int((z0 > 0).sum(-1).max()) + n_new))
@@ -105,49 +132,53 @@ def working_set_solve(
     kkt_tol = tol * max(lam, 1e-12)
     lipschitz = dictionary.lipschitz
     steps_left = max_steps
-    max_rounds = max_rounds or max(1, max_steps // inner_steps)
     for round_index in range(max_rounds):
         n, k = working.shape
-        n_inner = max(
-            1, min(inner_steps * 2**round_index, steps_left)
-        )  # hard tokens get longer runs
+        # hard (ill-conditioned) tokens get longer runs in later rounds
+        n_inner = max(1, min(inner_steps * 2 ** min(round_index, 5), steps_left))
         slice_size = max(1, max_gram_elements // (k * k))
+        b_all = correlations[todo.unsqueeze(1), working] - lam
         z_parts, gradient_parts = [], []
         for start in range(0, n, slice_size):
             rows = slice(start, start + slice_size)
-            gram_w = gram[working[rows].unsqueeze(2), working[rows].unsqueeze(1)]
-            b_w = correlations[todo[rows]].gather(1, working[rows]) - lam
-            z_slice = _restricted_fista(gram_w, b_w, z_w[rows], n_inner, tol, lipschitz)
+            gram_w = gram_blocks(working[rows])
+            z_slice = _restricted_fista(gram_w, b_all[rows], z_w[rows], n_inner, tol, lipschitz)
             z_parts.append(z_slice)
-            gradient_parts.append(torch.bmm(z_slice.unsqueeze(1), gram_w).squeeze(1) - b_w)
-            del gram_w
+            gradient_parts.append(torch.bmm(z_slice.unsqueeze(1), gram_w).squeeze(1) - b_all[rows])
         z_w, gradient_w = torch.cat(z_parts), torch.cat(gradient_parts)
         steps_left -= n_inner
         codes[todo.unsqueeze(1), working] = z_w
         # KKT inside W (restricted gradient): = 0 on the support, ≥ 0 at zeros.
-        on_support = z_w > 0
-        inside_bad = torch.where(on_support, gradient_w.abs(), -gradient_w).amax(-1) > kkt_tol
+        inside_bad = torch.where(z_w > 0, gradient_w.abs(), -gradient_w).amax(-1) > kkt_tol
         # KKT outside W: (R·Dᵀ)_j ≤ λ.
-        outside = (r[todo] - _sparse_rows(working, z_w, n_atoms) @ D) @ D.T
+        residual = r[todo] - _sparse_rows(working, z_w, n_atoms) @ D
+        outside = torch.mm(residual, Dt, out=outside_buffer[:n])
         outside.scatter_(1, working, -torch.inf)
         outside_bad = outside.amax(-1) > lam + kkt_tol
         unfinished = inside_bad | outside_bad
-        if not bool(unfinished.any()) or steps_left <= 0:
+        n_left = int(unfinished.sum())
+        if n_left == 0 or steps_left <= 0:
             break
-        todo, working, z_w = todo[unfinished], working[unfinished], z_w[unfinished]
-        gradient_w, outside = gradient_w[unfinished], outside[unfinished]
         # Next working set: the old one's most useful atoms (support first, then the most negative
         # gradients), plus the largest violators outside it.
-        keep_score = torch.where(z_w > 0, torch.inf, -gradient_w)
-        support = int((z_w > 0).sum(-1).max())
+        support = int((z_w[unfinished] > 0).sum(-1).max())
         n_add = min(n_new, n_atoms - k)  # atoms outside W that can come in
-        n_keep = k - n_add
-        if support > n_keep:
-            n_keep = k  # a support fills the set: keep all of it and grow by n_add
+        n_keep = k if support > k - n_add else k - n_add  # a full support: keep it all and grow
+        if n_add > 0 and n_left > n // 2:
+            added = outside.topk(n_add, dim=-1, sorted=False).indices[unfinished]
+        elif n_add > 0:
+            added = outside[unfinished].topk(n_add, dim=-1, sorted=False).indices
+        todo, working, z_w, gradient_w = (
+            todo[unfinished],
+            working[unfinished],
+            z_w[unfinished],
+            gradient_w[unfinished],
+        )
+        if n_add == 0:
+            added = working[:, :0]
+        keep_score = torch.where(z_w > 0, torch.inf, -gradient_w)
         kept = keep_score.topk(n_keep, dim=-1, sorted=False).indices
-        added = outside.topk(n_add, dim=-1, sorted=False).indices if n_add > 0 else kept[:, :0]
-        kept_atoms = working.gather(1, kept)
-        working, order = torch.cat([kept_atoms, added], dim=1).sort(dim=-1)
+        working, order = torch.cat([working.gather(1, kept), added], dim=1).sort(dim=-1)
         z_w = torch.cat(
             [z_w.gather(1, kept), torch.zeros_like(added, dtype=r.dtype)], dim=1
         ).gather(1, order)
