@@ -44,40 +44,34 @@ def calibrate_lambda(
         raise ValueError(
             "every target is orthogonal to the dictionary's positive cone: no λ gives codes"
         )
+    history: list[tuple[float, float]] = []  # (λ, mean L0) of every solve
+
+    def try_lambda(lam: float, warm: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
+        history.append((lam, mean_l0(codes)))
+        return codes, history[-1][1]
+
+    def done(l0: float) -> bool:
+        return abs(l0 - target_l0) <= rel_tol * target_l0 or len(history) >= max_solves
+
     # Bracket from above (sparse solves are cheap; dense ones are not): halve λ until codes are dense enough.
-    lam, warm, n_solves = high, None, 0
-    best: tuple[float, float] | None = None
-    low = None
-    while n_solves < max_solves:
+    lam, warm, low = high, None, None
+    while low is None:
         lam /= 2
-        codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
-        n_solves += 1
-        l0 = mean_l0(codes)
-        best = _closer(best, (lam, l0), target_l0)
-        if abs(l0 - target_l0) <= rel_tol * target_l0:
-            return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
-        if l0 > target_l0:
-            low = lam
+        codes, l0 = try_lambda(lam, warm)
+        if done(l0):
             break
-        high, warm = lam, codes
-    # Bisect log λ inside [low, high]; warm start from the sparser end's codes.
-    while low is not None and n_solves < max_solves:
-        lam = math.sqrt(low * high)
-        codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
-        n_solves += 1
-        l0 = mean_l0(codes)
-        best = _closer(best, (lam, l0), target_l0)
-        if abs(l0 - target_l0) <= rel_tol * target_l0:
-            return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
         if l0 > target_l0:
             low = lam
         else:
             high, warm = lam, codes
-    lam, l0 = best
-    return Calibration(lam, target_l0, l0, targets.shape[0], n_solves)
-
-
-def _closer(best, candidate, target):
-    if best is None or abs(candidate[1] - target) < abs(best[1] - target):
-        return candidate
-    return best
+    # Bisect log λ inside [low, high]; warm-start from the sparser end's codes.
+    while low is not None and not done(l0):
+        lam = math.sqrt(low * high)
+        codes, l0 = try_lambda(lam, warm)
+        if l0 > target_l0:
+            low = lam
+        else:
+            high, warm = lam, codes
+    lam, l0 = min(history, key=lambda item: abs(item[1] - target_l0))
+    return Calibration(lam, target_l0, l0, targets.shape[0], len(history))

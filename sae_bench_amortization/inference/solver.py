@@ -5,7 +5,8 @@ Per token: min_{z ≥ 0} F(z) = ½‖r − z·D‖² + λ·Σ_j z_j, with D [d_s
 - :func:`ista` runs ISTA or FISTA steps  z ← max(z − (∇ + λ)/L, 0),  ∇ = (z·D − r)·Dᵀ,  L = ‖D‖₂²,
   from a given start (the encoder's codes for semi-amortized inference, zero for non-amortized), for
   ``n_steps`` or until the relative change of the batch objective falls below ``tol``.
-- :func:`solve` solves to tolerance (non-amortized inference) with a working-set method: FISTA on each
+- :func:`solve` (= :func:`~sae_bench_amortization.inference.working_set.working_set_solve`) solves to
+  tolerance (non-amortized inference) with a working-set method: FISTA on each
   token's few candidate atoms, an exact solve on the identified support, and a KKT check over all atoms.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
+from sae_bench_amortization.inference.working_set import working_set_solve as solve
 
 
 def objective(D: torch.Tensor, r: torch.Tensor, z: torch.Tensor, lam: float) -> torch.Tensor:
@@ -124,20 +126,6 @@ def map_chunks(
 def lambda_max(dictionary: Dictionary, r: torch.Tensor) -> float:
     """The smallest λ at which z = 0 is optimal for every token: max_{tokens, j} (r·Dᵀ)_j."""
     return float((r @ dictionary.D.to(r.dtype).T).max().clamp_min(0))
-
-
-def solve(
-    dictionary: Dictionary,
-    r: torch.Tensor,
-    lam: float,
-    tol: float = 1e-4,
-    max_steps: int = 100_000,
-    z0: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Non-amortized codes to tolerance; see :mod:`~sae_bench_amortization.inference.working_set`."""
-    from sae_bench_amortization.inference.working_set import working_set_solve
-
-    return working_set_solve(dictionary, r, lam, tol=tol, max_steps=max_steps, z0=z0)
 
 
 def mean_l0(z: torch.Tensor) -> float:
