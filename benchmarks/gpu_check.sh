@@ -22,7 +22,7 @@ fi
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
 S="python3 -m sae_bench_amortization.cli"
 
-echo "== 1. dead_dense, --device cuda vs the CPU reference"
+echo "== 1. dead_dense on the default synthetic SAE, --device cuda vs the CPU reference"
 t0=$(date +%s.%N)
 $S run --eval dead_dense --sae-path $G/inputs/sae --activations $G/inputs/acts.safetensors --device cuda --output-dir "$OUT/cuda"
 t1=$(date +%s.%N)
@@ -37,7 +37,7 @@ t0, t1, t2 = map(float, sys.argv[4:7])
 print("reference (prep machine, cpu):", ref)
 print("here, cuda:                   ", cuda)
 print("here, cpu:                    ", cpu)
-d_sae = 1536
+d_sae = json.loads(next(Path(sys.argv[2], "dead_dense").glob("*_eval_results.json")).read_text())["sae_cfg_dict"]["d_sae"]
 assert cuda["n_tokens"] == ref["n_tokens"]
 assert abs(cuda["dead_rate"] - ref["dead_rate"]) * d_sae <= 2, "dead latents differ by more than 2"
 assert abs(cuda["mean_l0"] - ref["mean_l0"]) < 1e-3
@@ -46,8 +46,8 @@ PY
 
 echo "== 2. MiniLM activations on CUDA, then dead_dense on CUDA"
 $S activations --hf-model $G/inputs/minilm --hf-module encoder.layer.3 --n-tokens 20000 --device cuda --out "$OUT/minilm_cuda.safetensors"
-$S run --eval dead_dense --sae-path $G/inputs/sae --activations "$OUT/minilm_cuda.safetensors" --device cuda --output-dir "$OUT/cuda_hf"
-$S run --eval dead_dense --sae-path $G/inputs/sae --hf-model $G/inputs/minilm --hf-module encoder.layer.3 --n-tokens 20000 --device cuda --output-dir "$OUT/cuda_hf_direct"
+$S run --eval dead_dense --sae-path $G/inputs/minilm_sae --activations "$OUT/minilm_cuda.safetensors" --device cuda --output-dir "$OUT/cuda_hf"
+$S run --eval dead_dense --sae-path $G/inputs/minilm_sae --hf-model $G/inputs/minilm --hf-module encoder.layer.3 --n-tokens 20000 --device cuda --output-dir "$OUT/cuda_hf_direct"
 
 echo "== 3. TransformerLens reader on CUDA (offline HookedTransformer)"
 python3 - "$G/inputs/minilm" <<'PY'

@@ -2,7 +2,8 @@
 # Prepare .gpu_check/ here (network to PyPI, the project's .venv) for benchmarks/gpu_check.sh on a GPU machine
 # that has Python 3.12 and its own torch but no sae-lens / sae-bench / transformer-lens and no network.
 #   wheels/   this package + the imported distributions the GPU image lacks (cp312, manylinux x86_64)
-#   inputs/   the default TopK SAE, 4096 held-out MiniLM tokens (fp16), MiniLM in fp16 (for the HF path),
+#   inputs/   the default TopK SAE with 4096 of its held-out synthetic tokens (fp16), MiniLM in fp16 and an
+#             SAE of its width (for the HF path),
 #             and the CPU reference results computed here
 # Then carry .gpu_check (device tool: carry [".gpu_check"]) and run: bash benchmarks/gpu_check.sh
 set -euo pipefail
@@ -43,6 +44,10 @@ for item in model.iterdir():
         save_file({k: v.half() for k, v in load_file(item).items()}, inputs / "minilm" / item.name, {"format": "pt"})
     elif item.is_file():
         shutil.copy(item, inputs / "minilm" / item.name)
+from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+torch.manual_seed(0)
+StandardSAE(StandardSAEConfig(d_in=384, d_sae=1536)).save_model(inputs / "minilm_sae")  # MiniLM width
 main(["run", "--eval", "dead_dense", "--sae-path", str(inputs / "sae"), "--activations",
       str(inputs / "acts.safetensors"), "--output-dir", str(inputs / "cpu_reference"), "--device", "cpu"])
 PY

@@ -199,6 +199,51 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["float32", "float16", "bfloat16"],
         help="stored dtype",
     )
+
+    synth = commands.add_parser(
+        "synth", help="write the synthetic ground-truth benchmark and/or its reference SAEs"
+    )
+    synth.add_argument(
+        "--out", metavar="FILE", help="activation file to write (truth sidecar beside it)"
+    )
+    synth.add_argument(
+        "--reference-saes", metavar="DIR", help="write the reference SAEs (SAE-Lens folders) here"
+    )
+    synth.add_argument("--n-tokens", type=_positive_int, default=50_000, metavar="N")
+    synth.add_argument("--d-in", type=_positive_int, default=128, metavar="D")
+    synth.add_argument("--n-features", type=_positive_int, default=256, metavar="F")
+    synth.add_argument("--n-hierarchies", type=int, default=4, metavar="H")
+    synth.add_argument("--n-composites", type=int, default=2, metavar="C")
+    synth.add_argument(
+        "--p-max", type=float, default=0.04, help="firing probability of the most frequent feature"
+    )
+    synth.add_argument("--noise", type=float, default=0.02)
+    synth.add_argument("--seed", type=int, default=0)
+
+    train = commands.add_parser(
+        "train", help="train a TopK or standard SAE-Lens SAE on an activation file"
+    )
+    train.add_argument("--activations", required=True, metavar="FILE")
+    train.add_argument("--architecture", required=True, choices=["topk", "standard"])
+    train.add_argument("--d-sae", required=True, type=_positive_int, metavar="M")
+    train.add_argument(
+        "--k", type=_positive_int, metavar="K", help="active latents per token (topk)"
+    )
+    train.add_argument(
+        "--l1-coefficient", type=float, default=5.0, metavar="X", help="L1 penalty (standard)"
+    )
+    train.add_argument(
+        "--n-tokens",
+        required=True,
+        type=_positive_int,
+        metavar="N",
+        help="training tokens (re-reads the file as needed)",
+    )
+    train.add_argument("--out", required=True, metavar="DIR", help="SAE-Lens folder to write")
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--batch-size", type=_positive_int, default=1024)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=None)
     return parser
 
 
@@ -337,7 +382,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         bench = default.default_benchmark()
         print(
-            f"no SAE given: using the offline default ({default.MODEL} {default.MODULE}, TopK SAE) from {bench.sae_path.parent}"
+            f"no SAE given: using the offline default (synthetic ground truth, TopK SAE) from {bench.sae_path.parent}"
         )
         specs = [loading.spec_from_path(bench.sae_path, bench.sae_name)]
         factory = FileActivations(str(bench.activations), args.n_tokens)
@@ -439,7 +484,89 @@ def cmd_activations(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "activations": cmd_activations}
+def cmd_synth(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.synthetic import SyntheticConfig, ground_truth, write_synthetic
+
+    if not args.out and not args.reference_saes:
+        raise InputError("give --out FILE, --reference-saes DIR, or both")
+    config = SyntheticConfig(
+        d_in=args.d_in,
+        n_features=args.n_features,
+        n_hierarchies=args.n_hierarchies,
+        n_composites=args.n_composites,
+        p_max=args.p_max,
+        noise=args.noise,
+        seed=args.seed,
+    )
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise InputError(f"--out is a folder, expected a file path: {out}")
+        if not out.parent.is_dir():
+            raise InputError(f"output folder does not exist: {out.parent}")
+        activations, sidecar = write_synthetic(out, config, args.n_tokens)
+        print(
+            f"wrote {args.n_tokens} tokens x {config.d_in} with {config.n_features} features to {activations}"
+        )
+        print(f"wrote the true dictionary and structure to {sidecar}")
+    if args.reference_saes:
+        from sae_bench_amortization.reference_saes import write_reference_saes
+        from sae_bench_amortization.results import ensure_output_dir
+
+        folder = ensure_output_dir(args.reference_saes)
+        for path in write_reference_saes(ground_truth(config), folder):
+            print(f"wrote reference SAE {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.activations.file import ActivationFile
+    from sae_bench_amortization.training import train_sae
+
+    source = ActivationFile(args.activations)
+    source.check_finite()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out exists and is not a folder: {out}")
+    if args.architecture == "topk" and args.k is None:
+        raise InputError("--architecture topk needs --k")
+    if not args.l1_coefficient >= 0:
+        raise InputError(f"--l1-coefficient must be >= 0, got {args.l1_coefficient}")
+    metadata = {
+        "model_name": source.metadata.get("model_name")
+        or source.metadata.get("hf_model")
+        or "unknown",
+        "hook_name": source.metadata.get("hook_name")
+        or source.metadata.get("hf_module")
+        or "unknown",
+    }
+    sae = train_sae(
+        source,
+        args.architecture,
+        args.d_sae,
+        args.n_tokens,
+        k=args.k,
+        l1_coefficient=args.l1_coefficient,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        metadata=metadata,
+        device=args.device or _default_device(),
+    )
+    sae.save_inference_model(out)
+    print(
+        f"wrote {args.architecture} SAE (d_in {source.d_in}, d_sae {args.d_sae}) trained on {args.n_tokens} tokens to {out}"
+    )
+    return 0
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "activations": cmd_activations,
+    "synth": cmd_synth,
+    "train": cmd_train,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

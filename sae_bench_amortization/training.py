@@ -1,67 +1,151 @@
-"""A small, deterministic TopK SAE trainer on SAE-Lens's own ``TopKTrainingSAE`` (its loss and aux loss)."""
+"""A small, deterministic SAE trainer on SAE-Lens's own training SAEs (their losses and aux losses),
+streaming from any activation source: TopK (``TopKTrainingSAE``) or standard L1 (``StandardTrainingSAE``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from sae_lens.saes.sae import SAEMetadata, TrainCoefficientConfig, TrainStepInput
+from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from tqdm.auto import tqdm
 
+from sae_bench_amortization.errors import InputError
 
-def train_topk_sae(
-    activations: torch.Tensor,
+ARCHITECTURES = ("topk", "standard")
+
+
+def shuffled_batches(
+    source, batch_size: int, n_tokens: int, seed: int = 0, buffer_batches: int = 32
+) -> Iterator[torch.Tensor]:
+    """n_tokens activations in batches [batch_size, d_in], shuffled within a buffer of chunks; the
+    source is read again from the start as often as needed (epochs). Memory: one buffer."""
+    generator = torch.Generator().manual_seed(seed)
+    emitted = 0
+    while emitted < n_tokens:
+        buffer: list[torch.Tensor] = []
+        read_any = False
+        for batch in source.iter_batches(batch_size):
+            read_any = True
+            buffer.append(batch.acts)
+            if len(buffer) == buffer_batches:
+                for out in _shuffle(buffer, batch_size, generator):
+                    yield out[: n_tokens - emitted]
+                    emitted += min(out.shape[0], n_tokens - emitted)
+                    if emitted >= n_tokens:
+                        return
+                buffer = []
+        if not read_any:
+            raise InputError("the activation source is empty")
+        for out in _shuffle(buffer, batch_size, generator):
+            yield out[: n_tokens - emitted]
+            emitted += min(out.shape[0], n_tokens - emitted)
+            if emitted >= n_tokens:
+                return
+
+
+def _shuffle(
+    buffer: list[torch.Tensor], batch_size: int, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    if not buffer:
+        return
+    joined = torch.cat(buffer)
+    joined = joined[torch.randperm(joined.shape[0], generator=generator)]
+    yield from joined.split(batch_size)
+
+
+def train_sae(
+    source,
+    architecture: str,
     d_sae: int,
-    k: int,
-    n_epochs: int = 4,
+    n_tokens: int,
+    k: int | None = None,
+    l1_coefficient: float = 5.0,
     batch_size: int = 1024,
     lr: float = 1e-3,
     seed: int = 0,
     dead_after_tokens: int = 20_000,
     metadata: dict | None = None,
-) -> TopKTrainingSAE:
-    """Train a TopK SAE on activations [N, d_in] with Adam; returns the SAE-Lens training SAE.
+    device: str = "cpu",
+):
+    """Train an SAE-Lens TopK or standard SAE on ``n_tokens`` activations of ``source`` with Adam.
 
-    Decoder bias starts at the data mean; the encoder starts as the decoder's transpose (SAE-Lens's
-    init). Latents silent for ``dead_after_tokens`` tokens get SAE-Lens's TopK auxiliary loss.
+    Decoder bias starts at the mean of the first batch; weights start as SAE-Lens initialises them.
+    TopK latents silent for ``dead_after_tokens`` tokens get SAE-Lens's auxiliary loss. Returns the
+    SAE-Lens training SAE (``save_inference_model`` writes an inference SAE-Lens folder).
     """
-    generator = torch.Generator().manual_seed(seed)
+    if architecture not in ARCHITECTURES:
+        raise InputError(
+            f"--architecture must be one of {', '.join(ARCHITECTURES)}, got '{architecture}'"
+        )
+    if architecture == "topk" and not (k and k > 0):
+        raise InputError("--architecture topk needs --k (a positive integer)")
+    if d_sae <= 0 or n_tokens <= 0:
+        raise InputError("--d-sae and --n-tokens must be positive")
     torch.manual_seed(seed)
-    cfg = TopKTrainingSAEConfig(
-        d_in=activations.shape[1], d_sae=d_sae, k=k, metadata=SAEMetadata(**(metadata or {}))
-    )
-    sae = TopKTrainingSAE(cfg)
-    with torch.no_grad():
-        sae.b_dec.copy_(activations.mean(dim=0))
+    meta = SAEMetadata(**(metadata or {}))
+    if architecture == "topk":
+        sae = TopKTrainingSAE(
+            TopKTrainingSAEConfig(d_in=source.d_in, d_sae=d_sae, k=k, metadata=meta, device=device)
+        )
+    else:
+        cfg = StandardTrainingSAEConfig(
+            d_in=source.d_in,
+            d_sae=d_sae,
+            l1_coefficient=l1_coefficient,
+            metadata=meta,
+            device=device,
+        )
+        sae = StandardTrainingSAE(cfg)
     optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
     coefficients = {
         name: value.value if isinstance(value, TrainCoefficientConfig) else value
         for name, value in sae.get_coefficients().items()
     }
-    tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64)
-    n_steps = n_epochs * ((activations.shape[0] + batch_size - 1) // batch_size)
+    tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
     step = 0
     with tqdm(
-        total=n_steps, desc="training TopK SAE", unit="step", leave=False, disable=None
+        total=n_tokens, desc=f"training {architecture} SAE", unit="tok", leave=False, disable=None
     ) as bar:
-        for _ in range(n_epochs):
-            order = torch.randperm(activations.shape[0], generator=generator)
-            for start in range(0, activations.shape[0], batch_size):
-                x = activations[order[start : start + batch_size]]
-                output = sae.training_forward_pass(
-                    TrainStepInput(
-                        sae_in=x,
-                        coefficients=coefficients,
-                        dead_neuron_mask=tokens_since_fired > dead_after_tokens,
-                        n_training_steps=step,
-                        is_logging_step=False,
-                    )
+        for x in shuffled_batches(source, batch_size, n_tokens, seed):
+            x = x.to(device)
+            if step == 0:
+                with torch.no_grad():
+                    sae.b_dec.copy_(x.mean(dim=0))
+            output = sae.training_forward_pass(
+                TrainStepInput(
+                    sae_in=x,
+                    coefficients=coefficients,
+                    dead_neuron_mask=tokens_since_fired > dead_after_tokens,
+                    n_training_steps=step,
+                    is_logging_step=False,
                 )
-                optimizer.zero_grad(set_to_none=True)
-                output.loss.backward()
-                optimizer.step()
-                fired = (output.feature_acts > 0).any(dim=0)
-                tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
-                step += 1
-                bar.update(1)
-                bar.set_postfix(mse=f"{output.losses['mse_loss'].item():.3g}")
+            )
+            optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            optimizer.step()
+            fired = (output.feature_acts > 0).any(dim=0)
+            tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
+            step += 1
+            bar.update(x.shape[0])
+            bar.set_postfix(mse=f"{output.losses['mse_loss'].item():.3g}")
     return sae
+
+
+def train_topk_sae(
+    activations: torch.Tensor, d_sae: int, k: int, n_epochs: int = 4, seed: int = 0, **kwargs
+):
+    """TopK SAE on an in-memory tensor [N, d_in] for n_epochs passes (used by the embedded default)."""
+    from sae_bench_amortization.activations.base import ActivationBatch
+
+    class _Tensor:
+        d_in = activations.shape[1]
+
+        def iter_batches(self, batch_size):
+            for start in range(0, activations.shape[0], batch_size):
+                yield ActivationBatch(activations[start : start + batch_size])
+
+    return train_sae(
+        _Tensor(), "topk", d_sae, n_epochs * activations.shape[0], k=k, seed=seed, **kwargs
+    )

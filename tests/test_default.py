@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from sae_bench_amortization import default
 from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.synthetic import load_truth
 
 from conftest import run_subprocess
 
@@ -17,16 +18,16 @@ def test_main_job_on_the_embedded_default(tmp_path):
     """`saebench run --eval dead_dense` with nothing else builds the default once and evaluates it."""
     done = run_subprocess("run", "--eval", "dead_dense", "--device", "cpu", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "local_minilm_l3_topk" in done.stdout
-    result = tmp_path / "eval_results" / "dead_dense" / "local_minilm_l3_topk_eval_results.json"
+    assert "local_synthetic_topk" in done.stdout
+    result = tmp_path / "eval_results" / "dead_dense" / "local_synthetic_topk_eval_results.json"
     data = json.loads(result.read_text())
     metrics = data["eval_result_metrics"]["pathologies"]
     bench = default.default_benchmark()  # already built by the run: returns the cached copy
-    assert (
-        metrics["n_tokens"] == default.N_EVAL_TOKENS == ActivationFile(bench.activations).n_tokens
-    )
-    assert metrics["mean_l0"] <= default.K  # TopK SAE: at most k latents per token
-    frequency = load_file(result.with_name("local_minilm_l3_topk_feature_frequency.safetensors"))[
+    file = ActivationFile(bench.activations)
+    assert metrics["n_tokens"] == default.N_EVAL_TOKENS == file.n_tokens
+    assert file.concept_names == load_truth(bench.truth).concept_names  # ground truth travels along
+    assert metrics["mean_l0"] == default.K  # TopK SAE: exactly k positive latents per token here
+    frequency = load_file(result.with_name("local_synthetic_topk_feature_frequency.safetensors"))[
         "feature_frequency"
     ]
     assert metrics["dead_rate"] == float((frequency == 0).double().mean())
@@ -37,5 +38,5 @@ def test_main_job_on_the_embedded_default(tmp_path):
     )
     # a second run reuses the cache and skips the finished result
     again = run_subprocess("run", "--eval", "dead_dense", "--device", "cpu", cwd=tmp_path)
-    assert again.returncode == 0 and "skipping local_minilm_l3_topk" in again.stdout
+    assert again.returncode == 0 and "skipping local_synthetic_topk" in again.stdout
     assert "building" not in again.stdout

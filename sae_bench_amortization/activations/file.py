@@ -48,6 +48,7 @@ class ActivationFile:
         except (SafetensorError, OSError, ValueError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(f"{self.path}: not a readable safetensors file ({reason})") from None
+        self.metadata: dict[str, str] = dict(metadata)
         self._validate(keys, shapes, dtypes, metadata)
 
     def _validate(self, keys, shapes, dtypes, metadata) -> None:

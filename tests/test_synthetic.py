@@ -1,0 +1,201 @@
+"""The ground-truth benchmark: generator, reference SAEs with planted pathologies, trainer, oracle recovery."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.inference.calibration import calibrate_lambda
+from sae_bench_amortization.inference.dictionary import (
+    Dictionary,
+    dictionary_of,
+    sparse_coding_targets,
+)
+from sae_bench_amortization.inference.solver import objective, solve
+from sae_bench_amortization.reference_saes import reference_saes
+from sae_bench_amortization.synthetic import SyntheticConfig, ground_truth, load_truth, stream
+
+from conftest import read_result
+
+CONFIG = SyntheticConfig()
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return ground_truth(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def tokens(truth):
+    (batch,) = list(stream(truth, 8000, 8000))
+    return batch
+
+
+def test_stream_is_deterministic_and_chunking_free(truth):
+    whole = torch.cat([b.acts for b in stream(truth, 9000, 9000)])
+    pieces = torch.cat([b.acts for b in stream(truth, 9000, 777)])
+    later = torch.cat([b.acts for b in stream(truth, 4000, 1000, start=5000)])
+    assert torch.equal(whole, pieces) and torch.equal(whole[5000:], later)
+    assert not torch.equal(
+        whole, torch.cat([b.acts for b in stream(ground_truth(SyntheticConfig(seed=1)), 9000)])
+    )
+
+
+def test_planted_structure(truth, tokens):
+    F = CONFIG.n_features
+    assert truth.dictionary.shape == (F, CONFIG.d_in) and CONFIG.d_in < F  # superposition
+    torch.testing.assert_close(truth.dictionary.norm(dim=1), torch.ones(F))
+    fires = tokens.concepts[:, :F]
+    for parent, child in truth.hierarchies:  # child ⇒ parent, and the parent also fires alone
+        assert fires[:, child].any() and bool((fires[:, parent] | ~fires[:, child]).all())
+        assert bool((fires[:, parent] & ~fires[:, child]).any())
+    for j, feature in enumerate(truth.composites):  # sub-context 1 labels a subset of the concept
+        context_one = tokens.concepts[:, F + j]
+        assert bool((fires[:, feature] | ~context_one).all())
+        assert 0.3 < context_one.sum() / fires[:, feature].sum() < 0.7
+    frequency = fires.float().mean(0)
+    assert frequency.max() < 0.1 and frequency.min() > 0  # long tail, none dense, none absent
+    assert frequency.max() / frequency.min() > 5
+    # x = codes·D + contexts + noise: removing the planted part leaves only small noise
+    assert float(tokens.acts.norm(dim=1).mean()) > 0.5
+
+
+def test_synth_cli_writes_file_and_truth(tmp_path, cli):
+    out = tmp_path / "synth.safetensors"
+    result = cli("synth", "--out", out, "--n-tokens", "5000", "--seed", "3")
+    assert result.code == 0, result.err
+    file = ActivationFile(out)
+    assert (file.n_tokens, file.d_in) == (5000, 128)
+    assert len(file.concept_names) == 256 + 2 and file.concept_names[-1] == "composite_1_context_1"
+    loaded = load_truth(f"{out}.truth.safetensors")
+    expected = ground_truth(SyntheticConfig(seed=3))
+    assert torch.equal(loaded.dictionary, expected.dictionary)
+    assert loaded.hierarchies == expected.hierarchies and loaded.composites == expected.composites
+    first = next(file.iter_batches(5000))
+    (direct,) = list(stream(expected, 5000, 5000))
+    assert torch.equal(first.acts, direct.acts) and torch.equal(first.concepts, direct.concepts)
+
+
+def test_reference_saes_have_their_planted_dead_and_dense_rates(tmp_path, cli):
+    acts = tmp_path / "eval.safetensors"
+    assert (
+        cli(
+            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
+        ).code
+        == 0
+    )
+    for name in ("oracle", "dead", "dense", "split", "absorbed"):
+        folder = tmp_path / "refs" / name
+        expected = json.loads((folder / "expected_metrics.json").read_text())
+        out = tmp_path / f"out_{name}"
+        assert cli.dead_dense(folder, acts, "--output-dir", out).code == 0
+        metrics = read_result(out, "dead_dense")["eval_result_metrics"]["pathologies"]
+        assert metrics["dead_rate"] == expected["dead_rate"], name
+        assert metrics["dense_rate"] == expected["dense_rate"], name
+    assert (
+        json.loads((tmp_path / "refs/dead/expected_metrics.json").read_text())["dead_rate"]
+        == 16 / 272
+    )
+    assert (
+        json.loads((tmp_path / "refs/dense/expected_metrics.json").read_text())["dense_rate"]
+        == 8 / 264
+    )
+
+
+def test_absorbed_and_split_references_behave_as_planted(truth, tokens):
+    saes = reference_saes(truth)
+    F = CONFIG.n_features
+    absorbed, facts = saes["absorbed"]
+    codes = absorbed.encode(tokens.acts)
+    child_on = tokens.concepts[:, facts["absorbing_latent"]]
+    assert bool(
+        (codes[child_on, facts["parent_latent"]] == 0).all()
+    )  # parent silent when the child fires
+    assert float((codes[child_on, facts["absorbing_latent"]] > 0).float().mean()) > 0.9
+    parent_direction = truth.dictionary[facts["parent_latent"]]
+    assert float(absorbed.W_dec[facts["absorbing_latent"]] @ parent_direction) > 0.6
+    split, facts = saes["split"]
+    codes = split.encode(tokens.acts)
+    context_one = tokens.concepts[:, F]
+    concept = tokens.concepts[:, truth.composites[0]]
+    first, second = facts["split_latents"]
+    assert float((codes[context_one, first] > 0).float().mean()) > 0.9
+    assert float((codes[concept & ~context_one, second] > 0).float().mean()) > 0.9
+    assert float((codes[concept & ~context_one, first] > 0).float().mean()) < 0.1
+
+
+def support_f1(predicted: torch.Tensor, actual: torch.Tensor) -> float:
+    tp = int((predicted & actual).sum())
+    return 2 * tp / (2 * tp + int((predicted & ~actual).sum()) + int((~predicted & actual).sum()))
+
+
+def test_non_amortized_codes_of_the_oracle_recover_the_true_support(truth, tokens):
+    z = solve(Dictionary(truth.dictionary, torch.zeros(CONFIG.d_in)), tokens.acts, 0.2)
+    assert support_f1(z > 0, tokens.concepts[:, : CONFIG.n_features]) >= 0.9
+
+
+def test_trained_topk_sae_has_a_positive_amortization_gap(tmp_path, tokens, cli):
+    acts = tmp_path / "train.safetensors"
+    assert cli("synth", "--out", acts, "--n-tokens", "30000").code == 0
+    result = cli(
+        "train",
+        "--activations",
+        acts,
+        "--architecture",
+        "topk",
+        "--d-sae",
+        "512",
+        "--k",
+        "4",
+        "--n-tokens",
+        "60000",
+        "--out",
+        tmp_path / "topk",
+        "--device",
+        "cpu",
+    )
+    assert result.code == 0, result.err
+    sae = SAE.load_from_disk(tmp_path / "topk")
+    assert sae.cfg.architecture() == "topk" and sae.cfg.d_sae == 512
+    with torch.no_grad():
+        x = tokens.acts[:4000]
+        r = sparse_coding_targets(sae, x)
+        dictionary = dictionary_of(sae)
+        amortized = sae.encode(x)
+        lam = calibrate_lambda(
+            dictionary, r, float((amortized > 0).sum(-1).double().mean())
+        ).l1_coefficient
+        gap = objective(dictionary.D, r, amortized, lam) - objective(
+            dictionary.D, r, solve(dictionary, r, lam), lam
+        )
+    assert float(gap.mean()) > 0
+    assert float(gap.min()) > -1e-4 * float(
+        gap.abs().max()
+    )  # the optimum is never worse, token by token
+
+
+def test_train_cli_bad_input(tmp_path, cli):
+    acts = tmp_path / "a.safetensors"
+    assert cli("synth", "--out", acts, "--n-tokens", "1000").code == 0
+    base = (
+        "train",
+        "--activations",
+        acts,
+        "--d-sae",
+        "32",
+        "--n-tokens",
+        "100",
+        "--out",
+        tmp_path / "s",
+    )
+    result = cli(*base, "--architecture", "topk")
+    assert result.code == 2 and "--k" in result.err and len(result.err.strip().splitlines()) == 1
+    result = cli(*base, "--architecture", "gated")
+    assert result.code == 2 and "invalid choice" in result.err
+    result = cli("synth", "--n-tokens", "10")
+    assert result.code == 2 and "--out FILE, --reference-saes DIR" in result.err
+    assert not (tmp_path / "s").exists()
