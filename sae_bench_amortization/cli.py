@@ -343,6 +343,7 @@ def build_inference(args: argparse.Namespace):
         )
     return InferenceSettings(
         modes=parse_modes(args.inference),
+        modes_given=bool(args.inference),
         l1_coefficient=args.l1_coefficient,
         method=args.solver,
         calibration_tokens=args.calibration_tokens,
@@ -576,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"saebench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `saebench list | head`: the reader left; nothing to report
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         print("saebench: interrupted", file=sys.stderr)
         return 130

@@ -42,6 +42,7 @@ class Evaluated:
     artifacts: dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]] = field(
         default_factory=dict
     )
+    text_artifacts: dict[str, str] = field(default_factory=dict)  # suffix → text (e.g. a CSV)
 
 
 @dataclass(frozen=True)
@@ -129,5 +130,39 @@ def for_each_sae(
             write_text_atomic(paths[mode], evaluated.output.to_json())
             name = paths[mode].name.removesuffix("_eval_results.json")
             outcomes.append(SAEOutcome(name, "written", paths[mode], evaluated.summary))
+        del sae
+    return outcomes
+
+
+def for_each_sae_once(
+    eval_name: str,
+    specs: list[SAESpec],
+    output_path: str | Path,
+    evaluate: Callable[[SAESpec, Any], Evaluated],
+    activations: ActivationFactory,
+    device: str = "cpu",
+    dtype: str = "float32",
+    force_rerun: bool = False,
+) -> list[SAEOutcome]:
+    """Like :func:`for_each_sae` for evals that compare modes inside one result per SAE."""
+    output_path = ensure_output_dir(output_path)
+    outcomes = []
+    for spec in tqdm(specs, desc=f"{eval_name}: SAEs", unit="sae", leave=False, disable=None):
+        path = result_path(output_path, spec.release, spec.sae_id)
+        if path.exists() and not force_rerun:
+            print(f"skipping {spec.sae_name}: {path} exists (--force-rerun to redo)")
+            outcomes.append(SAEOutcome(spec.sae_name, "skipped", path))
+            continue
+        sae = spec.load(device, dtype)
+        check_width(sae, activations.for_sae(sae))
+        evaluated = evaluate(spec, sae)
+        for suffix, (tensors, metadata) in evaluated.artifacts.items():
+            write_safetensors_atomic(
+                artifact_path(output_path, spec.release, spec.sae_id, suffix), tensors, metadata
+            )
+        for suffix, text in evaluated.text_artifacts.items():
+            write_text_atomic(artifact_path(output_path, spec.release, spec.sae_id, suffix), text)
+        write_text_atomic(path, evaluated.output.to_json())
+        outcomes.append(SAEOutcome(spec.sae_name, "written", path, evaluated.summary))
         del sae
     return outcomes

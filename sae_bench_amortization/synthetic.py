@@ -50,6 +50,8 @@ class SyntheticConfig:
                 raise InputError(
                     f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
                 )
+        if self.n_hierarchies < 0 or self.n_composites < 0:
+            raise InputError("--n-hierarchies and --n-composites must be >= 0")
         if self.n_features < 2 * self.n_hierarchies + self.n_composites:
             raise InputError(
                 "--n-features is too small for the hierarchies and composites asked for"

@@ -29,7 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
 fi
 
 case "${1:-}" in
-  demo) shift; exec .venv/bin/saebench run --eval dead_dense "$@" ;;
+  demo) shift; exec .venv/bin/saebench run --eval amortization_gap "$@" ;;
   test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
   install) ;;
   *) echo "usage: bash scripts/dev.sh demo|test|install" >&2; exit 2 ;;

@@ -74,6 +74,9 @@ class InferenceSettings:
     method: str = "fista"
     tol: float = 1e-4  # non_amortized: KKT tolerance, relative to λ
     calibration_tokens: int = 4096
+    modes_given: bool = (
+        False  # False: the user named no mode, so an eval may use its own default modes
+    )
 
     def __post_init__(self) -> None:
         if self.l1_coefficient is not None and not (

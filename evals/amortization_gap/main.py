@@ -1,0 +1,172 @@
+"""``amortization_gap``: every inference mode on the same tokens and decoder, side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+
+from sae_bench_amortization.eval_loop import (
+    Evaluated,
+    for_each_sae_once,
+    output_fields,
+    resolve_lambda,
+)
+from sae_bench_amortization.evals.amortization_gap.eval_config import (
+    DEFAULT_MODES,
+    AmortizationGapEvalConfig,
+)
+from sae_bench_amortization.evals.amortization_gap.eval_output import (
+    AmortizationGapEvalOutput,
+    AmortizationMetricCategories,
+    AmortizationMetrics,
+    ModeRow,
+)
+from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+from sae_bench_amortization.inference.modes import InferenceSettings, mode_sae, parse_modes
+from sae_bench_amortization.inference.solver import objective
+from sae_bench_amortization.loading import SAESpec, as_specs
+from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
+from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
+from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
+
+CSV_COLUMNS = (
+    "mode",
+    "nmse",
+    "l0",
+    "objective",
+    "dead_rate",
+    "dense_rate",
+    "delta_f1",
+    "absorption_rate",
+    "seconds_per_1k_tokens",
+)
+
+
+def compare_modes(
+    sae, source, modes, lam: float, inference: InferenceSettings, config
+) -> list[dict]:
+    """Stream the source once; per mode: NMSE, L0, mean objective, dead/dense rates and time. Rows in mode order."""
+    mode_saes = {mode.name: mode_sae(sae, mode, lam, inference) for mode in modes}
+    dictionary = dictionary_of(sae)
+    firing = {name: FiringCounter(sae.cfg.d_sae) for name in mode_saes}
+    reconstruction = {name: ReconstructionAccumulator() for name in mode_saes}
+    objectives = {name: MeanAccumulator() for name in mode_saes}
+    seconds = dict.fromkeys(mode_saes, 0.0)
+    device, dtype = sae.W_dec.device, sae.W_dec.dtype
+    with torch.no_grad():
+        for batch in source.iter_batches(config.batch_size):
+            x = batch.acts.to(device=device, dtype=dtype)
+            targets = sparse_coding_targets(sae, x)
+            for name, encoder in mode_saes.items():
+                start = time.perf_counter()
+                codes = encoder.encode(x)
+                if codes.is_cuda:
+                    torch.cuda.synchronize()
+                seconds[name] += time.perf_counter() - start
+                reconstruction[name].update(x, sae.decode(codes))
+                objectives[name].update(objective(dictionary.D, targets, codes, lam))
+                firing[name].update(codes)
+    rows = []
+    for name in mode_saes:
+        stats = pathologies(firing[name], config.dense_threshold)
+        rows.append(
+            {
+                "mode": name,
+                "nmse": reconstruction[name].nmse,
+                "l0": stats.mean_l0,
+                "objective": objectives[name].mean,
+                "dead_rate": stats.dead_rate,
+                "dense_rate": stats.dense_rate,
+                "delta_f1": None,
+                "absorption_rate": None,
+                "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
+            }
+        )
+    return rows
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    lines = [",".join(CSV_COLUMNS)]
+    for row in rows:
+        lines.append(",".join("" if row[c] is None else str(row[c]) for c in CSV_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
+    header = f"{sae_name} (λ {lam:.4g})\n{'mode':<15}{'NMSE':>9}{'L0':>8}{'objective':>11}{'dead':>8}{'dense':>8}{'s/1k tok':>10}"
+    lines = [header]
+    for row in rows:
+        lines.append(
+            f"{row['mode']:<15}{row['nmse']:>9.4f}{row['l0']:>8.2f}{row['objective']:>11.4f}"
+            f"{row['dead_rate']:>8.3f}{row['dense_rate']:>8.3f}{row['seconds_per_1k_tokens']:>10.4f}"
+        )
+    return "\n".join(lines)
+
+
+def run_eval(
+    config: AmortizationGapEvalConfig,
+    selected_saes: list,
+    activations: ActivationFactory,
+    device: str,
+    output_path: str | Path,
+    force_rerun: bool = False,
+    dtype: str = "float32",
+    inference: InferenceSettings | None = None,
+) -> list[SAEOutcome]:
+    """SAEBench-shaped entry. Modes come from ``config.modes``; λ from ``inference`` (given or calibrated)."""
+    inference = inference or InferenceSettings()
+    modes = parse_modes(config.modes)
+    for required in ("amortized", "non_amortized"):  # the gap compares these two
+        if all(mode.name != required for mode in modes):
+            modes.append(parse_modes([required])[0])
+
+    def evaluate(spec: SAESpec, sae) -> Evaluated:
+        source = activations.for_sae(sae)
+        lam, calibration = resolve_lambda(sae, activations, inference, modes)
+        rows = compare_modes(sae, source, modes, lam, inference, config)
+        by_mode = {row["mode"]: row for row in rows}
+        gap = by_mode["amortized"]["objective"] - by_mode["non_amortized"]["objective"]
+        run_config = dataclasses.replace(
+            config,
+            modes=[m.name for m in modes],
+            l1_coefficient=lam,
+            activation_source=source.describe(),
+            lambda_calibration=None if calibration is None else dict(calibration.__dict__),
+        )
+        metrics = AmortizationMetrics(
+            l1_coefficient=lam,
+            mean_gap=gap,
+            mean_relative_gap=gap / max(by_mode["non_amortized"]["objective"], 1e-30),
+        )
+        output = AmortizationGapEvalOutput(
+            eval_config=run_config,
+            eval_result_metrics=AmortizationMetricCategories(amortization=metrics),
+            eval_result_details=[ModeRow(**row) for row in rows],
+            **output_fields(spec, sae),
+        )
+        print(format_table(spec.sae_name, rows, lam))
+        summary = {
+            "mean_gap": gap,
+            "mean_relative_gap": metrics.mean_relative_gap,
+            "l1_coefficient": lam,
+        }
+        return Evaluated(
+            output, summary, text_artifacts={"amortization_gap.csv": rows_to_csv(rows)}
+        )
+
+    return for_each_sae_once(
+        "amortization_gap",
+        as_specs(selected_saes),
+        output_path,
+        evaluate,
+        activations,
+        device,
+        dtype,
+        force_rerun,
+    )
+
+
+__all__ = ["DEFAULT_MODES", "run_eval", "compare_modes"]

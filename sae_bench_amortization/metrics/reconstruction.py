@@ -1,0 +1,52 @@
+"""Reconstruction and objective statistics, streamed over token chunks (pure tensor math)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ReconstructionAccumulator:
+    """NMSE = Σ‖x − x̂‖² / Σ‖x − x̄‖² (x̄ the mean over all tokens), accumulated chunk by chunk.
+
+    Σ‖x − x̄‖² = Σ‖x‖² − N‖x̄‖², so one pass suffices (float64 sums).
+    """
+
+    def __init__(self) -> None:
+        self.squared_error = 0.0
+        self.sum_x: torch.Tensor | None = None
+        self.sum_squared_norm = 0.0
+        self.n_tokens = 0
+
+    def update(self, x: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """x, reconstruction: [B, d_in]."""
+        x64 = x.detach().double()
+        self.squared_error += float(((x64 - reconstruction.detach().double()) ** 2).sum())
+        batch_sum = x64.sum(dim=0).cpu()
+        self.sum_x = batch_sum if self.sum_x is None else self.sum_x + batch_sum
+        self.sum_squared_norm += float((x64 * x64).sum())
+        self.n_tokens += x.shape[0]
+
+    @property
+    def nmse(self) -> float:
+        if self.n_tokens == 0 or self.sum_x is None:
+            raise ValueError("no tokens were seen")
+        variance = self.sum_squared_norm - float((self.sum_x * self.sum_x).sum()) / self.n_tokens
+        return self.squared_error / max(variance, 1e-300)
+
+
+class MeanAccumulator:
+    """Mean of per-token values [B], streamed."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.n = 0
+
+    def update(self, values: torch.Tensor) -> None:
+        self.total += float(values.detach().double().sum())
+        self.n += values.numel()
+
+    @property
+    def mean(self) -> float:
+        if self.n == 0:
+            raise ValueError("no tokens were seen")
+        return self.total / self.n

@@ -1,0 +1,178 @@
+"""amortization_gap: mode ordering, the gap against an independent sklearn computation, files, MiniLM path."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from sae_lens import SAE
+from sklearn.decomposition import sparse_encode
+
+from conftest import read_result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic activation file and a TopK SAE trained on it by `saebench train`."""
+    from sae_bench_amortization.cli import main
+
+    folder = tmp_path_factory.mktemp("gap")
+    acts = folder / "acts.safetensors"
+    assert main(["synth", "--out", str(acts), "--n-tokens", "6000", "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--activations",
+                str(acts),
+                "--architecture",
+                "topk",
+                "--d-sae",
+                "256",
+                "--k",
+                "4",
+                "--n-tokens",
+                "24000",
+                "--out",
+                str(folder / "topk"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    return acts, folder / "topk"
+
+
+def test_modes_are_ordered_and_the_gap_is_positive(trained, tmp_path, cli):
+    acts, sae_path = trained
+    result = cli(
+        "run",
+        "--eval",
+        "amortization_gap",
+        "--sae-path",
+        sae_path,
+        "--activations",
+        acts,
+        "--output-dir",
+        tmp_path / "out",
+        "--calibration-tokens",
+        "2000",
+    )
+    assert result.code == 0, result.err
+    assert "non_amortized" in result.out and "NMSE" in result.out  # the table is printed
+    data = read_result(tmp_path / "out", "amortization_gap")
+    rows = {row["mode"]: row for row in data["eval_result_details"]}
+    assert list(rows) == ["amortized", "semi:5", "semi:25", "non_amortized"]
+    slack = 1e-6
+    objective = [rows[m]["objective"] for m in ("non_amortized", "semi:25", "semi:5", "amortized")]
+    assert all(a <= b * (1 + slack) for a, b in zip(objective, objective[1:], strict=False)), (
+        objective
+    )
+    metrics = data["eval_result_metrics"]["amortization"]
+    assert metrics["mean_gap"] == pytest.approx(
+        rows["amortized"]["objective"] - rows["non_amortized"]["objective"]
+    )
+    assert metrics["mean_gap"] > 0
+    calibration = data["eval_config"]["lambda_calibration"]
+    assert calibration["target_l0"] == pytest.approx(4.0)  # the TopK encoder's own L0 (k = 4)
+    assert abs(calibration["achieved_l0"] - 4.0) <= 0.02 * 4.0
+    # the CSV beside the JSON has the same rows
+    path = tmp_path / "out" / "amortization_gap" / "local_topk_amortization_gap.csv"
+    with path.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["mode"] for r in table] == list(rows)
+    assert float(table[0]["nmse"]) == pytest.approx(rows["amortized"]["nmse"])
+
+
+def test_gap_and_nmse_match_an_independent_computation(trained, tmp_path, cli):
+    """sklearn's lasso_cd gives the non-amortized optimum, numpy the amortized objective and NMSE."""
+    acts, sae_path = trained
+    lam = 0.05
+    result = cli(
+        "run",
+        "--eval",
+        "amortization_gap",
+        "--sae-path",
+        sae_path,
+        "--activations",
+        acts,
+        "--n-tokens",
+        "1500",
+        "--l1-coefficient",
+        str(lam),
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert result.code == 0, result.err
+    data = read_result(tmp_path / "out", "amortization_gap")
+    sae = SAE.load_from_disk(sae_path)
+    from safetensors.torch import load_file
+
+    x = load_file(acts)["activations"][:1500].double()
+    with torch.no_grad():
+        z_amortized = sae.encode(x.float()).double()
+        reconstruction = sae.decode(z_amortized.float()).double()
+    W_dec = sae.W_dec.detach().double()
+    if sae.cfg.rescale_acts_by_decoder_norm:
+        W_dec = W_dec / W_dec.norm(dim=-1, keepdim=True)
+    r = (x - sae.b_dec.detach().double()).numpy()
+    D = W_dec.numpy()
+
+    def objective(z):
+        return 0.5 * ((r - z @ D) ** 2).sum(1) + lam * z.sum(1)
+
+    z_optimal = sparse_encode(r, D, algorithm="lasso_cd", alpha=lam, positive=True, max_iter=10_000)
+    expected_gap = float(np.mean(objective(z_amortized.numpy()) - objective(z_optimal)))
+    assert data["eval_result_metrics"]["amortization"]["mean_gap"] == pytest.approx(
+        expected_gap, rel=1e-3
+    )
+    nmse = float(((x - reconstruction) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    rows = {row["mode"]: row for row in data["eval_result_details"]}
+    assert rows["amortized"]["nmse"] == pytest.approx(nmse, rel=1e-6)
+    assert (
+        data["eval_config"]["l1_coefficient"] == lam
+        and data["eval_config"]["lambda_calibration"] is None
+    )
+
+
+def test_amortization_gap_on_the_offline_minilm_path(tmp_path, cli):
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    torch.manual_seed(0)
+    TopKSAE(TopKSAEConfig(d_in=384, d_sae=768, k=8)).save_model(tmp_path / "minilm_topk")
+    result = cli(
+        "run",
+        "--eval",
+        "amortization_gap",
+        "--sae-path",
+        tmp_path / "minilm_topk",
+        "--hf-model",
+        "all-MiniLM-L6-v2",
+        "--hf-module",
+        "encoder.layer.3",
+        "--n-tokens",
+        "600",
+        "--calibration-tokens",
+        "300",
+        "--inference",
+        "amortized",
+        "--inference",
+        "semi:3",
+        "--output-dir",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+    )
+    assert result.code == 0, result.err
+    data = read_result(tmp_path / "out", "amortization_gap")
+    assert [row["mode"] for row in data["eval_result_details"]] == [
+        "amortized",
+        "semi:3",
+        "non_amortized",
+    ]
+    assert data["eval_result_metrics"]["amortization"]["mean_gap"] > 0
+    assert json.dumps(data["eval_config"]).count("encoder.layer.3") == 1
