@@ -199,3 +199,67 @@ def test_train_cli_bad_input(tmp_path, cli):
     result = cli("synth", "--n-tokens", "10")
     assert result.code == 2 and "--out FILE, --reference-saes DIR" in result.err
     assert not (tmp_path / "s").exists()
+
+
+def test_splitting_is_high_on_the_split_concept_only(tmp_path, cli):
+    acts = tmp_path / "eval.safetensors"
+    assert (
+        cli(
+            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
+        ).code
+        == 0
+    )
+    results = {}
+    for name in ("oracle", "split"):
+        assert (
+            cli(
+                "run",
+                "--eval",
+                "splitting",
+                "--sae-path",
+                tmp_path / "refs" / name,
+                "--activations",
+                acts,
+                "--output-dir",
+                tmp_path / name,
+            ).code
+            == 0
+        )
+        results[name] = {
+            r["concept"]: r
+            for r in read_result(tmp_path / name, "splitting")["eval_result_details"]
+        }
+    split_concept = json.loads((tmp_path / "refs/split/expected_metrics.json").read_text())[
+        "split_concept"
+    ]
+    split = results["split"]
+    clean = [row["delta_f1"] for concept, row in split.items() if concept != split_concept]
+    assert split[split_concept]["delta_f1"] > 0.1
+    assert split[split_concept]["delta_f1"] > 3 * max(clean)  # clearly above every clean concept
+    assert abs(results["oracle"][split_concept]["delta_f1"]) < 0.05
+    assert set(split[split_concept]["top_latents"]) == {
+        255,
+        256,
+    }  # the two planted sub-context latents
+
+
+def test_concept_evals_without_concepts_say_so(tmp_path, cli):
+    from conftest import planted_standard_sae
+
+    planted = planted_standard_sae(tmp_path)
+    result = cli(
+        "run",
+        "--eval",
+        "splitting",
+        "--sae-path",
+        planted.path,
+        "--activations",
+        planted.activations,
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert (
+        result.code == 2
+        and "needs concept labels" in result.err
+        and len(result.err.strip().splitlines()) == 1
+    )

@@ -56,7 +56,7 @@ class ModeRow(BaseResultDetail):
         title="Dense Rate", description="Share firing on more than dense_threshold"
     )
     delta_f1: float | None = Field(
-        title="ΔF1", description="Mean F1@2 − F1@1 (null without concepts)"
+        title="ΔF1", description="Mean over concepts of F1@2 − F1@1 (null without concept labels)"
     )
     absorption_rate: float | None = Field(title="Absorption", description="Null without concepts")
     seconds_per_1k_tokens: float = Field(title="Seconds / 1k Tokens", description="Inference time")

@@ -28,6 +28,7 @@ from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_co
 from sae_bench_amortization.inference.modes import InferenceSettings, mode_sae, parse_modes
 from sae_bench_amortization.inference.solver import objective
 from sae_bench_amortization.loading import SAESpec, as_specs
+from sae_bench_amortization.metrics.concepts import SplittingAccumulator
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
 from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
 from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
@@ -55,6 +56,11 @@ def compare_modes(
     reconstruction = {name: ReconstructionAccumulator() for name in mode_saes}
     objectives = {name: MeanAccumulator() for name in mode_saes}
     seconds = dict.fromkeys(mode_saes, 0.0)
+    splitting_accumulators = (  # ΔF1 per mode when the tokens carry concept labels
+        {name: SplittingAccumulator(source.concept_names) for name in mode_saes}
+        if source.concept_names
+        else {}
+    )
     device, dtype = sae.W_dec.device, sae.W_dec.dtype
     with torch.no_grad():
         for batch in source.iter_batches(config.batch_size):
@@ -69,6 +75,13 @@ def compare_modes(
                 reconstruction[name].update(x, sae.decode(codes))
                 objectives[name].update(objective(dictionary.D, targets, codes, lam))
                 firing[name].update(codes)
+                if splitting_accumulators:
+                    splitting_accumulators[name].update(codes, batch.concepts)
+    splitting = {name: scores.scores() for name, scores in splitting_accumulators.items()}
+    delta_f1 = {
+        name: sum(r["delta_f1"] for r in rows) / len(rows) if rows else None
+        for name, rows in splitting.items()
+    }
     rows = []
     for name in mode_saes:
         stats = pathologies(firing[name], config.dense_threshold)
@@ -80,7 +93,7 @@ def compare_modes(
                 "objective": objectives[name].mean,
                 "dead_rate": stats.dead_rate,
                 "dense_rate": stats.dense_rate,
-                "delta_f1": None,
+                "delta_f1": delta_f1.get(name),
                 "absorption_rate": None,
                 "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
             }
@@ -96,12 +109,26 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
-    header = f"{sae_name} (λ {lam:.4g})\n{'mode':<15}{'NMSE':>9}{'L0':>8}{'objective':>11}{'dead':>8}{'dense':>8}{'s/1k tok':>10}"
-    lines = [header]
+    """The rows as a fixed-width table (ΔF1 and absorption shown when measured)."""
+    columns = [
+        ("NMSE", "nmse", 9, ".4f"),
+        ("L0", "l0", 8, ".2f"),
+        ("objective", "objective", 11, ".4f"),
+        ("dead", "dead_rate", 8, ".3f"),
+        ("dense", "dense_rate", 8, ".3f"),
+        ("ΔF1", "delta_f1", 8, ".4f"),
+        ("absorb", "absorption_rate", 8, ".3f"),
+        ("s/1k tok", "seconds_per_1k_tokens", 10, ".4f"),
+    ]
+    columns = [col for col in columns if any(row[col[1]] is not None for row in rows)]
+    lines = [
+        f"{sae_name} (λ {lam:.4g})",
+        f"{'mode':<15}" + "".join(f"{title:>{width}}" for title, _, width, _ in columns),
+    ]
     for row in rows:
         lines.append(
-            f"{row['mode']:<15}{row['nmse']:>9.4f}{row['l0']:>8.2f}{row['objective']:>11.4f}"
-            f"{row['dead_rate']:>8.3f}{row['dense_rate']:>8.3f}{row['seconds_per_1k_tokens']:>10.4f}"
+            f"{row['mode']:<15}"
+            + "".join(f"{row[key]:>{width}{fmt}}" for _, key, width, fmt in columns)
         )
     return "\n".join(lines)
 
