@@ -5,8 +5,8 @@ split), plus noise. Every pathology metric can be checked against the truth here
 x = Σ_i a_i·f_i + Σ_c b_c·g_{c,s} + noise, with
   f_i   [F, d_in]  true unit feature directions (F > d_in: superposition);
   a_i ≥ 0          magnitude of feature i when it fires (Bernoulli with Zipf-like probability p_i);
-  hierarchies      (parent, child) pairs: the child fires with p_child and then the parent fires too,
-                   at the child's magnitude;
+  hierarchies      (parent, child) pairs of a frequent parent and a rare child (``child_share`` of the
+                   parent's rate): the child fires, and then the parent fires too, at the child's magnitude;
   composites       concept c = feature i_c whose every occurrence also carries one of two sub-context
                    directions g_{c,1}, g_{c,2} (with magnitude ``context_scale``·a): one concept, two contexts.
 Ground-truth concept activity ``concepts`` [N, F + C]: each feature, then each composite's sub-context 1
@@ -39,6 +39,7 @@ class SyntheticConfig:
     magnitude_low: float = 0.5  # a_i ~ Uniform(low, high): non-negative
     magnitude_high: float = 1.5
     n_hierarchies: int = 4
+    child_share: float = 0.04  # a child fires on this share of its parent's rate
     n_composites: int = 2
     context_scale: float = 1.0
     noise: float = 0.02
@@ -104,9 +105,15 @@ def ground_truth(config: SyntheticConfig) -> GroundTruth:
     )
     ranks = torch.randperm(F, generator=generator).double()
     probability = (config.p_max * (ranks + 1) ** -config.zipf_exponent).clamp_min(config.p_min)
-    order = torch.randperm(F, generator=generator).tolist()
-    hierarchies = [(order[2 * j], order[2 * j + 1]) for j in range(config.n_hierarchies)]
-    composites = order[2 * config.n_hierarchies : 2 * config.n_hierarchies + config.n_composites]
+    # Parents and composites are frequent features (enough tokens to probe them); each child is a rare
+    # refinement of its parent: it fires on ``child_share`` of the parent's rate.
+    by_frequency = probability.argsort(descending=True).tolist()
+    n_h, n_c = config.n_hierarchies, config.n_composites
+    parents, composites = by_frequency[:n_h], by_frequency[n_h : n_h + n_c]
+    children = by_frequency[n_h + n_c : 2 * n_h + n_c]
+    for parent, child in zip(parents, children, strict=True):
+        probability[child] = probability[parent] * config.child_share
+    hierarchies = list(zip(parents, children, strict=True))
     contexts = torch.nn.functional.normalize(
         torch.randn(config.n_composites, 2, config.d_in, generator=generator), dim=-1
     )

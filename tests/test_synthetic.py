@@ -263,3 +263,40 @@ def test_concept_evals_without_concepts_say_so(tmp_path, cli):
         and "needs concept labels" in result.err
         and len(result.err.strip().splitlines()) == 1
     )
+
+
+def test_absorption_is_high_on_the_absorbed_concept_and_near_zero_for_the_oracle(tmp_path, cli):
+    acts = tmp_path / "eval.safetensors"
+    assert (
+        cli(
+            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
+        ).code
+        == 0
+    )
+    facts = json.loads((tmp_path / "refs/absorbed/expected_metrics.json").read_text())
+    results = {}
+    for name in ("oracle", "absorbed"):
+        result = cli(
+            "run",
+            "--eval",
+            "absorption_rate",
+            "--sae-path",
+            tmp_path / "refs" / name,
+            "--activations",
+            acts,
+            "--output-dir",
+            tmp_path / name,
+        )
+        assert result.code == 0, result.err
+        data = read_result(tmp_path / name, "absorption_rate")
+        results[name] = ({r["concept"]: r for r in data["eval_result_details"]}, data)
+    absorbed_rows, absorbed_data = results["absorbed"]
+    oracle_rows, oracle_data = results["oracle"]
+    concept = facts["absorbed_concept"]
+    assert absorbed_rows[concept]["absorption_rate"] > 0.3
+    assert absorbed_rows[concept]["full_absorption_rate"] > 0.01
+    assert absorbed_rows[concept]["absorbing_latents"] == [facts["absorbing_latent"]]
+    assert absorbed_rows[concept]["main_latents"] == [facts["parent_latent"]]
+    assert oracle_rows[concept]["absorption_rate"] == 0.0
+    assert oracle_data["eval_result_metrics"]["absorption"]["absorption_rate"] < 0.01
+    assert absorbed_data["eval_config"]["cosine_threshold"] == 0.3

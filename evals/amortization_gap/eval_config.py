@@ -28,6 +28,12 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
     dense_threshold: float = Field(
         default=0.1, title="Dense Threshold", description="As in dead_dense."
     )
+    max_concepts: int = Field(
+        default=32,
+        title="Max Concepts",
+        description="ΔF1 and absorption per mode use up to this many concepts: planted roles (parent, "
+        "child, composite) first, then the most frequent (the splitting and absorption_rate evals use all).",
+    )
     n_tokens: int | None = Field(
         default=None, title="Evaluation Tokens", description="Tokens requested."
     )

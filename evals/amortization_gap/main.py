@@ -28,7 +28,11 @@ from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_co
 from sae_bench_amortization.inference.modes import InferenceSettings, mode_sae, parse_modes
 from sae_bench_amortization.inference.solver import objective
 from sae_bench_amortization.loading import SAESpec, as_specs
-from sae_bench_amortization.metrics.concepts import SplittingAccumulator
+from sae_bench_amortization.metrics.concepts import (
+    SplittingAccumulator,
+    absorption_scores,
+    select_concepts,
+)
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
 from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
 from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
@@ -57,7 +61,7 @@ def compare_modes(
     objectives = {name: MeanAccumulator() for name in mode_saes}
     seconds = dict.fromkeys(mode_saes, 0.0)
     splitting_accumulators = (  # ΔF1 per mode when the tokens carry concept labels
-        {name: SplittingAccumulator(source.concept_names) for name in mode_saes}
+        {name: SplittingAccumulator(source.concept_names, keep_inputs=True) for name in mode_saes}
         if source.concept_names
         else {}
     )
@@ -76,8 +80,21 @@ def compare_modes(
                 objectives[name].update(objective(dictionary.D, targets, codes, lam))
                 firing[name].update(codes)
                 if splitting_accumulators:
-                    splitting_accumulators[name].update(codes, batch.concepts)
-    splitting = {name: scores.scores() for name, scores in splitting_accumulators.items()}
+                    splitting_accumulators[name].update(codes, batch.concepts, batch.acts)
+    # ΔF1 and absorption on up to config.max_concepts concepts (planted roles first, then the most frequent)
+    subset = (
+        select_concepts(next(iter(splitting_accumulators.values())), config.max_concepts)
+        if splitting_accumulators
+        else None
+    )
+    splitting = {
+        name: tokens.scores(only=subset) for name, tokens in splitting_accumulators.items()
+    }
+    probes: dict = {}  # the modes saw the same tokens and labels: one ground-truth probe per concept
+    absorption = {
+        name: absorption_scores(tokens, sae.W_dec, probe_cache=probes, only=subset)
+        for name, tokens in splitting_accumulators.items()
+    }
     delta_f1 = {
         name: sum(r["delta_f1"] for r in rows) / len(rows) if rows else None
         for name, rows in splitting.items()
@@ -94,11 +111,15 @@ def compare_modes(
                 "dead_rate": stats.dead_rate,
                 "dense_rate": stats.dense_rate,
                 "delta_f1": delta_f1.get(name),
-                "absorption_rate": None,
+                "absorption_rate": _mean(absorption.get(name), "absorption_rate"),
                 "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
             }
         )
     return rows
+
+
+def _mean(rows: list[dict] | None, key: str) -> float | None:
+    return sum(r[key] for r in rows) / len(rows) if rows else None
 
 
 def rows_to_csv(rows: list[dict]) -> str:

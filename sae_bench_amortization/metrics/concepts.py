@@ -44,57 +44,6 @@ class LatentConceptMeans:
         return self.mean_difference().topk(k, dim=-1).indices
 
 
-class ConceptSample:
-    """Per concept, the selected latents' activations (and optionally the raw inputs) on a bounded sample."""
-
-    def __init__(
-        self,
-        top_latents: torch.Tensor,
-        max_positives: int = 2000,
-        negative_rate: float = 0.1,
-        keep_inputs: bool = False,
-        seed: int = 0,
-    ):
-        self.top_latents = top_latents  # [C, k]
-        self.max_positives, self.negative_rate, self.keep_inputs = (
-            max_positives,
-            negative_rate,
-            keep_inputs,
-        )
-        self.generator = torch.Generator().manual_seed(seed)
-        n = top_latents.shape[0]
-        self.features: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.inputs: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.labels: list[list[torch.Tensor]] = [[] for _ in range(n)]
-        self.n_positive = [0] * n
-
-    def update(
-        self, codes: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None
-    ) -> None:
-        """codes [B, d_sae], labels [B, C] bool, inputs [B, d_in] (kept when keep_inputs)."""
-        codes, labels = codes.detach().cpu(), labels.cpu()
-        negative_draw = torch.rand(codes.shape[0], generator=self.generator) < self.negative_rate
-        for c in range(self.top_latents.shape[0]):
-            positive = labels[:, c]
-            if self.n_positive[c] >= self.max_positives:
-                positive = torch.zeros_like(positive)
-            keep = positive | (negative_draw & ~labels[:, c])
-            if not bool(keep.any()):
-                continue
-            self.features[c].append(codes[keep][:, self.top_latents[c]].float())
-            self.labels[c].append(positive[keep])
-            if self.keep_inputs and inputs is not None:
-                self.inputs[c].append(inputs.detach().cpu()[keep].float())
-            self.n_positive[c] += int(positive.sum())
-
-    def arrays(self, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(latent features [n, k], labels [n], inputs [n, d_in] or None) for concept c."""
-        if not self.features[c]:
-            return np.zeros((0, self.top_latents.shape[1])), np.zeros(0, dtype=bool), None
-        inputs = torch.cat(self.inputs[c]).numpy() if self.inputs[c] else None
-        return torch.cat(self.features[c]).numpy(), torch.cat(self.labels[c]).numpy(), inputs
-
-
 def probe_f1(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
     """F1 on a held-out 20% (stratified) of a logistic-regression probe; None with too few positives."""
     if labels.sum() < 10 or (~labels).sum() < 10:
@@ -113,8 +62,9 @@ def k_sparse_f1(features: np.ndarray, labels: np.ndarray, k: int, seed: int = 0)
 
 
 class SplittingAccumulator:
-    """One streaming pass for ΔF1: latent mean differences per concept, plus a bounded token sample kept
-    as sparse codes (all positives of a concept up to ``max_positives``, a seeded share of the rest)."""
+    """One streaming pass for the concept metrics: latent mean differences per concept, plus a bounded
+    token sample kept as sparse codes (all positives of a concept up to ``max_positives``, a seeded share
+    ``negative_rate`` of the other tokens), with the raw inputs too when ``keep_inputs`` (absorption)."""
 
     def __init__(
         self,
@@ -122,6 +72,7 @@ class SplittingAccumulator:
         max_positives: int = 2000,
         negative_rate: float = 0.1,
         seed: int = 0,
+        keep_inputs: bool = False,
     ):
         self.names = concept_names
         self.means: LatentConceptMeans | None = None
@@ -132,19 +83,21 @@ class SplittingAccumulator:
         self.columns: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
+        self.inputs: list[torch.Tensor] | None = [] if keep_inputs else None
         self.n_kept = 0
         self.seed = seed
 
-    def update(self, codes: torch.Tensor, labels: torch.Tensor) -> None:
-        """codes [B, d_sae], labels [B, C] bool."""
+    def update(
+        self, codes: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None
+    ) -> None:
+        """codes [B, d_sae], labels [B, C] bool, inputs [B, d_in] (kept when keep_inputs)."""
         codes, labels = codes.detach().float().cpu(), labels.cpu()
         if self.means is None:
             self.means = LatentConceptMeans(len(self.names), codes.shape[-1])
         self.means.update(codes, labels)
         room = self.positive_kept < self.max_positives
-        keep = (labels & room).any(dim=1) | (
-            torch.rand(codes.shape[0], generator=self.generator) < self.negative_rate
-        )
+        draw = torch.rand(codes.shape[0], generator=self.generator) < self.negative_rate
+        keep = (labels & room).any(dim=1) | draw
         kept_codes, kept_labels = codes[keep], labels[keep]
         self.positive_kept += kept_labels.sum(dim=0)
         row, column = kept_codes.nonzero(as_tuple=True)
@@ -152,29 +105,34 @@ class SplittingAccumulator:
         self.columns.append(column)
         self.values.append(kept_codes[row, column])
         self.labels.append(kept_labels)
+        if self.inputs is not None and inputs is not None:
+            self.inputs.append(inputs.detach().float().cpu()[keep])
         self.n_kept += kept_codes.shape[0]
 
-    def scores(self, min_positives: int = 50, max_k: int = 2) -> list[dict]:
-        """Per concept with enough positives: F1@1, F1@2, ΔF1 and its top latents."""
-        if self.means is None:
-            return []
+    def sample(self):
+        """(sparse codes of the kept tokens [n, d_sae] as scipy CSR, their labels [n, C])."""
         from scipy.sparse import csr_matrix
 
         d_sae = self.means.total_sum.shape[0]
-        sample = csr_matrix(
-            (
-                torch.cat(self.values).numpy(),
-                (torch.cat(self.rows).numpy(), torch.cat(self.columns).numpy()),
-            ),
-            shape=(self.n_kept, d_sae),
+        values, rows, columns = (
+            torch.cat(t).numpy() for t in (self.values, self.rows, self.columns)
         )
-        labels = torch.cat(self.labels).numpy()
+        codes = csr_matrix((values, (rows, columns)), shape=(self.n_kept, d_sae))
+        return codes, torch.cat(self.labels).numpy()
+
+    def scores(
+        self, min_positives: int = 50, max_k: int = 2, only: set[int] | None = None
+    ) -> list[dict]:
+        """Per concept with enough positives (and in ``only``, if given): F1@1, F1@2, ΔF1, top latents."""
+        if self.means is None:
+            return []
+        codes, labels = self.sample()
         top = self.means.top_latents(max_k)
         out = []
         for c, name in enumerate(self.names):
-            if self.means.positive_count[c] < min_positives:
+            if self.means.positive_count[c] < min_positives or (only is not None and c not in only):
                 continue
-            features = sample[:, top[c].numpy()].toarray()
+            features = codes[:, top[c].numpy()].toarray()
             f1_1 = k_sparse_f1(features, labels[:, c], 1, self.seed)
             f1_2 = k_sparse_f1(features, labels[:, c], 2, self.seed)
             if f1_1 is None or f1_2 is None:
@@ -189,6 +147,110 @@ class SplittingAccumulator:
                 }
             )
         return out
+
+
+def select_concepts(tokens: SplittingAccumulator, max_concepts: int) -> set[int]:
+    """Up to max_concepts concept indices: named roles first (parent/child/composite), then the most frequent."""
+    if tokens.means is None:
+        return set()
+    counts = tokens.means.positive_count
+    order = sorted(
+        range(len(tokens.names)),
+        key=lambda c: (
+            not any(role in tokens.names[c] for role in ("parent_of", "child_of", "composite")),
+            -float(counts[c]),
+        ),
+    )
+    return set(order[:max_concepts])
+
+
+def main_latents(
+    features: np.ndarray,
+    labels: np.ndarray,
+    top: list[int],
+    f1_jump_threshold: float,
+    seed: int = 0,
+) -> list[int]:
+    """SAEBench's split-feature rule: take top latents one by one while each adds > threshold of F1."""
+    main, best = [top[0]], k_sparse_f1(features, labels, 1, seed) or 0.0
+    for k in range(2, len(top) + 1):
+        score = k_sparse_f1(features, labels, k, seed) or 0.0
+        if score - best <= f1_jump_threshold:
+            break
+        main.append(top[k - 1])
+        best = score
+    return main
+
+
+def absorption_scores(
+    tokens: SplittingAccumulator,
+    decoder: torch.Tensor,
+    min_positives: int = 50,
+    max_k: int = 5,
+    f1_jump_threshold: float = 0.03,
+    cosine_threshold: float = 0.3,
+    probe_cache: dict | None = None,
+    only: set[int] | None = None,
+) -> list[dict]:
+    """Per concept: the paper's conditional absorption rate and the SAEBench-style full rate.
+
+    The concept's ground-truth probe is a logistic regression on the raw inputs; its main latents come
+    from :func:`main_latents`. Over sampled tokens where the concept holds and the probe fires:
+    ``absorption_rate`` = share, among those where every main latent is silent, where another latent whose
+    decoder row has cosine ≥ ``cosine_threshold`` with the probe direction fires (0 when the main latents
+    never miss); ``full_absorption_rate`` = share of all those tokens where both happen.
+    tokens: filled with keep_inputs=True; decoder: [d_sae, d_in]. ``probe_cache`` (concept index →
+    (probe direction, probe predictions)) shares the ground-truth probes between accumulators that sampled
+    the same tokens (same labels and seed: e.g. several inference modes on one stream).
+    """
+    if tokens.means is None or not tokens.inputs:
+        return []
+    codes, labels = tokens.sample()
+    inputs = torch.cat(tokens.inputs).numpy()
+    top = tokens.means.top_latents(max_k)
+    unit_decoder = torch.nn.functional.normalize(decoder.detach().float().cpu(), dim=1)
+    out = []
+    for c, name in enumerate(tokens.names):
+        y = labels[:, c]
+        if only is not None and c not in only:
+            continue
+        if tokens.means.positive_count[c] < min_positives or y.sum() < 10 or (~y).sum() < 10:
+            continue
+        top_c = [int(j) for j in top[c]]
+        main = main_latents(codes[:, top_c].toarray(), y, top_c, f1_jump_threshold, tokens.seed)
+        if probe_cache is not None and c in probe_cache:
+            direction, fires = probe_cache[c]
+        else:
+            probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(inputs, y)
+            coefficients = torch.as_tensor(probe.coef_[0], dtype=torch.float32)
+            direction = torch.nn.functional.normalize(coefficients, dim=0)
+            fires = probe.predict(inputs) == 1
+            if probe_cache is not None:
+                probe_cache[c] = (direction, fires)
+        aligned = np.flatnonzero((unit_decoder @ direction >= cosine_threshold).numpy())
+        aligned = np.setdiff1d(aligned, main)
+        counted = codes[y & fires]
+        missed = np.asarray((counted[:, main] > 0).sum(axis=1)).ravel() == 0
+        firing = (
+            (counted[:, aligned] > 0).toarray()
+            if aligned.size
+            else np.zeros((counted.shape[0], 0), bool)
+        )
+        absorbed = missed & firing.any(axis=1)
+        n = counted.shape[0]
+        out.append(
+            {
+                "concept": name,
+                "absorption_rate": float(absorbed.sum() / missed.sum()) if missed.any() else 0.0,
+                "full_absorption_rate": float(absorbed.sum() / n) if n else 0.0,
+                "n_tokens": int(n),
+                "main_latents": main,
+                "absorbing_latents": sorted(
+                    int(aligned[j]) for j in np.flatnonzero(firing[absorbed].any(axis=0))
+                ),
+            }
+        )
+    return out
 
 
 def splitting_scores(

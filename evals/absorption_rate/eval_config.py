@@ -1,0 +1,50 @@
+"""Config of the ``absorption_rate`` eval."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+from sae_bench.evals.base_eval_output import BaseEvalConfig
+
+
+@dataclass
+class AbsorptionRateEvalConfig(BaseEvalConfig):
+    f1_jump_threshold: float = Field(
+        default=0.03,
+        title="F1 Jump Threshold",
+        description="A further top latent is a main latent while it adds more than this to the k-sparse F1 "
+        "(SAEBench's split-feature rule).",
+    )
+    max_k: int = Field(default=5, title="Max k", description="Most main latents per concept.")
+    cosine_threshold: float = Field(
+        default=0.3,
+        title="Cosine Threshold",
+        description="An absorbing latent's decoder row has at least this cosine with the concept's probe direction.",
+    )
+    min_positives: int = Field(
+        default=50, title="Minimum Positives", description="Concepts with fewer are skipped."
+    )
+    definition: str = Field(
+        default="concept labels: ground-truth probe = logistic regression on raw activations; absorption_rate = "
+        "P(an aligned other latent fires | concept holds, probe fires, every main latent silent); "
+        "full_absorption_rate = P(main latents silent and an aligned latent fires | concept holds, probe fires)",
+        title="Definition",
+        description="Which definition produced the numbers.",
+    )
+    inference_mode: str = Field(
+        default="amortized", title="Inference Mode", description="How codes were inferred."
+    )
+    l1_coefficient: float | None = Field(
+        default=None, title="L1 Coefficient", description="λ (None for amortized)."
+    )
+    lambda_calibration: dict | None = Field(
+        default=None, title="λ Calibration", description="How λ was found."
+    )
+    n_tokens: int | None = Field(
+        default=None, title="Evaluation Tokens", description="Tokens requested."
+    )
+    batch_size: int = Field(default=4096, title="Batch Size", description="Tokens per chunk.")
+    seed: int = Field(default=42, title="Seed", description="Probe splits and negative sampling.")
+    activation_source: str = Field(
+        default="", title="Activation Source", description="Where tokens came from."
+    )
