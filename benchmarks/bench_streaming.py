@@ -1,4 +1,7 @@
-"""Memory does not grow with the token count: dead_dense on activation files of N and 10·N tokens.
+"""Memory does not grow with the token count: an eval on activation files of N and 10·N tokens.
+
+--eval dead_dense (default): random activations, d_in 384, a TopK SAE. --eval amortization_gap: the
+synthetic benchmark (with concepts, so ΔF1 and absorption run too), d_in 128, a TopK SAE, all four modes.
 
 Each run is a fresh `saebench run` subprocess. A thread in it samples /proc/self/status every 5 ms:
 RssAnon (heap: what the process allocated) and RssFile (pages of the memory-mapped safetensors file it
@@ -50,13 +53,15 @@ sys.exit(code)
 """
 
 
-def run(sae: Path, acts: Path, out: Path) -> tuple[float, float, float]:
+def run(
+    sae: Path, acts: Path, out: Path, eval_name: str = "dead_dense"
+) -> tuple[float, float, float]:
     """(seconds, peak anonymous MiB, peak file-backed MiB) of one `saebench run --eval dead_dense`."""
     script = CHILD
     args = [
         "run",
         "--eval",
-        "dead_dense",
+        eval_name,
         "--sae-path",
         str(sae),
         "--activations",
@@ -81,18 +86,26 @@ def run(sae: Path, acts: Path, out: Path) -> tuple[float, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-tokens", type=int, default=100_000)
+    parser.add_argument("--eval", default="dead_dense", choices=["dead_dense", "amortization_gap"])
     parser.add_argument("--d-in", type=int, default=384)
     parser.add_argument("--d-sae", type=int, default=1536)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        TopKSAE(TopKSAEConfig(d_in=args.d_in, d_sae=args.d_sae, k=16)).save_model(folder / "sae")
+        synthetic = args.eval == "amortization_gap"
+        d_in = 128 if synthetic else args.d_in
+        TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=args.d_sae, k=16)).save_model(folder / "sae")
         rows = []
         for n in (args.n_tokens, 10 * args.n_tokens):
             path = folder / f"acts_{n}.safetensors"
-            write_file(path, n, args.d_in)
+            if synthetic:
+                from sae_bench_amortization.synthetic import SyntheticConfig, write_synthetic
+
+                write_synthetic(path, SyntheticConfig(), n)
+            else:
+                write_file(path, n, args.d_in)
             size = path.stat().st_size / 2**20
-            seconds, anon, mapped = run(folder / "sae", path, folder / "out")
+            seconds, anon, mapped = run(folder / "sae", path, folder / "out", args.eval)
             rows.append((n, size, seconds, anon))
             print(
                 f"N={n:>9,}  file {size:7.1f} MiB  run {seconds:6.2f} s  {n / seconds:>9,.0f} tok/s  "

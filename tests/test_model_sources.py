@@ -271,3 +271,45 @@ def test_hf_dataset_offline_is_one_line_and_writes_nothing(tmp_path, cli):
         and "--text-file" in result.err
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_model_tokens_carry_first_letter_concepts():
+    docs = ["Apples and bananas are fruit.", "Zebras zigzag."]
+    source = HFModelActivations(MINILM, "encoder.layer.3", lambda: iter(docs), n_tokens=100)
+    (batch,) = list(source.iter_batches(100))
+    assert source.concept_names[0] == "first_letter_a" and batch.concepts.shape == (
+        batch.acts.shape[0],
+        26,
+    )
+    tokens = source.tokenizer.tokenize(" ".join(docs))
+    expected = [
+        ord(t[0]) - ord("a") if t[0].isalpha() and not t.startswith("##") else -1 for t in tokens
+    ]
+    got = [int(row.nonzero()[0]) if row.any() else -1 for row in batch.concepts]
+    assert got == expected
+
+
+def test_splitting_and_absorption_run_on_the_offline_minilm_path(tmp_path, cli):
+    random_sae(tmp_path / "s", 384)
+    for eval_name in ("splitting", "absorption_rate"):
+        result = cli(
+            "run",
+            "--eval",
+            eval_name,
+            "--sae-path",
+            tmp_path / "s",
+            "--hf-model",
+            MINILM,
+            "--hf-module",
+            "encoder.layer.3",
+            "--n-tokens",
+            "3000",
+            "--output-dir",
+            tmp_path / "out",
+            "--device",
+            "cpu",
+        )
+        assert result.code == 0, result.err
+        data = read_result(tmp_path / "out", eval_name)
+        concepts = [row["concept"] for row in data["eval_result_details"]]
+        assert concepts and all(c.startswith("first_letter_") for c in concepts)

@@ -34,11 +34,43 @@ class _StopForward(Exception):
     """Raised inside a forward hook once the wanted activations are caught."""
 
 
+FIRST_LETTER_NAMES = [f"first_letter_{letter}" for letter in "abcdefghijklmnopqrstuvwxyz"]
+
+
+class FirstLetterLabeler:
+    """Token ids [n] → bool [n, 26]: the first letter a–z of word-initial tokens (SAEBench's absorption task).
+
+    Word-initial: WordPiece tokens without '##', byte-level BPE tokens with 'Ġ', SentencePiece with '▁'.
+    """
+
+    def __init__(self, tokenizer):
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        markers = ("Ġ", "▁")
+        uses_marker = any(str(t).startswith(markers) for t in vocab[:5000] if t)
+        letters = torch.full((len(vocab),), -1, dtype=torch.long)
+        for index, token in enumerate(vocab):
+            token = str(token or "")
+            if token.startswith("##") or (uses_marker and not token.startswith(markers)):
+                continue
+            word = token.lstrip("Ġ▁ ").lower()
+            if word[:1].isascii() and word[:1].isalpha():
+                letters[index] = ord(word[0]) - ord("a")
+        self.letters = letters
+
+    def __call__(self, token_ids: torch.Tensor) -> torch.Tensor:
+        letter = self.letters[token_ids.cpu()]
+        labels = torch.zeros(token_ids.shape[0], 26, dtype=torch.bool)
+        has = letter >= 0
+        labels[has.nonzero(as_tuple=True)[0], letter[has]] = True
+        return labels
+
+
 class _ModelReader:
-    """Shared streaming loop: documents → token batches → masked activations → fixed-size chunks."""
+    """Shared streaming loop: documents → token batches → masked activations → fixed-size chunks,
+    labelled with the first letter of word tokens (concepts ``first_letter_a`` … ``first_letter_z``)."""
 
     d_in: int
-    concept_names: list[str] | None = None
+    concept_names: list[str] | None = FIRST_LETTER_NAMES
 
     def __init__(self, texts: TextFactory, n_tokens: int, context_size: int, docs_per_batch: int):
         if n_tokens <= 0:
@@ -78,14 +110,18 @@ class _ModelReader:
             ) as bar:
                 seen = 0
                 for batch in itertools.chain([first], documents):
-                    acts = self._activations(batch).float()
+                    acts = self._activations(batch).float().cpu()
+                    labels = self.labeler(self._kept_ids)  # [n, 26] first letter of word tokens
                     bar.update(min(acts.shape[0], self.n_tokens - seen))
                     seen += acts.shape[0]
-                    yield acts
+                    yield torch.cat([acts, labels.float()], dim=1)
                     if seen >= self.n_tokens:
                         return
 
-        batches = (ActivationBatch(acts) for acts in rechunk(chunks(), batch_size))
+        batches = (
+            ActivationBatch(joined[:, : self.d_in].contiguous(), joined[:, self.d_in :].bool())
+            for joined in rechunk(chunks(), batch_size)
+        )
         yield from take_tokens(batches, self.n_tokens)
 
 
@@ -144,6 +180,7 @@ class HFModelActivations(_ModelReader):
                 f"model '{model_name}' has no module '{module_path}'{suggest(module_path, names)}"
             )
         self.module = self.model.get_submodule(module_path)
+        self.labeler = FirstLetterLabeler(self.tokenizer)
         self.d_in = int(self._activations(["hello world"]).shape[-1])
 
     def describe(self) -> str:
@@ -175,6 +212,7 @@ class HFModelActivations(_ModelReader):
             pass
         finally:
             handle.remove()
+        self._kept_ids = encoded["input_ids"][keep]
         return caught[0][keep.to(caught[0].device)]
 
 
@@ -221,6 +259,7 @@ class TransformerLensActivations(_ModelReader):
         self.model_name = model_name or model.cfg.model_name
         layer = hook_layer(hook_name)
         self.stop_at_layer = None if layer is None else layer + 1
+        self.labeler = FirstLetterLabeler(model.tokenizer)
         self.d_in = int(self._activations(["hello world"]).shape[-1])
 
     def describe(self) -> str:
@@ -252,4 +291,5 @@ class TransformerLensActivations(_ModelReader):
         acts = cache[self.hook_name]
         if acts.ndim == 4:  # per-head hooks [batch, pos, head, d_head] → flatten heads
             acts = acts.flatten(-2)
+        self._kept_ids = tokens[keep]
         return acts[keep.to(acts.device)]

@@ -64,19 +64,24 @@ def k_sparse_f1(features: np.ndarray, labels: np.ndarray, k: int, seed: int = 0)
 class SplittingAccumulator:
     """One streaming pass for the concept metrics: latent mean differences per concept, plus a bounded
     token sample kept as sparse codes (all positives of a concept up to ``max_positives``, a seeded share
-    ``negative_rate`` of the other tokens), with the raw inputs too when ``keep_inputs`` (absorption)."""
+    ``negative_rate`` of the other tokens up to ``max_negatives``; ``max_tokens`` in all, first come), with
+    the raw inputs too when ``keep_inputs`` (absorption). Memory is bounded whatever the token count."""
 
     def __init__(
         self,
         concept_names: list[str],
         max_positives: int = 2000,
         negative_rate: float = 0.1,
+        max_negatives: int = 20_000,
+        max_tokens: int = 30_000,
         seed: int = 0,
         keep_inputs: bool = False,
     ):
         self.names = concept_names
         self.means: LatentConceptMeans | None = None
         self.max_positives, self.negative_rate = max_positives, negative_rate
+        self.max_negatives, self.negatives_kept = max_negatives, 0
+        self.max_tokens = max_tokens
         self.generator = torch.Generator().manual_seed(seed)
         self.positive_kept = torch.zeros(len(concept_names), dtype=torch.int64)
         self.rows: list[torch.Tensor] = []
@@ -97,7 +102,10 @@ class SplittingAccumulator:
         self.means.update(codes, labels)
         room = self.positive_kept < self.max_positives
         draw = torch.rand(codes.shape[0], generator=self.generator) < self.negative_rate
+        draw &= torch.cumsum(draw, 0) <= self.max_negatives - self.negatives_kept  # bounded sample
+        self.negatives_kept += int(draw.sum())
         keep = (labels & room).any(dim=1) | draw
+        keep &= torch.cumsum(keep, 0) <= self.max_tokens - self.n_kept  # at most max_tokens in all
         kept_codes, kept_labels = codes[keep], labels[keep]
         self.positive_kept += kept_labels.sum(dim=0)
         row, column = kept_codes.nonzero(as_tuple=True)
