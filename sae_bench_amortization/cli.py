@@ -81,13 +81,8 @@ def _add_model_args(parser: argparse.ArgumentParser, hook_help: str) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="saebench", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    commands.add_parser("list", help="list every registered eval")
-
-    run = commands.add_parser("run", help="run evals on SAEs and write SAEBench result files")
+def _add_run_args(run: argparse.ArgumentParser) -> None:
+    """The options of ``run`` (``dynamics`` takes the same: its SAEs are the checkpoints, in order)."""
     run.add_argument(
         "--eval",
         dest="evals",
@@ -182,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         metavar="F",
         help="dead_dense: a latent firing on more than this share of tokens is dense (0.1)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="saebench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("list", help="list every registered eval")
+
+    _add_run_args(
+        commands.add_parser("run", help="run evals on SAEs and write SAEBench result files")
+    )
+    _add_run_args(
+        commands.add_parser(
+            "dynamics",
+            help="amortization_gap over an ordered list of checkpoints: one CSV row per checkpoint x mode, and plots",
+        )
     )
 
     acts = commands.add_parser(
@@ -561,7 +573,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dynamics(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.dynamics import write_dynamics
+
+    if list(dict.fromkeys(args.evals)) != ["amortization_gap"]:
+        raise InputError("dynamics runs --eval amortization_gap (once) over the checkpoints")
+    if not (args.sae_path or args.sae_release or args.sae_regex):
+        raise InputError(
+            "dynamics needs checkpoints: repeat --sae-path in order, or --sae-regex/--sae-block-regex"
+        )
+    cmd_run(args)
+    csv_path, png_path = write_dynamics(
+        Path(args.output_dir), [spec.sae_name for spec in build_sae_specs(args)]
+    )
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
 COMMANDS = {
+    "dynamics": cmd_dynamics,
     "list": cmd_list,
     "run": cmd_run,
     "activations": cmd_activations,
