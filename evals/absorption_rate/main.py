@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from sae_bench_amortization.eval_loop import Evaluated, ModeRun, for_each_sae, output_fields
+from sae_bench_amortization.concept_evals import encoder_on, run_concept_eval
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.eval_output import (
     AbsorptionMetricCategories,
@@ -13,9 +12,7 @@ from sae_bench_amortization.evals.absorption_rate.eval_output import (
     AbsorptionRateEvalOutput,
     ConceptAbsorption,
 )
-from sae_bench_amortization.evals.splitting.main import encoder_on, require_concepts
 from sae_bench_amortization.inference.modes import InferenceSettings
-from sae_bench_amortization.loading import SAESpec, as_specs
 from sae_bench_amortization.metrics.concepts import SplittingAccumulator, absorption_scores
 from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
 
@@ -56,32 +53,31 @@ def run_eval(
     dtype: str = "float32",
     inference: InferenceSettings | None = None,
 ) -> list[SAEOutcome]:
-    def evaluate(spec: SAESpec, sae, run: ModeRun) -> Evaluated:
-        source = activations.for_sae(sae)
-        require_concepts(source, "absorption_rate")
-        rows = absorption_rows(sae, source, config)
+    """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec."""
+
+    def output_of(run_config, rows, fields):
         metrics = absorption_metrics(rows)
         output = AbsorptionRateEvalOutput(
-            eval_config=dataclasses.replace(
-                config, activation_source=source.describe(), **run.config_fields()
-            ),
+            eval_config=run_config,
             eval_result_metrics=AbsorptionMetricCategories(absorption=metrics),
             eval_result_details=[ConceptAbsorption(**row) for row in rows],
-            **output_fields(spec, sae),
+            **fields,
         )
-        return Evaluated(
-            output, {"absorption_rate": metrics.absorption_rate, "n_concepts": metrics.n_concepts}
-        )
+        return output, {
+            "absorption_rate": metrics.absorption_rate,
+            "n_concepts": metrics.n_concepts,
+        }
 
-    specs = as_specs(selected_saes)
-    return for_each_sae(
+    return run_concept_eval(
         "absorption_rate",
-        specs,
-        output_path,
-        evaluate,
+        config,
+        selected_saes,
         activations,
         device,
-        dtype,
+        output_path,
         force_rerun,
+        dtype,
         inference,
+        absorption_rows,
+        output_of,
     )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.eval_loop import Evaluated, ModeRun, for_each_sae, output_fields
+from sae_bench_amortization.concept_evals import encoder_on, require_concepts, run_concept_eval
 from sae_bench_amortization.evals.splitting.eval_config import SplittingEvalConfig
 from sae_bench_amortization.evals.splitting.eval_output import (
     ConceptSplitting,
@@ -15,22 +13,10 @@ from sae_bench_amortization.evals.splitting.eval_output import (
     SplittingMetrics,
 )
 from sae_bench_amortization.inference.modes import InferenceSettings
-from sae_bench_amortization.loading import SAESpec, as_specs
 from sae_bench_amortization.metrics.concepts import splitting_scores
 from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
 
-
-def require_concepts(source, eval_name: str) -> None:
-    if not source.concept_names:
-        raise InputError(
-            f"{eval_name} needs concept labels: use an activation file with 'concepts' (e.g. from "
-            f"'saebench synth') or the embedded default; {source.describe()} has none"
-        )
-
-
-def encoder_on(sae):
-    device, dtype = sae.W_dec.device, sae.W_dec.dtype
-    return lambda x: sae.encode(x.to(device=device, dtype=dtype))
+__all__ = ["encoder_on", "require_concepts", "run_eval", "splitting_metrics"]
 
 
 def splitting_metrics(rows: list[dict]) -> SplittingMetrics:
@@ -54,35 +40,33 @@ def run_eval(
     dtype: str = "float32",
     inference: InferenceSettings | None = None,
 ) -> list[SAEOutcome]:
-    def evaluate(spec: SAESpec, sae, run: ModeRun) -> Evaluated:
-        source = activations.for_sae(sae)
-        require_concepts(source, "splitting")
-        rows = splitting_scores(
+    """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec."""
+
+    def rows_of(sae, source, config: SplittingEvalConfig) -> list[dict]:
+        return splitting_scores(
             encoder_on(sae), source, config.batch_size, config.min_positives, config.seed
         )
-        run_config = dataclasses.replace(
-            config, activation_source=source.describe(), **run.config_fields()
-        )
+
+    def output_of(run_config, rows, fields):
         metrics = splitting_metrics(rows)
         output = SplittingEvalOutput(
             eval_config=run_config,
             eval_result_metrics=SplittingMetricCategories(splitting=metrics),
             eval_result_details=[ConceptSplitting(**row) for row in rows],
-            **output_fields(spec, sae),
+            **fields,
         )
-        return Evaluated(
-            output, {"mean_delta_f1": metrics.mean_delta_f1, "n_concepts": metrics.n_concepts}
-        )
+        return output, {"mean_delta_f1": metrics.mean_delta_f1, "n_concepts": metrics.n_concepts}
 
-    specs = as_specs(selected_saes)
-    return for_each_sae(
+    return run_concept_eval(
         "splitting",
-        specs,
-        output_path,
-        evaluate,
+        config,
+        selected_saes,
         activations,
         device,
-        dtype,
+        output_path,
         force_rerun,
+        dtype,
         inference,
+        rows_of,
+        output_of,
     )
