@@ -17,3 +17,9 @@ def suggest(name: str, choices: list[str]) -> str:
     """' (did you mean: a, b?)' for the closest names in ``choices``, or ''."""
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), at most 200 characters."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

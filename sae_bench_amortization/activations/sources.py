@@ -73,10 +73,12 @@ class TransformerLensActivationFactory:
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
     _models: dict[str, Any] = field(default_factory=dict)
+    _sources: dict[tuple, Any] = field(default_factory=dict)
 
     def model(self, name: str) -> Any:
         if name not in self._models:
             self._models.clear()  # one model in memory at a time
+            self._sources.clear()
             self._models[name] = load_transformer_lens_model(name, self.device, self.dtype)
         return self._models[name]
 
@@ -87,13 +89,21 @@ class TransformerLensActivationFactory:
             raise InputError("the SAE names no model (metadata.model_name): pass --model NAME")
         if not hook:
             raise InputError("the SAE names no hook (metadata.hook_name): pass --hook HOOK")
-        context = _sae_meta(sae, "context_size") or self.context_size
+        context = min(int(_sae_meta(sae, "context_size") or self.context_size), self.context_size)
+        key = (name, hook, context)
+        if (
+            key not in self._sources
+        ):  # one reader per model/hook: evals ask for it several times per SAE
+            self._sources[key] = self._reader(name, hook, context)
+        return self._sources[key]
+
+    def _reader(self, name: str, hook: str, context: int) -> ActivationSource:
         return TransformerLensActivations(
             self.model(name),
             hook,
             self.texts,
             self.n_tokens,
-            min(int(context), self.context_size),
+            context,
             model_name=name,
         )
 

@@ -1,9 +1,9 @@
 """Concept probing on SAE latents, streamed: which latents track a labelled concept, and how well k of
 them predict it (k-sparse probes). Pure tensor / scikit-learn math, no file or model access.
 
-Pass 1 (:class:`LatentConceptMeans`): each latent's mean activation on a concept's positive and negative
-tokens → the latents with the largest difference. Pass 2 (:class:`ConceptSample`): for a bounded sample of
-tokens per concept (all positives up to a cap, a seeded share of negatives), those latents' activations.
+One streaming pass (:class:`SplittingAccumulator`): each latent's mean activation on a concept's positive
+and negative tokens (→ the latents with the largest difference), plus a bounded token sample kept as sparse
+codes, from which the k-sparse probes and the absorption rates are computed.
 """
 
 from __future__ import annotations
