@@ -172,6 +172,13 @@ def _add_run_args(run: argparse.ArgumentParser) -> None:
         help="tokens used to calibrate λ (4096)",
     )
     common.add_argument(
+        "--absorption-definition",
+        choices=["auto", "concepts", "saebench_first_letter"],
+        default="auto",
+        help="absorption_rate: concept labels of the activations, or SAEBench's first-letter machinery on a "
+        "TransformerLens model at blocks.L.hook_resid_post (auto: SAEBench's there, concepts elsewhere)",
+    )
+    common.add_argument(
         "--dense-threshold",
         type=float,
         default=0.1,
@@ -416,6 +423,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     options = {
         "dense_threshold": args.dense_threshold,
+        "absorption_definition": args.absorption_definition,
         "dataset": args.dataset,
         "text_file": args.text_file,
         "context_size": args.context_size,

@@ -39,18 +39,18 @@ def run_concept_eval(
     force_rerun: bool,
     dtype: str,
     inference: InferenceSettings | None,
-    rows_of: Callable[[Any, Any, Any], list[dict]],
+    rows_of: Callable[[Any, Any, Any, str], tuple[list[dict], dict[str, Any]]],
     output_of: Callable[[Any, list[dict], dict], tuple[Any, dict[str, float]]],
 ) -> list[SAEOutcome]:
-    """The per-SAE × mode loop: rows_of(sae, source, config) → per-concept rows;
+    """The per-SAE × mode loop: rows_of(sae, source, config, run_name) → (per-concept rows, config fields
+    saying how they were made); run_name is ``<sae_name>__<mode>``;
     output_of(run_config, rows, saebench_fields) → (typed output, summary)."""
 
     def evaluate(spec: SAESpec, sae, run: ModeRun) -> Evaluated:
         source = activations.for_sae(sae)
-        require_concepts(source, eval_name)
-        rows = rows_of(sae, source, config)
+        rows, how = rows_of(sae, source, config, f"{spec.sae_name}__{run.mode.file_tag}")
         run_config = dataclasses.replace(
-            config, activation_source=source.describe(), **run.config_fields()
+            config, activation_source=source.describe(), **run.config_fields(), **how
         )
         output, summary = output_of(run_config, rows, output_fields(spec, sae))
         return Evaluated(output, summary)

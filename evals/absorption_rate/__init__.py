@@ -10,7 +10,10 @@ def _run(request: EvalRequest) -> list[SAEOutcome]:
     from sae_bench_amortization.evals.absorption_rate.main import run_eval
 
     config = AbsorptionRateEvalConfig(
-        n_tokens=request.n_tokens, batch_size=request.batch_size, seed=request.seed
+        n_tokens=request.n_tokens,
+        batch_size=request.batch_size,
+        seed=request.seed,
+        absorption_definition=request.options.get("absorption_definition", "auto"),
     )
     return run_eval(
         config,

@@ -31,6 +31,29 @@ class AbsorptionRateEvalConfig(BaseEvalConfig):
         title="Definition",
         description="Which definition produced the numbers.",
     )
+    absorption_definition: str = Field(
+        default="auto",
+        title="Absorption Definition Choice",
+        description="concepts (labels of the activations), saebench_first_letter (SAEBench's machinery on a "
+        "TransformerLens model at blocks.L.hook_resid_post) or auto (SAEBench's on such a model, concepts otherwise).",
+    )
+    first_letter_min_probe_f1: float = Field(
+        default=0.6,
+        title="First-Letter Minimum Probe F1",
+        description="saebench_first_letter: letters whose ground-truth probe F1 is at most this are left out "
+        "(SAEBench's min_GT_probe_f1).",
+    )
+    first_letter_min_letters: int = Field(
+        default=20,
+        title="First-Letter Minimum Letters",
+        description="saebench_first_letter: fewer letters passing the probe F1 is an error "
+        "(SAEBench's min_feats_for_eval).",
+    )
+    saebench_config: dict | None = Field(
+        default=None,
+        title="SAEBench Config",
+        description="saebench_first_letter: SAEBench's AbsorptionEvalConfig that produced the numbers.",
+    )
     inference_mode: str = Field(
         default="amortized", title="Inference Mode", description="How codes were inferred."
     )

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import tempfile
 from pathlib import Path
 
-from sae_bench_amortization.concept_evals import encoder_on, run_concept_eval
+from sae_bench_amortization.concept_evals import encoder_on, require_concepts, run_concept_eval
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.eval_output import (
     AbsorptionMetricCategories,
     AbsorptionMetrics,
     AbsorptionRateEvalOutput,
     ConceptAbsorption,
+)
+from sae_bench_amortization.evals.absorption_rate.first_letter import (
+    SAEBENCH_DEFINITION,
+    first_letter_rows,
+    saebench_absorption_config,
+    use_saebench_first_letter,
 )
 from sae_bench_amortization.inference.modes import InferenceSettings
 from sae_bench_amortization.metrics.concepts import SplittingAccumulator, absorption_scores
@@ -52,8 +61,31 @@ def run_eval(
     force_rerun: bool = False,
     dtype: str = "float32",
     inference: InferenceSettings | None = None,
+    work_dir: str | Path | None = None,
 ) -> list[SAEOutcome]:
-    """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec."""
+    """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec.
+
+    Definition (``config.absorption_definition``): concept labels of the activations, or SAEBench's
+    first-letter machinery on a TransformerLens model (auto: the latter when the source is one, read at
+    ``blocks.L.hook_resid_post``). SAEBench's probes are trained once per run in a private temporary
+    folder (its probe files are pickles: never loaded from a shared place), or in ``work_dir`` when given
+    (then kept, with SAEBench's per-word tables).
+    """
+    keep_work = work_dir is not None
+    work_dir = (
+        Path(work_dir) if keep_work else Path(tempfile.mkdtemp(prefix="saebench-first-letter-"))
+    )
+
+    def rows_of(sae, source, config: AbsorptionRateEvalConfig, run_name: str):
+        if use_saebench_first_letter(source, config.absorption_definition):
+            rows = first_letter_rows(sae, source, config, work_dir, run_name)
+            sb = saebench_absorption_config(config, source.model.cfg.model_name)
+            return rows, {
+                "definition": SAEBENCH_DEFINITION,
+                "saebench_config": dataclasses.asdict(sb),
+            }
+        require_concepts(source, "absorption_rate")
+        return absorption_rows(sae, source, config), {}
 
     def output_of(run_config, rows, fields):
         metrics = absorption_metrics(rows)
@@ -68,16 +100,20 @@ def run_eval(
             "n_concepts": metrics.n_concepts,
         }
 
-    return run_concept_eval(
-        "absorption_rate",
-        config,
-        selected_saes,
-        activations,
-        device,
-        output_path,
-        force_rerun,
-        dtype,
-        inference,
-        absorption_rows,
-        output_of,
-    )
+    try:
+        return run_concept_eval(
+            "absorption_rate",
+            config,
+            selected_saes,
+            activations,
+            device,
+            output_path,
+            force_rerun,
+            dtype,
+            inference,
+            rows_of,
+            output_of,
+        )
+    finally:
+        if not keep_work:
+            shutil.rmtree(work_dir, ignore_errors=True)

@@ -42,10 +42,12 @@ def run_eval(
 ) -> list[SAEOutcome]:
     """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec."""
 
-    def rows_of(sae, source, config: SplittingEvalConfig) -> list[dict]:
-        return splitting_scores(
+    def rows_of(sae, source, config: SplittingEvalConfig, run_name: str):
+        require_concepts(source, "splitting")
+        rows = splitting_scores(
             encoder_on(sae), source, config.batch_size, config.min_positives, config.seed
         )
+        return rows, {}
 
     def output_of(run_config, rows, fields):
         metrics = splitting_metrics(rows)
