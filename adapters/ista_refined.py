@@ -20,7 +20,13 @@ from sae_bench_amortization.inference.calibration import Calibration, calibrate_
 from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
 from sae_bench_amortization.inference.solver import ista, map_chunks, solve
 
-BASE_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")  # BatchTopK SAEs load as jumprelu
+BASE_ARCHITECTURES = (
+    "standard",
+    "topk",
+    "jumprelu",
+    "gated",
+    "loca",
+)  # BatchTopK loads as jumprelu
 
 
 @dataclass

@@ -14,6 +14,9 @@ import sys
 
 
 def register_now() -> None:
+    adapters = sys.modules.get("sae_bench_amortization.adapters")
+    if adapters is not None and not hasattr(adapters, "register"):
+        return  # the adapters are importing (they imported sae_lens): their __init__ registers at its end
     from sae_bench_amortization.adapters import register
 
     register()

@@ -171,6 +171,14 @@ def _add_run_args(run: argparse.ArgumentParser) -> None:
         metavar="N",
         help="tokens used to calibrate λ (4096)",
     )
+    modes.add_argument(
+        "--loca-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="amortization_gap: a LocA-SAE folder run as mode 'loca' beside the SAE (repeatable: one per "
+        "SAE, in order); an SAE that is itself a LocA-SAE gets its encoder's row named 'loca'",
+    )
     common.add_argument(
         "--absorption-definition",
         choices=["auto", "concepts", "saebench_first_letter"],
@@ -263,6 +271,61 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive_int, default=1024)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None)
+
+    loca = commands.add_parser(
+        "train-loca",
+        help="build a LocA-SAE from a pretrained SAE (angular-variance groups) and fine-tune it",
+    )
+    base = loca.add_argument_group("pretrained SAE (one of)")
+    base.add_argument(
+        "--sae-path", metavar="PATH", help="saved SAE-Lens folder or dictionary_learning ae.pt"
+    )
+    base.add_argument("--sae-release", metavar="R", help="SAE-Lens release (with --sae-id)")
+    base.add_argument("--sae-id", metavar="ID", help="SAE id in the release")
+    _add_model_args(loca, "hook name (default: the SAE's metadata.hook_name)")
+    _add_text_args(loca)
+    options = loca.add_argument_group("LocA-SAE")
+    options.add_argument("--groups", type=_positive_int, default=8, metavar="G", help="groups (8)")
+    options.add_argument(
+        "--group-k",
+        default="6,5,4,3,3,2,2,1",
+        metavar="K1,K2,...",
+        help="TopK budget per group, most monosemantic first (6,5,4,3,3,2,2,1); scaled to the global "
+        "SAE's k keeping proportions when the sums differ",
+    )
+    options.add_argument(
+        "--grouping-tokens",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="tokens used to measure angular variance (100000, or fewer if the source has fewer)",
+    )
+    options.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (1e-4)")
+    options.add_argument("--batch-size", type=_positive_int, default=1024)
+    options.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="tokens between checkpoints (100000); a rerun resumes from the last one",
+    )
+    options.add_argument(
+        "--aux-loss-coefficient",
+        type=float,
+        default=1 / 32,
+        metavar="X",
+        help="SAE-Lens TopK auxiliary loss on dead latents (1/32; 0 turns it off)",
+    )
+    options.add_argument(
+        "--dead-after-tokens",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="a latent silent this many tokens is dead for the auxiliary loss (100000)",
+    )
+    options.add_argument("--seed", type=int, default=0)
+    options.add_argument("--device", default=None)
+    options.add_argument("--out", required=True, metavar="DIR", help="SAE-Lens folder to write")
     return parser
 
 
@@ -392,6 +455,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not 0 < args.dense_threshold < 1:
         raise InputError(f"--dense-threshold must be in (0, 1), got {args.dense_threshold}")
     inference = build_inference(args)
+    for path in args.loca_path:
+        if not Path(path).exists():
+            raise InputError(f"--loca-path not found: {path}")
+    if args.loca_path and [entry.name for entry in entries] != ["amortization_gap"]:
+        raise InputError("--loca-path is read by --eval amortization_gap (alone)")
     device = args.device or _default_device()
     specs = build_sae_specs(args)
     output_dir = ensure_output_dir(args.output_dir)
@@ -424,6 +492,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = {
         "dense_threshold": args.dense_threshold,
         "absorption_definition": args.absorption_definition,
+        "loca_paths": args.loca_path,
         "dataset": args.dataset,
         "text_file": args.text_file,
         "context_size": args.context_size,
@@ -581,6 +650,76 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _group_budgets(text: str, n_groups: int) -> list[int]:
+    try:
+        budgets = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--group-k must be comma-separated positive integers, got '{text}'"
+        ) from None
+    if any(k < 1 for k in budgets):
+        raise InputError(f"--group-k must be comma-separated positive integers, got '{text}'")
+    if len(budgets) != n_groups:
+        raise InputError(f"--group-k has {len(budgets)} budgets but --groups is {n_groups}")
+    return budgets
+
+
+def cmd_train_loca(args: argparse.Namespace) -> int:
+    from sae_bench_amortization import loading
+    from sae_bench_amortization.adapters.loca import LocASAE
+    from sae_bench_amortization.loca import as_source
+    from sae_bench_amortization.loca_training import LocATrainingConfig, train_loca
+
+    budgets = _group_budgets(args.group_k, args.groups)
+    config = LocATrainingConfig(
+        n_tokens=args.n_tokens or 1_000_000,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        aux_loss_coefficient=args.aux_loss_coefficient,
+        dead_after_tokens=args.dead_after_tokens,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    if bool(args.sae_release) != bool(args.sae_id):
+        raise InputError("--sae-release and --sae-id come together")
+    if bool(args.sae_path) == bool(args.sae_release):
+        raise InputError("give the pretrained SAE: --sae-path P, or --sae-release R --sae-id I")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out exists and is not a folder: {out}")
+    device = args.device or _default_device()
+    factory = build_activation_factory(args, device)
+    if factory is None:
+        raise InputError("give an activation source: --activations F, --model NAME or --hf-model M")
+    spec = (
+        loading.spec_from_path(args.sae_path)
+        if args.sae_path
+        else loading.spec_from_release(args.sae_release, args.sae_id)
+    )
+    resuming = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("tokens_*"))
+    sae = spec.load(device, "float32")
+    source = as_source(factory, sae)
+    if resuming:
+        loca = None  # train_loca reads the last checkpoint
+    else:
+        if args.groups > sae.cfg.d_sae:
+            raise InputError(f"--groups {args.groups} exceeds the SAE's d_sae {sae.cfg.d_sae}")
+        loca = LocASAE.from_sae(
+            sae, source, n_groups=args.groups, group_k=budgets, n_tokens=args.grouping_tokens
+        )
+        report = loca.cfg.grouping
+        print(
+            f"grouped {sae.cfg.d_sae} latents into {args.groups} groups by angular variance "
+            f"(budgets {loca.cfg.group_k}, global k {report['global_k']} from {report['global_k_source']}; "
+            f"{report['n_never_fired']} never fired → last group)"
+        )
+    loca = train_loca(loca, source, out, config, device)
+    print(
+        f"wrote LocA-SAE (d_in {loca.cfg.d_in}, d_sae {loca.cfg.d_sae}, budgets {loca.cfg.group_k}) to {out}"
+    )
+    return 0
+
+
 def cmd_dynamics(args: argparse.Namespace) -> int:
     from sae_bench_amortization.dynamics import write_dynamics
 
@@ -605,6 +744,7 @@ COMMANDS = {
     "activations": cmd_activations,
     "synth": cmd_synth,
     "train": cmd_train,
+    "train-loca": cmd_train_loca,
 }
 
 

@@ -18,6 +18,7 @@ def _run(request: EvalRequest) -> list[SAEOutcome]:
     config = AmortizationGapEvalConfig(
         modes=modes,
         dense_threshold=request.options.get("dense_threshold", 0.1),
+        loca_paths=list(request.options.get("loca_paths", [])),
         n_tokens=request.n_tokens,
         batch_size=request.batch_size,
     )

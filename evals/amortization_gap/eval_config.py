@@ -25,6 +25,11 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
         title="λ Calibration",
         description="How λ was found: non-amortized L0 matched to the amortized L0 on calibration tokens.",
     )
+    loca_paths: list[str] = Field(
+        default_factory=list,
+        title="LocA-SAE Paths",
+        description="LocA-SAE folders run as mode 'loca' beside the SAEs (paired in order).",
+    )
     dense_threshold: float = Field(
         default=0.1, title="Dense Threshold", description="As in dead_dense."
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.eval_loop import (
     Evaluated,
     for_each_sae_once,
@@ -50,18 +51,34 @@ CSV_COLUMNS = (
 )
 
 
+def is_loca(sae) -> bool:
+    return sae.cfg.architecture() == "loca"
+
+
+def mode_row_name(sae, mode) -> str:
+    """A mode's row name: a LocA-SAE's own encoder is the row ``loca`` (its amortized mode)."""
+    return "loca" if mode.kind == "amortized" and is_loca(sae) else mode.name
+
+
 def compare_modes(
-    sae, source, modes, lam: float, inference: InferenceSettings, config
+    sae, source, modes, lam: float, inference: InferenceSettings, config, loca=None
 ) -> list[dict]:
-    """Stream the source once; per mode: NMSE, L0, mean objective, dead/dense rates and time. Rows in mode order."""
-    mode_saes = {mode.name: mode_sae(sae, mode, lam, inference) for mode in modes}
-    dictionary = dictionary_of(sae)
-    firing = {name: FiringCounter(sae.cfg.d_sae) for name in mode_saes}
-    reconstruction = {name: ReconstructionAccumulator() for name in mode_saes}
-    objectives = {name: MeanAccumulator() for name in mode_saes}
-    seconds = dict.fromkeys(mode_saes, 0.0)
+    """Stream the source once; per mode: NMSE, L0, mean objective, dead/dense rates, ΔF1, absorption and
+    time. Rows in mode order, then ``loca`` when a LocA-SAE is given beside ``sae``: its own encoder and
+    decoder, its objective at the same λ on its decoder."""
+    runs = {  # row name → (SAE whose encode gives the codes, SAE whose decoder reads them)
+        mode_row_name(sae, mode): (mode_sae(sae, mode, lam, inference), sae) for mode in modes
+    }
+    if loca is not None:
+        runs["loca"] = (loca, loca)
+    decoders = {id(decoder): decoder for _, decoder in runs.values()}
+    dictionaries = {key: dictionary_of(decoder) for key, decoder in decoders.items()}
+    firing = {name: FiringCounter(decoder.cfg.d_sae) for name, (_, decoder) in runs.items()}
+    reconstruction = {name: ReconstructionAccumulator() for name in runs}
+    objectives = {name: MeanAccumulator() for name in runs}
+    seconds = dict.fromkeys(runs, 0.0)
     splitting_accumulators = (  # ΔF1 per mode when the tokens carry concept labels
-        {name: SplittingAccumulator(source.concept_names, keep_inputs=True) for name in mode_saes}
+        {name: SplittingAccumulator(source.concept_names, keep_inputs=True) for name in runs}
         if source.concept_names
         else {}
     )
@@ -69,15 +86,16 @@ def compare_modes(
     with torch.no_grad():
         for batch in source.iter_batches(config.batch_size):
             x = batch.acts.to(device=device, dtype=dtype)
-            targets = sparse_coding_targets(sae, x)
-            for name, encoder in mode_saes.items():
+            targets = {key: sparse_coding_targets(decoder, x) for key, decoder in decoders.items()}
+            for name, (encoder, decoder) in runs.items():
                 start = time.perf_counter()
                 codes = encoder.encode(x)
                 if codes.is_cuda:
                     torch.cuda.synchronize()
                 seconds[name] += time.perf_counter() - start
-                reconstruction[name].update(x, sae.decode(codes))
-                objectives[name].update(objective(dictionary.D, targets, codes, lam))
+                key = id(decoder)
+                reconstruction[name].update(x, decoder.decode(codes))
+                objectives[name].update(objective(dictionaries[key].D, targets[key], codes, lam))
                 firing[name].update(codes)
                 if splitting_accumulators:
                     splitting_accumulators[name].update(codes, batch.concepts, batch.acts)
@@ -92,7 +110,7 @@ def compare_modes(
     }
     probes: dict = {}  # the modes saw the same tokens and labels: one ground-truth probe per concept
     absorption = {
-        name: absorption_scores(tokens, sae.W_dec, probe_cache=probes, only=subset)
+        name: absorption_scores(tokens, runs[name][1].W_dec, probe_cache=probes, only=subset)
         for name, tokens in splitting_accumulators.items()
     }
     delta_f1 = {
@@ -100,7 +118,7 @@ def compare_modes(
         for name, rows in splitting.items()
     }
     rows = []
-    for name in mode_saes:
+    for name in runs:
         stats = pathologies(firing[name], config.dense_threshold)
         rows.append(
             {
@@ -171,15 +189,25 @@ def run_eval(
         if all(mode.name != required for mode in modes):
             modes.append(parse_modes([required])[0])
 
+    loca_paths = list(config.loca_paths)
+    specs = as_specs(selected_saes)
+    if loca_paths and len(loca_paths) != len(specs):
+        raise InputError(
+            f"--loca-path pairs with the SAEs in order: got {len(loca_paths)} for {len(specs)} SAEs"
+        )
+    loca_of = dict(zip([spec.sae_name for spec in specs], loca_paths, strict=False))
+
     def evaluate(spec: SAESpec, sae) -> Evaluated:
         source = activations.for_sae(sae)
+        loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
         lam, calibration = resolve_lambda(sae, activations, inference, modes)
-        rows = compare_modes(sae, source, modes, lam, inference, config)
+        rows = compare_modes(sae, source, modes, lam, inference, config, loca)
         by_mode = {row["mode"]: row for row in rows}
-        gap = by_mode["amortized"]["objective"] - by_mode["non_amortized"]["objective"]
+        encoder_row = by_mode["loca" if is_loca(sae) else "amortized"]
+        gap = encoder_row["objective"] - by_mode["non_amortized"]["objective"]
         run_config = dataclasses.replace(
             config,
-            modes=[m.name for m in modes],
+            modes=[row["mode"] for row in rows],
             l1_coefficient=lam,
             activation_source=source.describe(),
             lambda_calibration=None if calibration is None else dict(calibration.__dict__),
@@ -207,7 +235,7 @@ def run_eval(
 
     return for_each_sae_once(
         "amortization_gap",
-        as_specs(selected_saes),
+        specs,
         output_path,
         evaluate,
         activations,
@@ -215,6 +243,24 @@ def run_eval(
         dtype,
         force_rerun,
     )
+
+
+def _load_loca(path: str, sae):
+    """The LocA-SAE at ``path`` on ``sae``'s device and dtype; it must read the same activations."""
+    from sae_bench_amortization.loading import spec_from_path
+
+    loca = spec_from_path(path, "loca").load(
+        str(sae.W_dec.device), str(sae.W_dec.dtype).removeprefix("torch.")
+    )
+    if not is_loca(loca):
+        raise InputError(
+            f"--loca-path {path} holds a '{loca.cfg.architecture()}' SAE, not a LocA-SAE"
+        )
+    if loca.cfg.d_in != sae.cfg.d_in:
+        raise InputError(
+            f"--loca-path {path} has d_in {loca.cfg.d_in} but the SAE has d_in {sae.cfg.d_in}"
+        )
+    return loca
 
 
 __all__ = ["DEFAULT_MODES", "run_eval", "compare_modes"]

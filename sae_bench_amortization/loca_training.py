@@ -1,0 +1,224 @@
+"""Fine-tune a LocA-SAE on an activation stream: Adam on MSE (+ SAE-Lens's TopK auxiliary loss for dead
+latents), unit-norm decoder rows, periodic checkpoints and resume from the last one.
+
+Layout of ``out``:
+    cfg.json, sae_weights.safetensors   the fine-tuned LocA-SAE (an SAE-Lens folder), written at the end
+    training_log.csv                    tokens, mse, aux_loss, dead_fraction per logged step
+    checkpoints/tokens_<N>/             the LocA-SAE after N tokens + trainer_state.safetensors
+Resuming replays the same shuffled stream (deterministic per seed) and skips the tokens already trained on,
+so an interrupted run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from sae_lens.saes.topk_sae import calculate_topk_aux_acts
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.training import shuffled_batches
+
+STATE_FILE = "trainer_state.safetensors"
+LOG_FIELDS = ("tokens", "mse", "aux_loss", "dead_fraction")
+
+
+@dataclass
+class LocATrainingConfig:
+    n_tokens: int = 1_000_000
+    batch_size: int = 1024
+    lr: float = 1e-4
+    aux_loss_coefficient: float = 1 / 32  # 0: no auxiliary loss
+    dead_after_tokens: int = 100_000  # a latent silent this long counts as dead for the aux loss
+    checkpoint_every: int = 100_000  # tokens
+    keep_checkpoints: int = 2
+    log_every: int = 20  # steps
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_tokens", "batch_size", "checkpoint_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise InputError(
+                    f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}"
+                )
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+        if not self.aux_loss_coefficient >= 0:
+            raise InputError(
+                f"--aux-loss-coefficient must be >= 0, got {self.aux_loss_coefficient}"
+            )
+
+
+def loca_loss(loca, x: torch.Tensor, dead: torch.Tensor, aux_coefficient: float):
+    """x [B, d_in] → (total loss, mse, aux, codes [B, d_sae]). mse: ‖x − x̂‖² summed over d_in, mean over
+    tokens; aux: SAE-Lens's TopK auxiliary loss on the ``dead`` [d_sae] latents (residual reconstruction)."""
+    codes, hidden_pre = loca.encode_with_hidden_pre(x)
+    recon = loca.decode(codes)
+    mse = (recon - x).pow(2).sum(dim=-1).mean()
+    aux = mse.new_zeros(())
+    n_dead = int(dead.sum())
+    if aux_coefficient > 0 and n_dead > 0:
+        k_aux = min(x.shape[-1] // 2, n_dead)
+        aux_acts = calculate_topk_aux_acts(k_aux, hidden_pre, dead)
+        residual = (x - recon).detach()
+        aux_recon = aux_acts.relu() @ loca.W_dec
+        scale = min(n_dead / (x.shape[-1] // 2), 1.0)
+        aux = aux_coefficient * scale * (aux_recon - residual).pow(2).sum(dim=-1).mean()
+    return mse + aux, mse, aux, codes
+
+
+@torch.no_grad()
+def normalize_decoder(loca) -> None:
+    loca.W_dec.div_(loca.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12))
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints (state file written last), oldest first."""
+    folder = out / "checkpoints"
+    found = (
+        [p for p in folder.glob("tokens_*") if (p / STATE_FILE).exists()] if folder.exists() else []
+    )
+    return sorted(found, key=lambda p: int(p.name.split("_")[1]))
+
+
+def _save_checkpoint(
+    out: Path, loca, optimizer, tokens: int, since_fired: torch.Tensor, keep: int
+) -> None:
+    final = out / "checkpoints" / f"tokens_{tokens}"
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    loca.save_model(partial)
+    state = optimizer.state_dict()
+    tensors = {"tokens_since_fired": since_fired.cpu()}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            tensors[f"adam.{index}.{name}"] = torch.as_tensor(value).cpu()
+    meta = {"tokens": str(tokens), "param_groups": json.dumps(state["param_groups"])}
+    save_file(tensors, str(partial / STATE_FILE), metadata=meta)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    for old in _checkpoints(out)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, optimizer, device) -> tuple[int, torch.Tensor]:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path / STATE_FILE), device=str(device))
+    with safe_open(str(path / STATE_FILE), framework="pt") as handle:
+        meta = handle.metadata()
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("adam."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    return int(meta["tokens"]), tensors["tokens_since_fired"].to(torch.int64)
+
+
+def _rewrite_log(path: Path, up_to_tokens: int) -> None:
+    """Keep the log rows up to the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    with path.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if int(r["tokens"]) <= up_to_tokens]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device: str = "cpu"):
+    """Fine-tune ``loca`` on ``source`` (an activation source) into ``out``; resumes from ``out``'s last
+    checkpoint when there is one. Returns the fine-tuned LocA-SAE (also saved in ``out``)."""
+    from sae_lens import SAE
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "training_log.csv"
+    checkpoints = _checkpoints(out)
+    if checkpoints:
+        last = checkpoints[-1]
+        loca = SAE.load_from_disk(str(last), device=device)
+        optimizer = torch.optim.Adam(loca.parameters(), lr=config.lr)
+        tokens, since_fired = _load_checkpoint(last, optimizer, device)
+        _rewrite_log(log_path, tokens)
+        print(f"resuming from {last} ({tokens} tokens trained)")
+    else:
+        if loca is None:
+            raise InputError(f"nothing to resume in {out} and no LocA-SAE given")
+        loca = loca.to(device)
+        optimizer = torch.optim.Adam(loca.parameters(), lr=config.lr)
+        since_fired = torch.zeros(loca.cfg.d_sae, dtype=torch.int64, device=device)
+        tokens = 0
+        normalize_decoder(loca)
+        with log_path.open("w", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
+    if tokens >= config.n_tokens:
+        print(
+            f"already trained on {tokens} tokens (--n-tokens {config.n_tokens}); writing the model"
+        )
+        _save_final(loca, out)
+        return loca
+    next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
+    seen, step = 0, 0
+    with (
+        tqdm(
+            total=config.n_tokens,
+            initial=tokens,
+            desc="fine-tuning LocA-SAE",
+            unit="tok",
+            disable=None,
+        ) as bar,
+        log_path.open("a", newline="") as log_handle,
+    ):
+        log = csv.DictWriter(log_handle, fieldnames=LOG_FIELDS)
+        for x in shuffled_batches(source, config.batch_size, config.n_tokens, config.seed):
+            seen += x.shape[0]
+            if seen <= tokens:  # trained on before the checkpoint this run resumed from
+                continue
+            x = x.to(device=device, dtype=loca.W_dec.dtype)
+            dead = since_fired > config.dead_after_tokens
+            loss, mse, aux, codes = loca_loss(loca, x, dead, config.aux_loss_coefficient)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            normalize_decoder(loca)
+            fired = (codes > 0).any(dim=0)
+            since_fired = torch.where(fired, 0, since_fired + x.shape[0])
+            tokens, step = seen, step + 1
+            bar.update(x.shape[0])
+            if step % config.log_every == 0 or tokens == config.n_tokens:
+                dead_fraction = float((since_fired > config.dead_after_tokens).float().mean())
+                log.writerow(
+                    {
+                        "tokens": tokens,
+                        "mse": f"{mse.item():.6g}",
+                        "aux_loss": f"{aux.item():.6g}",
+                        "dead_fraction": f"{dead_fraction:.6g}",
+                    }
+                )
+                bar.set_postfix(mse=f"{mse.item():.3g}")
+            if tokens >= next_checkpoint and tokens < config.n_tokens:
+                log_handle.flush()
+                _save_checkpoint(out, loca, optimizer, tokens, since_fired, config.keep_checkpoints)
+                next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
+    _save_checkpoint(out, loca, optimizer, tokens, since_fired, config.keep_checkpoints)
+    _save_final(loca, out)
+    return loca
+
+
+def _save_final(loca, out: Path) -> None:
+    """The SAE-Lens folder, written beside and renamed in (a reader never sees half a model)."""
+    staging = out / ".final.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    loca.save_model(staging)
+    for item in staging.iterdir():
+        item.replace(out / item.name)
+    staging.rmdir()

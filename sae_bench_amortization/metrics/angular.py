@@ -1,0 +1,68 @@
+"""Angular variance of latents (LocA-SAE's grouping score) and the group assignment built from it: pure math."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+class AngularVarianceAccumulator:
+    """Streams (inputs [B, d_in], codes [B, d_sae]) → AVar_j = 1 − ‖μ_j‖₂, μ_j the mean of the unit-normalised
+    inputs on which latent j fires (code > 0). Memory: one [d_sae, d_in] float64 sum."""
+
+    def __init__(self, d_sae: int, d_in: int):
+        self.direction_sum = torch.zeros(d_sae, d_in, dtype=torch.float64)
+        self.fired = torch.zeros(d_sae, dtype=torch.int64)
+
+    def update(self, inputs: torch.Tensor, codes: torch.Tensor) -> None:
+        unit = torch.nn.functional.normalize(inputs.double(), dim=-1)  # zero inputs stay zero
+        firing = (codes > 0).to(unit.device)
+        self.direction_sum += (firing.double().T @ unit).cpu()
+        self.fired += firing.sum(dim=0).cpu()
+
+    @property
+    def angular_variance(self) -> torch.Tensor:
+        """[d_sae] float64 in [0, 1]; NaN for latents that never fired."""
+        mean = self.direction_sum / self.fired.clamp(min=1).unsqueeze(1)
+        avar = 1.0 - mean.norm(dim=1)
+        return torch.where(self.fired > 0, avar, torch.full_like(avar, math.nan))
+
+
+def group_by_angular_variance(avar: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """avar [d_sae] (NaN: never fired) → group index per latent [d_sae] (int64): latents sorted by AVar
+    ascending (most monosemantic first; ties by index, NaN last) and cut into ``n_groups`` groups whose sizes
+    differ by at most one (the first ``d_sae % n_groups`` groups get one more)."""
+    d_sae = avar.shape[0]
+    if not 1 <= n_groups <= d_sae:
+        raise ValueError(f"n_groups must be in [1, d_sae={d_sae}], got {n_groups}")
+    key = torch.where(torch.isnan(avar), torch.full_like(avar, math.inf), avar)
+    order = torch.sort(key, stable=True).indices
+    groups = torch.empty(d_sae, dtype=torch.int64)
+    for g, members in enumerate(torch.tensor_split(order, n_groups)):
+        groups[members] = g
+    return groups
+
+
+def scale_budgets(group_k: Sequence[int], total_k: int) -> list[int]:
+    """Scale per-group TopK budgets to sum to ``total_k`` keeping their proportions: each k_g·total/Σk
+    rounded down (at least 1), the remainder handed to the groups furthest below their exact share
+    (earlier groups first on ties). ``total_k`` below the number of groups gives every group 1."""
+    group_k = [int(k) for k in group_k]
+    if not group_k or min(group_k) < 1:
+        raise ValueError(f"group budgets must be positive integers, got {group_k}")
+    if total_k <= len(group_k):
+        return [1] * len(group_k)
+    total = sum(group_k)
+    exact = [k * total_k / total for k in group_k]
+    scaled = [max(1, math.floor(e)) for e in exact]
+    by_remainder = sorted(range(len(group_k)), key=lambda g: (-(exact[g] - scaled[g]), g))
+    i = 0
+    while sum(scaled) < total_k:
+        scaled[by_remainder[i % len(group_k)]] += 1
+        i += 1
+    while sum(scaled) > total_k:  # only when flooring to 1 pushed it over: take from the largest
+        largest = max(range(len(scaled)), key=lambda g: (scaled[g], -g))
+        scaled[largest] -= 1
+    return scaled
