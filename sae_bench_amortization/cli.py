@@ -272,6 +272,38 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=None)
 
+    compare = commands.add_parser(
+        "compare",
+        help="read every result file under a folder into summary.csv / summary.md and PNG plots",
+    )
+    compare.add_argument(
+        "results_dir", metavar="RESULTS_DIR", help="an --output-dir of 'saebench run'"
+    )
+    compare.add_argument(
+        "--out", metavar="DIR", help="where to write (default: RESULTS_DIR/summary)"
+    )
+
+    regress = commands.add_parser(
+        "regress",
+        help="compare results with a baseline: exit 1 when a metric got worse beyond tolerance",
+    )
+    regress.add_argument(
+        "--results", required=True, metavar="DIR", help="an --output-dir of 'saebench run'"
+    )
+    target = regress.add_mutually_exclusive_group(required=True)
+    target.add_argument("--baseline", metavar="FILE", help="baseline JSON to compare with")
+    target.add_argument(
+        "--write-baseline", metavar="FILE", help="write the results as a baseline JSON"
+    )
+    regress.add_argument("--rtol", type=float, default=0.05, help="relative tolerance (0.05)")
+    regress.add_argument("--atol", type=float, default=0.01, help="absolute tolerance (0.01)")
+    regress.add_argument(
+        "--metric",
+        action="append",
+        metavar="KEY",
+        help="check only these metrics (repeatable; default: every metric with a worse direction)",
+    )
+
     loca = commands.add_parser(
         "train-loca",
         help="build a LocA-SAE from a pretrained SAE (angular-variance groups) and fine-tune it",
@@ -312,9 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--aux-loss-coefficient",
         type=float,
-        default=1 / 32,
+        default=1.0,
         metavar="X",
-        help="SAE-Lens TopK auxiliary loss on dead latents (1/32; 0 turns it off)",
+        help="SAE-Lens TopK auxiliary loss on dead latents (1, SAE-Lens's default; 0 turns it off)",
     )
     options.add_argument(
         "--dead-after-tokens",
@@ -720,6 +752,68 @@ def cmd_train_loca(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.compare import load_results, markdown_table
+    from sae_bench_amortization.report_plots import (
+        per_sae_and_mode,
+        plot_ista_ablation,
+        plot_pareto,
+        plot_pathologies,
+    )
+    from sae_bench_amortization.results import ensure_output_dir, write_text_atomic
+
+    frame = load_results(args.results_dir)
+    out = ensure_output_dir(args.out or Path(args.results_dir) / "summary")
+    write_text_atomic(out / "summary.csv", frame.to_csv(index=False))
+    write_text_atomic(out / "summary.md", markdown_table(frame))
+    table = per_sae_and_mode(frame)
+    written = [out / "summary.csv", out / "summary.md"]
+    for plot, name in (
+        (plot_pathologies, "pathologies_by_mode.png"),
+        (plot_ista_ablation, "ista_steps_ablation.png"),
+        (plot_pareto, "l0_nmse_pareto.png"),
+    ):
+        path = plot(table, out / name)
+        if path is not None:
+            written.append(path)
+    n_saes, n_evals = frame["sae"].nunique(), frame["eval"].nunique()
+    print(
+        f"{len(frame)} rows ({n_saes} SAEs, {n_evals} evals); wrote "
+        + ", ".join(str(p) for p in written)
+    )
+    return 0
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    import json
+
+    from sae_bench_amortization.compare import load_results
+    from sae_bench_amortization.regress import (
+        baseline_from_results,
+        compare_with_baseline,
+        format_checks,
+        read_baseline,
+    )
+    from sae_bench_amortization.results import write_text_atomic
+
+    frame = load_results(args.results)
+    if args.write_baseline:
+        target = Path(args.write_baseline)
+        if not target.parent.is_dir():
+            raise InputError(f"--write-baseline folder not found: {target.parent}")
+        write_text_atomic(
+            target, json.dumps(baseline_from_results(frame), indent=1, sort_keys=True) + "\n"
+        )
+        print(f"wrote a baseline of {frame['sae'].nunique()} SAEs ({len(frame)} rows) to {target}")
+        return 0
+    checks = compare_with_baseline(
+        frame, read_baseline(args.baseline), args.rtol, args.atol, args.metric
+    )
+    print(format_checks(checks))
+    failed = [c for c in checks if c.status in ("worse", "changed")]
+    return 1 if failed else 0
+
+
 def cmd_dynamics(args: argparse.Namespace) -> int:
     from sae_bench_amortization.dynamics import write_dynamics
 
@@ -745,6 +839,8 @@ COMMANDS = {
     "synth": cmd_synth,
     "train": cmd_train,
     "train-loca": cmd_train_loca,
+    "compare": cmd_compare,
+    "regress": cmd_regress,
 }
 
 

@@ -34,7 +34,7 @@ class LocATrainingConfig:
     n_tokens: int = 1_000_000
     batch_size: int = 1024
     lr: float = 1e-4
-    aux_loss_coefficient: float = 1 / 32  # 0: no auxiliary loss
+    aux_loss_coefficient: float = 1.0  # SAE-Lens's TopK default; 0: no auxiliary loss
     dead_after_tokens: int = 100_000  # a latent silent this long counts as dead for the aux loss
     checkpoint_every: int = 100_000  # tokens
     keep_checkpoints: int = 2

@@ -263,7 +263,7 @@ def test_killed_train_loca_resumes_from_its_last_checkpoint(tmp_path):
     random_topk(d_sae=64, k=8).save_model(tmp_path / "topk")
     args = [
         sys.executable, "-m", "sae_bench_amortization.cli", "train-loca", "--sae-path", str(tmp_path / "topk"),
-        "--activations", str(acts), "--n-tokens", "400000", "--batch-size", "256", "--lr", "3e-3",
+        "--activations", str(acts), "--n-tokens", "160000", "--batch-size", "256", "--lr", "3e-3",
         "--checkpoint-every", "4096", "--device", "cpu",
     ]  # fmt: skip
     reference = subprocess.run(

@@ -61,3 +61,15 @@ def test_ista_refined_example_runs():
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["codes"].shape == (10, 32)
     assert namespace["exact"].cfg.l1_coefficient == namespace["semi"].cfg.l1_coefficient > 0
+
+
+def test_loca_example_runs():
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    (example,) = [block for block in code_blocks("python") if "LocASAE.from_sae" in block]
+    torch.manual_seed(0)
+    sae = TopKSAE(TopKSAEConfig(d_in=8, d_sae=64, k=26))
+    namespace = {"sae": sae, "acts": torch.randn(400, 8), "x": torch.randn(10, 8)}
+    exec(compile(example, "README.md", "exec"), namespace)
+    assert namespace["codes"].shape == (10, 64) and namespace["avar"].shape == (64,)
+    assert ((namespace["codes"] > 0).sum(1) <= 26).all() and namespace["W_g"].shape == (8, 8)

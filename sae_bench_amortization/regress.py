@@ -1,0 +1,194 @@
+"""``saebench regress``: compare result metrics with a committed baseline, direction-aware.
+
+Baseline file (JSON)::
+
+    {"format": "sae-bench-amortization-baseline", "version": 1,
+     "results": {"<sae>": {"<eval>": {"<mode>": {"<metric>": value, ...}}}}}
+
+A metric is *worse* when it moved in its bad direction (:data:`compare.WORSE_WHEN_HIGHER`) by more than
+``atol + rtol·|baseline|``; improvements never fail. Metrics without a direction (L0, timings) are only
+checked when named with ``--metric``, and then a change either way beyond the tolerance fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sae_bench_amortization.compare import KEY_COLUMNS, WORSE_WHEN_HIGHER
+from sae_bench_amortization.errors import InputError
+
+FORMAT = "sae-bench-amortization-baseline"
+
+
+@dataclass(frozen=True)
+class Check:
+    sae: str
+    eval: str
+    mode: str
+    metric: str
+    baseline: float
+    current: float
+    status: str  # "worse", "better", "within tolerance", "changed" (no direction, beyond tolerance)
+
+
+NOT_IN_BASELINE = {"seconds_per_1k_tokens"}  # timings depend on the machine
+
+
+def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
+    """The baseline document of a results table (every finite metric but timings)."""
+    results: dict[str, Any] = {}
+    for record in frame.to_dict("records"):
+        values = {
+            key: float(value)
+            for key, value in record.items()
+            if key not in KEY_COLUMNS
+            and key not in NOT_IN_BASELINE
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        }
+        results.setdefault(record["sae"], {}).setdefault(record["eval"], {})[record["mode"]] = (
+            values
+        )
+    return {"format": FORMAT, "version": 1, "results": results}
+
+
+def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """The baseline's results; any malformation is an InputError naming the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"baseline not found: {path}")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"baseline {path} is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise InputError(f'baseline {path} is not a {FORMAT} file (no "format": "{FORMAT}")')
+    if document.get("version") != 1:
+        raise InputError(f"baseline {path}: unsupported version {document.get('version')!r}")
+    results = document.get("results")
+    if not isinstance(results, dict) or not results:
+        raise InputError(f'baseline {path}: "results" must be a non-empty object')
+    for sae, evals in results.items():
+        if not isinstance(evals, dict):
+            raise InputError(f"baseline {path}: results[{sae!r}] must be an object of evals")
+        for eval_name, modes in evals.items():
+            if not isinstance(modes, dict):
+                raise InputError(
+                    f"baseline {path}: results[{sae!r}][{eval_name!r}] must be an object of modes"
+                )
+            for mode, metrics in modes.items():
+                where = f"results[{sae!r}][{eval_name!r}][{mode!r}]"
+                if not isinstance(metrics, dict):
+                    raise InputError(f"baseline {path}: {where} must be an object of metrics")
+                for metric, value in metrics.items():
+                    if (
+                        isinstance(value, bool)
+                        or not isinstance(value, int | float)
+                        or not math.isfinite(value)
+                    ):
+                        raise InputError(
+                            f"baseline {path}: {where}[{metric!r}] must be a finite number"
+                        )
+    return results
+
+
+def status_of(
+    metric: str, baseline: float, current: float, rtol: float, atol: float, gated: bool
+) -> str:
+    tolerance = atol + rtol * abs(baseline)
+    diff = current - baseline
+    direction = WORSE_WHEN_HIGHER.get(metric, 0)
+    if abs(diff) <= tolerance or not math.isfinite(current):
+        return "within tolerance" if math.isfinite(current) else "worse"
+    if direction == 0:
+        return "changed" if gated else "within tolerance"
+    return "worse" if direction * diff > 0 else "better"
+
+
+def compare_with_baseline(
+    frame: pd.DataFrame,
+    baseline: dict[str, Any],
+    rtol: float = 0.05,
+    atol: float = 0.01,
+    metrics: list[str] | None = None,
+) -> list[Check]:
+    """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one."""
+    if not (rtol >= 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
+        raise InputError(f"--rtol and --atol must be non-negative numbers, got {rtol} and {atol}")
+    wanted = set(metrics or [])
+    known = {
+        m
+        for evals in baseline.values()
+        for modes in evals.values()
+        for ms in modes.values()
+        for m in ms
+    }
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise InputError(
+            f"--metric {unknown[0]} is not in the baseline (it has: {', '.join(sorted(known))})"
+        )
+    present = set(frame["sae"])
+    missing = sorted(set(baseline) - present)
+    if missing:
+        raise InputError(f"SAE {missing[0]} is in the baseline but has no results")
+    indexed = {(r["sae"], r["eval"], r["mode"]): r for r in frame.to_dict("records")}
+    checks = []
+    for sae, evals in baseline.items():
+        for eval_name, modes in evals.items():
+            for mode, values in modes.items():
+                record = indexed.get((sae, eval_name, mode))
+                if record is None:
+                    raise InputError(
+                        f"no {eval_name} result for SAE {sae} in mode {mode} (in the baseline)"
+                    )
+                for metric, base_value in values.items():
+                    gated = metric in wanted if wanted else metric in WORSE_WHEN_HIGHER
+                    if not gated:
+                        continue
+                    current = record.get(metric)
+                    if current is None or (isinstance(current, float) and math.isnan(current)):
+                        raise InputError(
+                            f"{eval_name} result for SAE {sae} ({mode}) has no {metric} (in the baseline)"
+                        )
+                    status = status_of(
+                        metric, float(base_value), float(current), rtol, atol, gated=True
+                    )
+                    checks.append(
+                        Check(
+                            sae, eval_name, mode, metric, float(base_value), float(current), status
+                        )
+                    )
+    return checks
+
+
+def format_checks(checks: list[Check]) -> str:
+    """The changed metrics as a table, then one summary line."""
+    changed = [c for c in checks if c.current != c.baseline]
+    lines = []
+    if changed:
+        width = max(len(c.sae) for c in changed)
+        lines.append(
+            f"{'sae':<{width}}  {'eval':<17}{'mode':<15}{'metric':<22}{'baseline':>11}{'current':>11}  status"
+        )
+        order = {"worse": 0, "changed": 1, "better": 2, "within tolerance": 3}
+        for c in sorted(changed, key=lambda c: order[c.status]):
+            lines.append(
+                f"{c.sae:<{width}}  {c.eval:<17}{c.mode:<15}{c.metric:<22}{c.baseline:>11.4g}{c.current:>11.4g}  {c.status}"
+            )
+    counts = {
+        s: sum(c.status == s for c in checks)
+        for s in ("worse", "changed", "better", "within tolerance")
+    }
+    lines.append(
+        f"{len(checks)} metrics checked: {counts['worse']} worse, {counts['changed']} changed (no direction), "
+        f"{counts['better']} better, {counts['within tolerance']} within tolerance"
+    )
+    return "\n".join(lines)
