@@ -868,7 +868,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except InputError as exc:
-        print(f"saebench: error: {exc}", file=sys.stderr)
+        message = (
+            str(exc).replace("\r", "\\r").replace("\n", "\\n")
+        )  # one line, whatever the input held
+        print(f"saebench: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `saebench list | head`: the reader left; nothing to report
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit

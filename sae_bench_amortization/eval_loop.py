@@ -24,6 +24,7 @@ from sae_bench_amortization.inference.modes import (
 from sae_bench_amortization.loading import SAESpec
 from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
 from sae_bench_amortization.results import (
+    ResultLock,
     artifact_path,
     ensure_output_dir,
     result_path,
@@ -105,33 +106,55 @@ def for_each_sae(
             mode: result_path(output_path, spec.release, result_sae_id(spec.sae_id, mode, modes))
             for mode in modes
         }
-        pending = [mode for mode in modes if force_rerun or not paths[mode].exists()]
+        locks = {}
         for mode in modes:
-            if mode not in pending:
-                name = paths[mode].name.removesuffix("_eval_results.json")
-                print(f"skipping {name}: {paths[mode]} exists (--force-rerun to redo)")
+            name = paths[mode].name.removesuffix("_eval_results.json")
+            claimed = claim(paths[mode], force_rerun)
+            if isinstance(claimed, str):
+                print(f"skipping {name}: {claimed}")
                 outcomes.append(SAEOutcome(name, "skipped", paths[mode]))
+            else:
+                locks[mode] = claimed
+        pending = [mode for mode in modes if mode in locks]
         if not pending:
             continue
-        sae = spec.load(device, dtype)
-        check_width(sae, activations.for_sae(sae))
-        l1, calibration = resolve_lambda(sae, activations, inference, pending)
-        for mode in pending:
-            run = ModeRun(
-                mode, None if mode.kind == "amortized" else l1, calibration_record(calibration)
-            )
-            with torch.no_grad():
-                evaluated = evaluate(spec, mode_sae(sae, mode, l1, inference), run)
-            mode_id = result_sae_id(spec.sae_id, mode, modes)
-            for suffix, (tensors, metadata) in evaluated.artifacts.items():
-                write_safetensors_atomic(
-                    artifact_path(output_path, spec.release, mode_id, suffix), tensors, metadata
+        try:
+            sae = spec.load(device, dtype)
+            check_width(sae, activations.for_sae(sae))
+            l1, calibration = resolve_lambda(sae, activations, inference, pending)
+            for mode in pending:
+                run = ModeRun(
+                    mode, None if mode.kind == "amortized" else l1, calibration_record(calibration)
                 )
-            write_text_atomic(paths[mode], evaluated.output.to_json())
-            name = paths[mode].name.removesuffix("_eval_results.json")
-            outcomes.append(SAEOutcome(name, "written", paths[mode], evaluated.summary))
-        del sae
+                with torch.no_grad():
+                    evaluated = evaluate(spec, mode_sae(sae, mode, l1, inference), run)
+                mode_id = result_sae_id(spec.sae_id, mode, modes)
+                for suffix, (tensors, metadata) in evaluated.artifacts.items():
+                    write_safetensors_atomic(
+                        artifact_path(output_path, spec.release, mode_id, suffix), tensors, metadata
+                    )
+                write_text_atomic(paths[mode], evaluated.output.to_json())
+                locks.pop(mode).release()
+                name = paths[mode].name.removesuffix("_eval_results.json")
+                outcomes.append(SAEOutcome(name, "written", paths[mode], evaluated.summary))
+            del sae
+        finally:
+            for lock in locks.values():
+                lock.release()
     return outcomes
+
+
+def claim(path: Path, force_rerun: bool) -> ResultLock | str:
+    """The lock on a result this run will compute, or why it skips it (it exists; another run holds it)."""
+    if path.exists() and not force_rerun:
+        return f"{path} exists (--force-rerun to redo)"
+    lock = ResultLock(path)
+    if not lock.acquire():
+        return f"another run is computing it ({lock.path} is locked)"
+    if path.exists() and not force_rerun:  # finished by another run while we looked
+        lock.release()
+        return f"{path} exists (--force-rerun to redo)"
+    return lock
 
 
 def for_each_sae_once(
@@ -149,20 +172,24 @@ def for_each_sae_once(
     outcomes = []
     for spec in tqdm(specs, desc=f"{eval_name}: SAEs", unit="sae", leave=False, disable=None):
         path = result_path(output_path, spec.release, spec.sae_id)
-        if path.exists() and not force_rerun:
-            print(f"skipping {spec.sae_name}: {path} exists (--force-rerun to redo)")
+        claimed = claim(path, force_rerun)
+        if isinstance(claimed, str):
+            print(f"skipping {spec.sae_name}: {claimed}")
             outcomes.append(SAEOutcome(spec.sae_name, "skipped", path))
             continue
-        sae = spec.load(device, dtype)
-        check_width(sae, activations.for_sae(sae))
-        evaluated = evaluate(spec, sae)
-        for suffix, (tensors, metadata) in evaluated.artifacts.items():
-            write_safetensors_atomic(
-                artifact_path(output_path, spec.release, spec.sae_id, suffix), tensors, metadata
-            )
-        for suffix, text in evaluated.text_artifacts.items():
-            write_text_atomic(artifact_path(output_path, spec.release, spec.sae_id, suffix), text)
-        write_text_atomic(path, evaluated.output.to_json())
-        outcomes.append(SAEOutcome(spec.sae_name, "written", path, evaluated.summary))
-        del sae
+        with claimed:
+            sae = spec.load(device, dtype)
+            check_width(sae, activations.for_sae(sae))
+            evaluated = evaluate(spec, sae)
+            for suffix, (tensors, metadata) in evaluated.artifacts.items():
+                write_safetensors_atomic(
+                    artifact_path(output_path, spec.release, spec.sae_id, suffix), tensors, metadata
+                )
+            for suffix, text in evaluated.text_artifacts.items():
+                write_text_atomic(
+                    artifact_path(output_path, spec.release, spec.sae_id, suffix), text
+                )
+            write_text_atomic(path, evaluated.output.to_json())
+            outcomes.append(SAEOutcome(spec.sae_name, "written", path, evaluated.summary))
+            del sae
     return outcomes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,11 +171,15 @@ def load_dictionary_learning_sae(path: Path, device: str, dtype: str) -> SAE:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{config_path}: not valid JSON") from None
     try:
-        weights = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            weights = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
         raise InputError(
-            f"{path}: refused to load: the checkpoint holds objects other than tensors, and loading them "
-            f"could run code (torch.load weights_only=True; {first_line(exc)[:120]})"
+            f"{path}: refused to load: the checkpoint holds pickled objects other than tensors{what}, and "
+            f"unpickling them could run code; only torch.load(weights_only=True) is used"
         ) from None
     except Exception as exc:  # noqa: BLE001 - truncated / not a torch file
         raise InputError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None

@@ -89,3 +89,38 @@ def run_metadata() -> dict[str, Any]:
         "sae_bench_commit_hash": get_sae_bench_version(),
         "sae_lens_version": get_sae_lens_version(),
     }
+
+
+class ResultLock:
+    """An exclusive, non-blocking lock on one result (``.<result name>.lock`` beside it), so concurrent runs
+    into one output folder never compute the same SAE × eval × mode twice: the second one skips it.
+    The lock is an OS advisory lock (``fcntl.flock``), released when the holder exits or is killed."""
+
+    def __init__(self, result: Path):
+        self.path = result.with_name(f".{result.name}.lock")
+        self._handle = None
+
+    def acquire(self) -> bool:
+        """True when this process holds the lock now; False when another process does."""
+        import fcntl
+
+        handle = open(self.path, "a")  # noqa: SIM115 - held until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self.path.unlink(missing_ok=True)
+            self._handle.close()  # closing drops the flock
+            self._handle = None
+
+    def __enter__(self) -> ResultLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -19,7 +19,10 @@ def assert_one_line_error(result, *fragments):
 
 
 def snapshot(folder):
-    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+    """Every file under ``folder`` with its bytes and mtime (folders' own mtimes move with lock files)."""
+    if not folder.exists():
+        return {}
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
 
 
 def test_missing_sae_path(planted, tmp_path, cli):
