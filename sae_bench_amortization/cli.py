@@ -179,6 +179,24 @@ def _add_run_args(run: argparse.ArgumentParser) -> None:
         help="amortization_gap: a LocA-SAE folder run as mode 'loca' beside the SAE (repeatable: one per "
         "SAE, in order); an SAE that is itself a LocA-SAE gets its encoder's row named 'loca'",
     )
+    sweep = run.add_argument_group("executor (where the SAE x eval tasks run)")
+    sweep.add_argument(
+        "--executor",
+        choices=["sequential", "ray"],
+        default="sequential",
+        help="sequential (this process; default) or ray (one Ray task per SAE x eval; the [ray] extra)",
+    )
+    sweep.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join, e.g. ray://head:10001 or auto (default: RAY_ADDRESS, else a local Ray)",
+    )
+    sweep.add_argument(
+        "--gpus-per-task", type=float, default=0.0, metavar="G", help="GPUs per Ray task (0)"
+    )
+    sweep.add_argument(
+        "--cpus-per-task", type=float, default=1.0, metavar="C", help="CPUs per Ray task (1)"
+    )
     common.add_argument(
         "--absorption-definition",
         choices=["auto", "concepts", "saebench_first_letter"],
@@ -478,12 +496,19 @@ def cmd_list(_args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sae_bench_amortization.executors import RayOptions, run_ray, run_sequential
     from sae_bench_amortization.registry import EvalRequest, discover_evals, get_eval
     from sae_bench_amortization.reporting import print_summary
     from sae_bench_amortization.results import ensure_output_dir
 
     registry = discover_evals()
     entries = [get_eval(name, registry) for name in dict.fromkeys(args.evals)]
+    if args.executor != "ray" and (
+        args.ray_address or args.gpus_per_task != 0.0 or args.cpus_per_task != 1.0
+    ):
+        raise InputError(
+            "--ray-address, --gpus-per-task and --cpus-per-task go with --executor ray"
+        )
     if not 0 < args.dense_threshold < 1:
         raise InputError(f"--dense-threshold must be in (0, 1), got {args.dense_threshold}")
     inference = build_inference(args)
@@ -529,25 +554,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         "text_file": args.text_file,
         "context_size": args.context_size,
     }
-    rows = []
-    for entry in entries:
-        request = EvalRequest(
-            saes=specs,
-            output_dir=output_dir,
-            activations=factory,
-            model_name=args.model,
-            device=device,
-            dtype=args.dtype,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            force_rerun=args.force_rerun,
-            n_tokens=args.n_tokens,
-            options=options,
-            inference=inference,
-        )
-        rows.extend((entry.name, outcome) for outcome in entry.run(request))
+    request = EvalRequest(
+        saes=specs,
+        output_dir=output_dir,
+        activations=factory,
+        model_name=args.model,
+        device=device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        force_rerun=args.force_rerun,
+        n_tokens=args.n_tokens,
+        options=options,
+        inference=inference,
+    )
+    if args.executor == "ray":
+        ray_options = RayOptions(args.ray_address, args.gpus_per_task, args.cpus_per_task)
+        rows = run_ray(entries, request, ray_options)
+    else:
+        rows = run_sequential(entries, request)
     print_summary(rows)
-    return 0
+    failed = [outcome for _, outcome in rows if outcome.status.startswith("failed")]
+    return 1 if failed else 0
 
 
 def cmd_activations(args: argparse.Namespace) -> int:

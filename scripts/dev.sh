@@ -20,7 +20,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   .venv/bin/python -m pip install -q "$TORCH_SPEC"
   # keep that torch: sae-bench's torchvision would otherwise pull a newer (CUDA, 5 GB) torch in
   .venv/bin/python -c "import importlib.metadata as m; print('torch==' + m.version('torch'))" > .venv/torch-pin.txt
-  .venv/bin/python -m pip install -q -c constraints.txt -c .venv/torch-pin.txt -e ".[dev,offline]"
+  .venv/bin/python -m pip install -q -c constraints.txt -c .venv/torch-pin.txt -e ".[dev,offline,ray]"
   # sae-bench declares torchvision, but nothing here uses it and it breaks transformers and datasets
   # beside the CPU torch build (see README, "Installing"): remove it.
   .venv/bin/python -m pip uninstall -y -q torchvision 2>/dev/null || true
