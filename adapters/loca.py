@@ -51,9 +51,9 @@ class LocASAEConfig(SAEConfig):
             raise ValueError(
                 f"latent_groups has {len(self.latent_groups)} entries for d_sae={self.d_sae}"
             )
-        sizes = torch.bincount(torch.tensor(self.latent_groups), minlength=n_groups)
-        if len(sizes) != n_groups or min(self.latent_groups) < 0:
+        if not all(isinstance(g, int) and 0 <= g < n_groups for g in self.latent_groups):
             raise ValueError(f"latent_groups must be group indices in [0, {n_groups})")
+        sizes = torch.bincount(torch.tensor(self.latent_groups), minlength=n_groups)
         for g, (size, k) in enumerate(zip(sizes.tolist(), self.group_k, strict=True)):
             if k > size:
                 raise ValueError(f"group {g} has {size} latents but a budget of {k}")
@@ -133,8 +133,8 @@ class LocASAE(SAE[LocASAEConfig]):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x [..., d_in] → codes [..., d_sae]; group g has at most k_g actives.
 
-        One matmul against the encoder columns laid out group by group (cached while the weights do not
-        change), one top-k over [N, G, max group size], one scatter back to latent order. With a hook on
+        One matmul against the encoder columns laid out group by group, one top-k over [N, G, max group
+        size], one scatter back to latent order. With a hook on
         ``hook_sae_acts_pre`` the pre-activations are formed in latent order first, so the hook sees them.
         """
         if self.hook_sae_acts_pre._forward_hooks:
@@ -146,17 +146,10 @@ class LocASAE(SAE[LocASAEConfig]):
         return self.hook_sae_acts_post(codes.reshape(*sae_in.shape[:-1], self.cfg.d_sae))
 
     def _grouped_encoder(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W [d_in, G·width], b [G·width]): encoder columns in slot order, padding slots 0 and −inf."""
-        track = torch.is_grad_enabled() and (self.W_enc.requires_grad or self.b_enc.requires_grad)
-        key = (
-            self.W_enc._version,
-            self.b_enc._version,
-            self.W_enc.data_ptr(),
-            self.b_enc.data_ptr(),
-        )
-        cached = self.__dict__.get("_grouped_cache")
-        if not track and cached is not None and cached[0] == key:
-            return cached[1], cached[2]
+        """(W [d_in, G·width], b [G·width]): encoder columns in slot order, padding slots 0 and −inf.
+
+        Built on every call (one copy of W_enc, ~1/N of the matmul's cost): never stale, whatever edited
+        the weights (optimizer steps, ``.data`` writes, SAE-Lens's ``fold_*`` methods)."""
         act = self.activation_fn
         act._to(self.W_enc.device)
         W, b = self.W_enc, self.b_enc
@@ -166,8 +159,6 @@ class LocASAE(SAE[LocASAEConfig]):
         if not act.contiguous:
             slots = act.slots.flatten()
             W, b = W.index_select(1, slots), b.index_select(0, slots)
-        if not track:
-            self.__dict__["_grouped_cache"] = (key, W.detach(), b.detach())
         return W, b
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,7 +224,10 @@ class LocASAE(SAE[LocASAEConfig]):
         budgets = [min(k, int(s)) for k, s in zip(budgets, sizes, strict=True)]
         W_enc, b_enc, W_dec = global_encoder(sae)
         never = torch.isnan(avar)
-        group_avar = [float(avar[(groups == g) & ~never].mean()) for g in range(n_groups)]
+        group_avar = [  # None for a group of never-firing latents only (JSON has no NaN)
+            float(avar[(groups == g) & ~never].mean()) if ((groups == g) & ~never).any() else None
+            for g in range(n_groups)
+        ]
         base = sae.cfg.to_dict()
         cfg = LocASAEConfig(
             d_in=sae.cfg.d_in,

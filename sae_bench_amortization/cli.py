@@ -568,12 +568,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         options=options,
         inference=inference,
     )
+    bad_input: list[str] = []
     if args.executor == "ray":
-        ray_options = RayOptions(args.ray_address, args.gpus_per_task, args.cpus_per_task)
-        rows = run_ray(entries, request, ray_options)
+        ray_options = RayOptions(
+            args.ray_address, args.gpus_per_task, args.cpus_per_task, args.device
+        )
+        rows, bad_input = run_ray(entries, request, ray_options)
     else:
         rows = run_sequential(entries, request)
     print_summary(rows)
+    if bad_input:  # the other tasks completed; bad input still exits 2 with one line
+        more = f" (and {len(bad_input) - 1} more tasks)" if len(bad_input) > 1 else ""
+        raise InputError(bad_input[0] + more)
     failed = [outcome for _, outcome in rows if outcome.status.startswith("failed")]
     return 1 if failed else 0
 
@@ -728,7 +734,7 @@ def cmd_train_loca(args: argparse.Namespace) -> int:
     from sae_bench_amortization import loading
     from sae_bench_amortization.adapters.loca import LocASAE
     from sae_bench_amortization.loca import as_source
-    from sae_bench_amortization.loca_training import LocATrainingConfig, train_loca
+    from sae_bench_amortization.loca_training import LocATrainingConfig, checkpoints, train_loca
 
     budgets = _group_budgets(args.group_k, args.groups)
     config = LocATrainingConfig(
@@ -756,7 +762,7 @@ def cmd_train_loca(args: argparse.Namespace) -> int:
         if args.sae_path
         else loading.spec_from_release(args.sae_release, args.sae_id)
     )
-    resuming = (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("tokens_*"))
+    resuming = bool(checkpoints(out))
     sae = spec.load(device, "float32")
     source = as_source(factory, sae)
     if resuming:
@@ -790,20 +796,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     from sae_bench_amortization.results import ensure_output_dir, write_text_atomic
 
+    if args.out == "":
+        raise InputError("--out must name a folder")
     frame = load_results(args.results_dir)
     out = ensure_output_dir(args.out or Path(args.results_dir) / "summary")
+    table = per_sae_and_mode(frame)
+    plots = {  # drawn first (to hidden names): a failure leaves the folder as it was
+        name: plot(table, out / f".{name}.new")
+        for plot, name in (
+            (plot_pathologies, "pathologies_by_mode.png"),
+            (plot_ista_ablation, "ista_steps_ablation.png"),
+            (plot_pareto, "l0_nmse_pareto.png"),
+        )
+    }
     write_text_atomic(out / "summary.csv", frame.to_csv(index=False))
     write_text_atomic(out / "summary.md", markdown_table(frame))
-    table = per_sae_and_mode(frame)
     written = [out / "summary.csv", out / "summary.md"]
-    for plot, name in (
-        (plot_pathologies, "pathologies_by_mode.png"),
-        (plot_ista_ablation, "ista_steps_ablation.png"),
-        (plot_pareto, "l0_nmse_pareto.png"),
-    ):
-        path = plot(table, out / name)
-        if path is not None:
-            written.append(path)
+    for name, drawn in plots.items():
+        if drawn is None:
+            (out / name).unlink(missing_ok=True)  # an old plot these results no longer make
+        else:
+            os.replace(drawn, out / name)
+            written.append(out / name)
     n_saes, n_evals = frame["sae"].nunique(), frame["eval"].nunique()
     print(
         f"{len(frame)} rows ({n_saes} SAEs, {n_evals} evals); wrote "
@@ -824,8 +838,10 @@ def cmd_regress(args: argparse.Namespace) -> int:
     )
     from sae_bench_amortization.results import write_text_atomic
 
+    if args.write_baseline == "" or args.baseline == "":
+        raise InputError("--baseline / --write-baseline must name a file")
     frame = load_results(args.results)
-    if args.write_baseline:
+    if args.write_baseline is not None:
         target = Path(args.write_baseline)
         if not target.parent.is_dir():
             raise InputError(f"--write-baseline folder not found: {target.parent}")

@@ -41,10 +41,26 @@ WORSE_WHEN_HIGHER: dict[str, int] = {
 _MODE_SUFFIX = re.compile(r"__(amortized|non_amortized|semi-\d+|loca)(?=$|_custom_sae$)")
 
 
+_MODE = re.compile(r"amortized|non_amortized|loca|semi:\d{1,6}")
+
+
+class MalformedResult(ValueError):
+    """A result file whose content does not have the shape of a SAEBench result."""
+
+
+def _mode(value: Any) -> str:
+    if not isinstance(value, str) or not _MODE.fullmatch(value):
+        raise MalformedResult(
+            f"inference mode {value!r} is not amortized, semi:T, non_amortized or loca"
+        )
+    return value
+
+
 def _mode_of(data: dict, stem: str) -> str:
-    mode = (data.get("eval_config") or {}).get("inference_mode")
+    config = data.get("eval_config")
+    mode = config.get("inference_mode") if isinstance(config, dict) else None
     if mode:
-        return mode
+        return _mode(mode)
     match = _MODE_SUFFIX.search(stem)
     return match.group(1).replace("semi-", "semi:") if match else "amortized"
 
@@ -55,40 +71,56 @@ def _sae_of(data: dict, stem: str) -> str:
     return name.removesuffix("_custom_sae") if name != stem else name
 
 
+def _number(value: Any) -> float | None:
+    """A metric value as float (NaN/±inf kept), or None when it is not a number (text, lists, null)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range
+        return math.inf if value > 0 else -math.inf
+
+
+def _metric_values(items: dict) -> dict[str, float]:
+    """Numeric entries of a dict, key columns (sae, eval, mode) never overwritten."""
+    out = {}
+    for key, value in items.items():
+        number = _number(value)
+        if number is not None and key not in KEY_COLUMNS:
+            out[str(key)] = number
+    return out
+
+
 def _numbers(metrics: dict) -> dict[str, float]:
     """Leaf numbers of SAEBench's eval_result_metrics (category → metric → value)."""
     out: dict[str, float] = {}
     for category in metrics.values():
-        if not isinstance(category, dict):
-            continue
-        for key, value in category.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                out[key] = float(value)
+        if isinstance(category, dict):
+            out.update(_metric_values(category))
     return out
 
 
 def rows_of_result(data: dict, stem: str) -> list[dict[str, Any]]:
-    """One result JSON → rows (dicts with sae, eval, mode and metric columns)."""
+    """One result JSON → rows (dicts with sae, eval, mode and metric columns); MalformedResult when the
+    content does not have a SAEBench result's shape."""
     eval_type = data.get("eval_type_id")
     metrics = data.get("eval_result_metrics")
     if not isinstance(eval_type, str) or not isinstance(metrics, dict):
-        raise InputError(
-            f"{stem}: not a SAEBench result file (no eval_type_id / eval_result_metrics)"
-        )
+        raise MalformedResult("not a SAEBench result file (no eval_type_id / eval_result_metrics)")
     sae = _sae_of(data, stem)
     numbers = _numbers(metrics)
     if eval_type == "amortization_gap":
+        details = data.get("eval_result_details")
+        if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+            raise MalformedResult("amortization_gap result without a list of per-mode rows")
+        modes = [_mode(d.get("mode")) for d in details]
+        if len(set(modes)) != len(modes):
+            raise MalformedResult(f"amortization_gap result lists a mode twice: {modes}")
+        encoder = "loca" if "loca" in modes and "amortized" not in modes else "amortized"
         rows = []
-        encoder = (
-            "loca"
-            if any(r.get("mode") == "loca" for r in data["eval_result_details"])
-            and not any(r.get("mode") == "amortized" for r in data["eval_result_details"])
-            else "amortized"
-        )
-        for detail in data.get("eval_result_details") or []:
-            row = {"sae": sae, "eval": eval_type, "mode": detail["mode"]}
-            row.update({k: v for k, v in detail.items() if k != "mode" and v is not None})
-            if detail["mode"] == encoder:  # the gap is the encoder's excess objective
+        for mode, detail in zip(modes, details, strict=True):
+            row = {"sae": sae, "eval": eval_type, "mode": mode, **_metric_values(detail)}
+            if mode == encoder:  # the gap is the encoder's excess objective
                 row["mean_gap"] = numbers.get("mean_gap")
                 row["mean_relative_gap"] = numbers.get("mean_relative_gap")
             row["l1_coefficient"] = numbers.get("l1_coefficient")
@@ -99,7 +131,9 @@ def rows_of_result(data: dict, stem: str) -> list[dict[str, Any]]:
         "splitting": {"mean_delta_f1": "delta_f1"},
     }.get(eval_type, {})
     row = {"sae": sae, "eval": eval_type, "mode": _mode_of(data, stem)}
-    row.update({renames.get(k, k): v for k, v in numbers.items()})
+    row.update(
+        {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
+    )
     return [row]
 
 
@@ -113,14 +147,27 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     if not results_dir.is_dir():
         raise InputError(f"results folder not found: {results_dir}")
     rows: list[dict[str, Any]] = []
+    source: dict[tuple[str, str, str], Path] = {}
     for path in iter_result_files(results_dir):
         try:
             data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise InputError(f"{path}: unreadable result file ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: not a SAEBench result file")
-        rows.extend(rows_of_result(data, path.name.removesuffix("_eval_results.json")))
+        try:
+            found = rows_of_result(data, path.name.removesuffix("_eval_results.json"))
+        except MalformedResult as exc:
+            raise InputError(f"{path}: {exc}") from None
+        for row in found:
+            key = (row["sae"], row["eval"], row["mode"])
+            if key in source:
+                raise InputError(
+                    f"two results for SAE {key[0]}, eval {key[1]}, mode {key[2]}: {source[key]} and {path} "
+                    "(remove or move one)"
+                )
+            source[key] = path
+        rows.extend(found)
     if not rows:
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
     frame = pd.DataFrame(rows)

@@ -23,6 +23,7 @@ class RayOptions:
     address: str | None = None  # None: a cluster named by RAY_ADDRESS, else a local Ray instance
     gpus_per_task: float = 0.0
     cpus_per_task: float = 1.0
+    device: str | None = None  # --device; None: cuda when the task holds a GPU, else cpu
 
     def __post_init__(self) -> None:
         if not (self.gpus_per_task >= 0 and self.cpus_per_task > 0):
@@ -42,9 +43,8 @@ def run_sequential(entries: list[EvalEntry], request: EvalRequest) -> list[tuple
 
 # ------------------------------------------------------------------------------ Ray
 
-_WORKER_FACTORIES: dict[
-    str, object
-] = {}  # per Ray worker process: activation factories by object id
+# per Ray worker process: activation factories by object id
+_WORKER_FACTORIES: dict[str, object] = {}
 
 
 def _factory_in_worker(boxed_ref: list):
@@ -72,16 +72,18 @@ def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list) -> list
     device = request.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    request = dataclasses.replace(
-        request, activations=_factory_in_worker(boxed_factory), device=device
-    )
+    factory = _factory_in_worker(boxed_factory)
+    if getattr(factory, "device", device) != device:  # read models on the task's device (its GPU)
+        factory.device = device
+    request = dataclasses.replace(request, activations=factory, device=device)
     return discover_evals()[eval_name].run(request)
 
 
 def run_ray(
     entries: list[EvalEntry], request: EvalRequest, options: RayOptions
-) -> list[tuple[str, SAEOutcome]]:
-    """Each (SAE × eval) as a Ray task; a failing task is reported as ``failed`` and the others complete."""
+) -> tuple[list[tuple[str, SAEOutcome]], list[str]]:
+    """Each (SAE × eval) as a Ray task; a failing task is reported as ``failed`` and the others complete.
+    Returns the summary rows and the messages of the tasks that failed on bad input (InputError)."""
     try:
         import ray
     except ImportError:
@@ -108,27 +110,23 @@ def run_ray(
             num_cpus=options.cpus_per_task, num_gpus=options.gpus_per_task, max_retries=0
         )
         factory = [ray.put(request.activations)]
-        device = request.device if options.gpus_per_task == 0 else "auto"
+        device = options.device or ("auto" if options.gpus_per_task > 0 else "cpu")
         tasks = []
         for entry in entries:
             for spec in request.saes:
                 one = dataclasses.replace(request, saes=[spec], activations=None, device=device)
                 tasks.append((entry.name, spec, remote.remote(entry.name, one, factory)))
-        rows = []
+        rows, bad_input = [], []
         for eval_name, spec, future in tasks:
             try:
                 rows.extend((eval_name, outcome) for outcome in ray.get(future))
             except Exception as exc:  # noqa: BLE001 - a task's failure is reported, the others go on
                 cause = getattr(exc, "cause", None) or exc
-                rows.append(
-                    (
-                        eval_name,
-                        SAEOutcome(
-                            spec.sae_name, f"failed: {type(cause).__name__}: {first_line(cause)}"
-                        ),
-                    )
-                )
-        return rows
+                if isinstance(cause, InputError):
+                    bad_input.append(f"{eval_name} on {spec.sae_name}: {cause}")
+                status = f"failed: {type(cause).__name__}: {first_line(cause)}"
+                rows.append((eval_name, SAEOutcome(spec.sae_name, status)))
+        return rows, bad_input
     finally:
         if started_here:
             ray.shutdown()

@@ -5,14 +5,18 @@ Layout of ``out``:
     cfg.json, sae_weights.safetensors   the fine-tuned LocA-SAE (an SAE-Lens folder), written at the end
     training_log.csv                    tokens, mse, aux_loss, dead_fraction per logged step
     checkpoints/tokens_<N>/             the LocA-SAE after N tokens + trainer_state.safetensors
-Resuming replays the same shuffled stream (deterministic per seed) and skips the tokens already trained on,
-so an interrupted run ends with the same weights as an uninterrupted one.
+Resuming replays the same shuffled stream (deterministic per seed and batch size) and skips the tokens
+already trained on, so an interrupted run ends with the same weights as an uninterrupted one; a resume with
+another batch size, seed, lr or auxiliary-loss setting is refused. Extending a finished run with a larger
+``--n-tokens`` continues from its last checkpoint (close to, not bit-identical with, one longer run: the
+earlier run's last batch was cut short).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,17 +82,24 @@ def normalize_decoder(loca) -> None:
     loca.W_dec.div_(loca.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-12))
 
 
-def _checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints (state file written last), oldest first."""
+def checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints (``tokens_<N>`` folders, renamed into place after their state file), oldest first."""
     folder = out / "checkpoints"
-    found = (
-        [p for p in folder.glob("tokens_*") if (p / STATE_FILE).exists()] if folder.exists() else []
-    )
+    if not folder.is_dir():
+        return []
+    found = [
+        p
+        for p in folder.iterdir()
+        if re.fullmatch(r"tokens_\d+", p.name) and (p / STATE_FILE).is_file()
+    ]
     return sorted(found, key=lambda p: int(p.name.split("_")[1]))
 
 
+RESUME_SETTINGS = ("batch_size", "seed", "lr", "aux_loss_coefficient", "dead_after_tokens")
+
+
 def _save_checkpoint(
-    out: Path, loca, optimizer, tokens: int, since_fired: torch.Tensor, keep: int
+    out: Path, loca, optimizer, tokens: int, since_fired: torch.Tensor, steps: int, config
 ) -> None:
     final = out / "checkpoints" / f"tokens_{tokens}"
     partial = final.with_name(final.name + ".partial")
@@ -99,27 +110,45 @@ def _save_checkpoint(
     for index, entry in state["state"].items():
         for name, value in entry.items():
             tensors[f"adam.{index}.{name}"] = torch.as_tensor(value).cpu()
-    meta = {"tokens": str(tokens), "param_groups": json.dumps(state["param_groups"])}
+    meta = {
+        "tokens": str(tokens),
+        "steps": str(steps),
+        "param_groups": json.dumps(state["param_groups"]),
+        "settings": json.dumps({key: getattr(config, key) for key in RESUME_SETTINGS}),
+    }
     save_file(tensors, str(partial / STATE_FILE), metadata=meta)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    for old in _checkpoints(out)[:-keep]:
+    for old in checkpoints(out)[: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(path: Path, optimizer, device) -> tuple[int, torch.Tensor]:
+def _load_checkpoint(path: Path, optimizer, device, config) -> tuple[int, torch.Tensor, int]:
+    """Restore the optimizer from a checkpoint; (tokens trained, tokens since each latent fired, steps).
+    A resume is exact only with the same stream and optimizer: other settings are refused."""
     from safetensors import safe_open
 
     tensors = load_file(str(path / STATE_FILE), device=str(device))
     with safe_open(str(path / STATE_FILE), framework="pt") as handle:
         meta = handle.metadata()
+    saved = json.loads(meta.get("settings", "{}"))
+    changed = [
+        f"--{key.replace('_', '-')} {saved[key]} (now {getattr(config, key)})"
+        for key in RESUME_SETTINGS
+        if key in saved and saved[key] != getattr(config, key)
+    ]
+    if changed:
+        raise InputError(
+            f"{path} was trained with {', '.join(changed)}: resume with the same settings, or use another --out"
+        )
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("adam."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value.cpu() if name == "step" else value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    return int(meta["tokens"]), tensors["tokens_since_fired"].to(torch.int64)
+    since_fired = tensors["tokens_since_fired"].to(torch.int64)
+    return int(meta["tokens"]), since_fired, int(meta.get("steps", 0))
 
 
 def _rewrite_log(path: Path, up_to_tokens: int) -> None:
@@ -142,12 +171,12 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "training_log.csv"
-    checkpoints = _checkpoints(out)
-    if checkpoints:
-        last = checkpoints[-1]
+    found = checkpoints(out)
+    if found:
+        last = found[-1]
         loca = SAE.load_from_disk(str(last), device=device)
         optimizer = torch.optim.Adam(loca.parameters(), lr=config.lr)
-        tokens, since_fired = _load_checkpoint(last, optimizer, device)
+        tokens, since_fired, step = _load_checkpoint(last, optimizer, device, config)
         _rewrite_log(log_path, tokens)
         print(f"resuming from {last} ({tokens} tokens trained)")
     else:
@@ -156,7 +185,7 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
         loca = loca.to(device)
         optimizer = torch.optim.Adam(loca.parameters(), lr=config.lr)
         since_fired = torch.zeros(loca.cfg.d_sae, dtype=torch.int64, device=device)
-        tokens = 0
+        tokens, step = 0, 0
         normalize_decoder(loca)
         with log_path.open("w", newline="") as handle:
             csv.DictWriter(handle, fieldnames=LOG_FIELDS).writeheader()
@@ -166,8 +195,16 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
         )
         _save_final(loca, out)
         return loca
+    if config.aux_loss_coefficient > 0 and loca.cfg.normalize_activations in (
+        "constant_norm_rescale",
+        "layer_norm",
+    ):  # as SAE-Lens: its residual would be in another space than the aux reconstruction
+        raise InputError(
+            f"the auxiliary loss does not support normalize_activations={loca.cfg.normalize_activations!r}: "
+            "pass --aux-loss-coefficient 0"
+        )
     next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
-    seen, step = 0, 0
+    seen = 0
     with (
         tqdm(
             total=config.n_tokens,
@@ -183,6 +220,8 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
             seen += x.shape[0]
             if seen <= tokens:  # trained on before the checkpoint this run resumed from
                 continue
+            if seen - x.shape[0] < tokens:  # an earlier run stopped inside this batch (a smaller
+                x = x[tokens - (seen - x.shape[0]) :]  # --n-tokens): train only the rest of it
             x = x.to(device=device, dtype=loca.W_dec.dtype)
             dead = since_fired > config.dead_after_tokens
             loss, mse, aux, codes = loca_loss(loca, x, dead, config.aux_loss_coefficient)
@@ -207,9 +246,9 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
                 bar.set_postfix(mse=f"{mse.item():.3g}")
             if tokens >= next_checkpoint and tokens < config.n_tokens:
                 log_handle.flush()
-                _save_checkpoint(out, loca, optimizer, tokens, since_fired, config.keep_checkpoints)
+                _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config)
                 next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
-    _save_checkpoint(out, loca, optimizer, tokens, since_fired, config.keep_checkpoints)
+    _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config)
     _save_final(loca, out)
     return loca
 

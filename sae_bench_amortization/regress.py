@@ -44,6 +44,12 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
     """The baseline document of a results table (every finite metric but timings)."""
     results: dict[str, Any] = {}
     for record in frame.to_dict("records"):
+        for key, value in record.items():
+            if isinstance(value, float) and math.isinf(value):
+                raise InputError(
+                    f"{record['eval']} result for SAE {record['sae']} ({record['mode']}) has {key} = {value}: "
+                    "fix the results before writing a baseline"
+                )
         values = {
             key: float(value)
             for key, value in record.items()
@@ -166,6 +172,10 @@ def compare_with_baseline(
                             sae, eval_name, mode, metric, float(base_value), float(current), status
                         )
                     )
+    if not checks:
+        raise InputError(
+            "the baseline holds no metric to check (none with a direction; name some with --metric)"
+        )
     return checks
 
 

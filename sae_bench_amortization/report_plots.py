@@ -92,6 +92,8 @@ def plot_ista_ablation(table: pd.DataFrame, path: Path) -> Path | None:
     if not saes:
         return None
     metrics = [m for m in ("nmse", "absorption_rate") if m in table and table[m].notna().any()]
+    if not metrics:
+        return None
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, sae in enumerate(saes):

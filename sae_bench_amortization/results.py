@@ -46,11 +46,21 @@ def ensure_output_dir(path: str | Path) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are owner-only (0600)
+
+
 def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, _FILE_MODE)  # shared output folders: readable as any other file
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
@@ -104,14 +114,21 @@ class ResultLock:
         """True when this process holds the lock now; False when another process does."""
         import fcntl
 
-        handle = open(self.path, "a")  # noqa: SIM115 - held until release()
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._handle = handle
-        return True
+        while True:
+            handle = open(self.path, "a")  # noqa: SIM115 - held until release()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            try:  # the holder unlinks the file on release: a lock on an unlinked file guards nothing
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(handle.fileno()).st_ino:
+                self._handle = handle
+                return True
+            handle.close()  # raced with a release: try again on the file now at the path
 
     def release(self) -> None:
         if self._handle is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import matplotlib.image
@@ -148,3 +149,46 @@ def test_example_workflow_commands_parse_and_the_ci_baseline_reads():
     assert set(baseline["local_synthetic_topk"]["amortization_gap"]) == {
         "amortized", "semi:5", "semi:25", "non_amortized"
     }  # fmt: skip
+
+
+def test_duplicate_and_malformed_results_are_one_line(results, tmp_path, cli):
+    copy = tmp_path / "dup"
+    shutil.copytree(results, copy)
+    shutil.copytree(copy / "dead_dense", copy / "old" / "dead_dense")  # the same results twice
+    result = cli("regress", "--results", copy, "--baseline", tmp_path / "unused.json")
+    assert (
+        result.code == 2
+        and "two results for SAE local_first, eval dead_dense, mode amortized" in result.err
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(results, broken)
+    path = broken / "amortization_gap" / "local_first_eval_results.json"
+    data = json.loads(path.read_text())
+    for bad_details in (None, [{"nmse": 1.0}], [{"mode": 3}], [{"mode": "semi:x"}]):
+        data["eval_result_details"] = bad_details
+        path.write_text(json.dumps(data))
+        for command in (("compare", broken, "--out", tmp_path / "s"), ("regress", "--results", broken,
+                        "--write-baseline", tmp_path / "b.json")):  # fmt: skip
+            result = cli(*command)
+            assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+            assert str(path) in result.err
+    assert not (tmp_path / "s").exists() or not list((tmp_path / "s").iterdir())
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_compare_on_dead_dense_modes_only_and_stale_plots_removed(results, tmp_path, cli):
+    only = tmp_path / "only"
+    shutil.copytree(results / "dead_dense", only / "dead_dense")
+    out = tmp_path / "summary"
+    out.mkdir()
+    (out / "l0_nmse_pareto.png").write_bytes(b"old")  # from an earlier comparison
+    result = cli("compare", only, "--out", out)
+    assert result.code == 0, result.err
+    assert not (out / "l0_nmse_pareto.png").exists() and (out / "pathologies_by_mode.png").exists()
+
+
+def test_result_files_are_readable_like_any_file(results):
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (results / "dead_dense").glob("*.json"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -374,3 +374,52 @@ def test_amortization_gap_runs_loca_beside_the_sae_and_as_the_sae(tmp_path, cli)
     result = cli(*common, "--sae-path", tmp_path / "topk", "--loca-path", tmp_path / "nope",
                  "--output-dir", tmp_path / "bad")  # fmt: skip
     assert result.code == 2 and "--loca-path not found" in result.err
+
+
+def test_encode_follows_weight_edits_made_any_way():
+    """No stale copy of the encoder: .data writes and SAE-Lens's fold_* methods show in encode at once."""
+    torch.manual_seed(0)
+    loca = LocASAE(
+        LocASAEConfig(
+            d_in=16,
+            d_sae=61,
+            latent_groups=(torch.randperm(61) % 8).tolist(),
+            group_k=list(PAPER_K),
+        )
+    )
+    x = torch.randn(50, 16)
+    with torch.no_grad():
+        loca.encode(x)
+        loca.W_enc.data.mul_(-1.5)
+        loca.b_enc.data[:5] = 2.0
+        torch.testing.assert_close(loca.encode(x), loca.encode_with_hidden_pre(x)[0])
+        loca.fold_activation_norm_scaling_factor(3.0)
+        torch.testing.assert_close(loca.encode(x), loca.encode_with_hidden_pre(x)[0])
+
+
+def test_resume_refuses_other_settings_and_ignores_a_half_written_checkpoint(tmp_path):
+    from sae_bench_amortization.errors import InputError
+
+    x = planted_data()
+    loca = LocASAE.from_sae(random_topk(d_sae=64, k=8), x)
+    config = LocATrainingConfig(n_tokens=2048, batch_size=256, lr=3e-3, checkpoint_every=1024)
+    train_loca(loca, _source(x), tmp_path / "out", config)
+    (tmp_path / "out" / "checkpoints" / "tokens_9999.partial").mkdir()  # killed mid-write
+    (
+        tmp_path / "out" / "checkpoints" / "tokens_9999.partial" / "trainer_state.safetensors"
+    ).write_bytes(b"")
+    longer = LocATrainingConfig(**{**config.__dict__, "n_tokens": 3072})
+    assert train_loca(None, _source(x), tmp_path / "out", longer) is not None
+    other = LocATrainingConfig(**{**config.__dict__, "n_tokens": 4096, "batch_size": 128})
+    with pytest.raises(InputError, match=r"--batch-size 256 \(now 128\)"):
+        train_loca(None, _source(x), tmp_path / "out", other)
+
+
+def test_a_loca_sae_with_loca_path_is_one_line(tmp_path, cli):
+    x = planted_data()
+    acts = write_activations(tmp_path / "a.safetensors", x)
+    LocASAE.from_sae(random_topk(d_sae=64, k=8), x).save_model(tmp_path / "loca")
+    result = cli("run", "--eval", "amortization_gap", "--sae-path", tmp_path / "loca", "--loca-path",
+                 tmp_path / "loca", "--activations", acts, "--output-dir", tmp_path / "out")  # fmt: skip
+    assert result.code == 2 and "is itself a LocA-SAE" in result.err, result.err
+    assert not list((tmp_path / "out").rglob("*.json"))

@@ -73,7 +73,8 @@ def test_a_failing_task_is_reported_and_the_others_complete(local_ray, tmp_path,
     saes = _saes(tmp_path, [64, 32, 64])  # the second does not fit the activations
     result = cli("run", "--eval", "dead_dense", *saes, "--activations", acts, "--output-dir", tmp_path / "out",
                  "--executor", "ray")  # fmt: skip
-    assert result.code == 1
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert "dead_dense on local_sae1: " in result.err and "SAE d_in is 32" in result.err
     failed = [line for line in result.out.splitlines() if "failed" in line]
     assert len(failed) == 1 and "local_sae1" in failed[0] and "SAE d_in is 32" in failed[0], (
         result.out

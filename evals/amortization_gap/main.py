@@ -199,6 +199,11 @@ def run_eval(
 
     def evaluate(spec: SAESpec, sae) -> Evaluated:
         source = activations.for_sae(sae)
+        if spec.sae_name in loca_of and is_loca(sae):
+            raise InputError(
+                f"SAE {spec.sae_name} is itself a LocA-SAE (its encoder is the row 'loca'): "
+                "drop --loca-path for it"
+            )
         loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
         lam, calibration = resolve_lambda(sae, activations, inference, modes)
         rows = compare_modes(sae, source, modes, lam, inference, config, loca)
