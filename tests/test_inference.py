@@ -200,6 +200,10 @@ def test_dictionary_cache_follows_decoder_changes():
     assert second.lipschitz == pytest.approx(4 * first_lipschitz, rel=1e-5)
     exact = float(torch.linalg.matrix_norm(sae.W_dec.detach().double(), 2) ** 2)
     assert second.lipschitz == pytest.approx(exact, rel=1e-4) and second.lipschitz >= exact
+    sae.W_dec.data.mul_(0.5)  # through .data: autograd's version counter does not move
+    assert dictionary_of(sae).lipschitz == pytest.approx(first_lipschitz, rel=1e-5)
+    sae.fold_activation_norm_scaling_factor(2.0)  # SAE-Lens writes W_dec.data /= 2
+    assert dictionary_of(sae).lipschitz == pytest.approx(first_lipschitz / 4, rel=1e-5)
 
 
 def test_targets_follow_the_sae_input_processing():

@@ -66,13 +66,25 @@ _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def dictionary_of(sae) -> Dictionary:
-    """The SAE's Dictionary, cached per SAE until its decoder changes (in place or by assignment)."""
+    """The SAE's Dictionary, cached per SAE until its decoder changes: by assignment, in place, or through
+    ``.data`` (which autograd's version counter does not see — SAE-Lens's ``fold_*`` methods write that way),
+    hence the float64 sum and norm of W_dec and b_dec in the key (one pass over W_dec per call)."""
+    W_dec, b_dec = sae.W_dec.detach(), sae.b_dec.detach()
+    fingerprint = torch.stack(
+        [
+            W_dec.sum(dtype=torch.float64),
+            torch.linalg.vector_norm(W_dec, dtype=torch.float64),
+            b_dec.sum(dtype=torch.float64),
+            torch.linalg.vector_norm(b_dec, dtype=torch.float64),
+        ]
+    ).tolist()
     key = (
         sae.W_dec.data_ptr(),
         sae.W_dec._version,
         sae.b_dec.data_ptr(),
         sae.b_dec._version,
         sae.W_dec.dtype,
+        *fingerprint,
     )
     cached = _CACHE.get(sae)
     if cached is not None and cached[0] == key:
