@@ -16,6 +16,7 @@ import torch
 from sae_lens import SAE
 from sae_lens.saes.sae import SAEConfig
 
+from sae_bench_amortization.adapters._base import inherited_cfg_fields
 from sae_bench_amortization.inference.calibration import Calibration, calibrate_lambda
 from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
 from sae_bench_amortization.inference.solver import ista, map_chunks, solve
@@ -114,17 +115,9 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
                 raise ValueError("target_l0 needs calibration_activations [N, d_in]")
             calibration = calibrate_l1_coefficient(sae, calibration_activations, target_l0)
             l1_coefficient = calibration.l1_coefficient
-        base_cfg = sae.cfg.to_dict()
         cfg = ISTARefinedSAEConfig(
-            d_in=sae.cfg.d_in,
-            d_sae=sae.cfg.d_sae,
-            dtype=sae.cfg.dtype,
-            device=str(sae.W_dec.device),
-            apply_b_dec_to_input=sae.cfg.apply_b_dec_to_input,
-            normalize_activations=sae.cfg.normalize_activations,
-            reshape_activations=sae.cfg.reshape_activations,
-            metadata=sae.cfg.metadata,
-            base_cfg=base_cfg,
+            **inherited_cfg_fields(sae),
+            base_cfg=sae.cfg.to_dict(),
             n_steps=n_steps,
             init=init,
             l1_coefficient=float(l1_coefficient),

@@ -22,6 +22,7 @@ from sae_lens import SAE
 from sae_lens.saes.sae import SAEConfig
 from torch import nn
 
+from sae_bench_amortization.adapters._base import inherited_cfg_fields
 from sae_bench_amortization.metrics.angular import group_by_angular_variance, scale_budgets
 
 PAPER_GROUP_K = (6, 5, 4, 3, 3, 2, 2, 1)
@@ -228,21 +229,13 @@ class LocASAE(SAE[LocASAEConfig]):
             float(avar[(groups == g) & ~never].mean()) if ((groups == g) & ~never).any() else None
             for g in range(n_groups)
         ]
-        base = sae.cfg.to_dict()
         cfg = LocASAEConfig(
-            d_in=sae.cfg.d_in,
-            d_sae=sae.cfg.d_sae,
-            dtype=sae.cfg.dtype,
-            device=str(sae.W_dec.device),
-            apply_b_dec_to_input=sae.cfg.apply_b_dec_to_input,
-            normalize_activations=sae.cfg.normalize_activations,
-            reshape_activations=sae.cfg.reshape_activations,
-            metadata=sae.cfg.metadata,
+            **inherited_cfg_fields(sae),
             latent_groups=groups.tolist(),
             group_k=budgets,
             grouping={
                 "method": "angular_variance",
-                "base_architecture": base.get("architecture"),
+                "base_architecture": sae.cfg.architecture(),
                 "global_k": int(global_k),
                 "global_k_source": "cfg.k" if getattr(sae.cfg, "k", None) else "mean L0",
                 "requested_group_k": [int(k) for k in group_k],
