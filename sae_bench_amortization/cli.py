@@ -793,6 +793,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         plot_ista_ablation,
         plot_pareto,
         plot_pathologies,
+        write_png,
     )
     from sae_bench_amortization.results import ensure_output_dir, write_text_atomic
 
@@ -801,23 +802,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     frame = load_results(args.results_dir)
     out = ensure_output_dir(args.out or Path(args.results_dir) / "summary")
     table = per_sae_and_mode(frame)
-    plots = {  # drawn first (to hidden names): a failure leaves the folder as it was
-        name: plot(table, out / f".{name}.new")
-        for plot, name in (
-            (plot_pathologies, "pathologies_by_mode.png"),
-            (plot_ista_ablation, "ista_steps_ablation.png"),
-            (plot_pareto, "l0_nmse_pareto.png"),
-        )
+    figures = {  # all drawn before anything is written: a failure leaves the folder as it was
+        "pathologies_by_mode.png": plot_pathologies(table),
+        "ista_steps_ablation.png": plot_ista_ablation(table),
+        "l0_nmse_pareto.png": plot_pareto(table),
     }
     write_text_atomic(out / "summary.csv", frame.to_csv(index=False))
     write_text_atomic(out / "summary.md", markdown_table(frame))
     written = [out / "summary.csv", out / "summary.md"]
-    for name, drawn in plots.items():
-        if drawn is None:
+    for name, figure in figures.items():
+        if figure is None:
             (out / name).unlink(missing_ok=True)  # an old plot these results no longer make
         else:
-            os.replace(drawn, out / name)
-            written.append(out / name)
+            written.append(write_png(figure, out / name))
     n_saes, n_evals = frame["sae"].nunique(), frame["eval"].nunique()
     print(
         f"{len(frame)} rows ({n_saes} SAEs, {n_evals} evals); wrote "

@@ -41,6 +41,8 @@ def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from sae_bench_amortization.report_plots import write_png
+
     figure, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
     for axis in axes.flat:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -61,10 +63,7 @@ def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
     axes.flat[5].set_ylabel("objective(amortized) − objective(optimal)")
     axes.flat[5].grid(alpha=0.3)
     figure.suptitle("Pathologies across training checkpoints, on each checkpoint's own decoder")
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=110)
-    plt.close(figure)
-    temporary.replace(path)
+    write_png(figure, path, dpi=110)
 
 
 def write_dynamics(output_dir: Path, sae_names: list[str]) -> tuple[Path, Path]:

@@ -3,7 +3,6 @@ ISTA-steps ablation, and the L0–NMSE Pareto scatter."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +10,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from sae_bench_amortization.compare import mode_order  # noqa: E402
+from sae_bench_amortization.results import write_file_atomic  # noqa: E402
 
 PATHOLOGY_METRICS = {
     "nmse": "NMSE (lower is better)",
@@ -48,7 +49,7 @@ def _modes(table: pd.DataFrame) -> list[str]:
     return sorted(table["mode"].unique(), key=mode_order)
 
 
-def plot_pathologies(table: pd.DataFrame, path: Path) -> Path | None:
+def plot_pathologies(table: pd.DataFrame) -> Figure | None:
     """Grouped bars: one panel per pathology metric, SAEs on the x axis, one bar per inference mode."""
     metrics = [m for m in PATHOLOGY_METRICS if m in table and table[m].notna().any()]
     if not metrics:
@@ -80,10 +81,10 @@ def plot_pathologies(table: pd.DataFrame, path: Path) -> Path | None:
         "Pathology metrics by inference mode (one decoder per SAE; loca: its own fine-tuned decoder)"
     )
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 0.95))
-    return _save(fig, path)
+    return fig
 
 
-def plot_ista_ablation(table: pd.DataFrame, path: Path) -> Path | None:
+def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
     """NMSE and absorption against the number of ISTA/FISTA steps T (amortized = T 0), per SAE; the
     non-amortized value as a dashed line. Drawn when some SAE has at least two semi:T modes."""
     steps = table[table["mode"].str.startswith("semi:")]
@@ -117,10 +118,10 @@ def plot_ista_ablation(table: pd.DataFrame, path: Path) -> Path | None:
     axes[0][0].legend(title="SAE", fontsize=8)
     fig.suptitle("ISTA-steps ablation: how fast per-sample refinement relieves the pathologies")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_pareto(table: pd.DataFrame, path: Path) -> Path | None:
+def plot_pareto(table: pd.DataFrame) -> Figure | None:
     """L0 (x) against NMSE (y), one colour per inference mode, one point per SAE × mode; each mode's
     Pareto frontier (no point with both lower L0 and lower NMSE) joined by a line."""
     points = (
@@ -145,15 +146,15 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(title="inference mode", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def _save(fig, path: Path) -> Path:
-    """Write beside and rename into place (a reader never sees half a PNG)."""
-    partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=120, format="png")
-    plt.close(fig)
-    os.replace(partial, path)
+def write_png(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Save ``fig`` as a PNG atomically (a reader never sees half an image) and free it."""
+    try:
+        write_file_atomic(path, lambda temporary: fig.savefig(temporary, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -55,7 +55,8 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are owner-only (0600)
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+def write_file_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """``write(temporary_path)`` then rename into ``path``; an OSError is one line, the temporary removed."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
@@ -77,13 +78,13 @@ def write_text_atomic(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    _write_atomic(path, write)
+    write_file_atomic(path, write)
 
 
 def write_safetensors_atomic(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 ) -> None:
-    _write_atomic(
+    write_file_atomic(
         path,
         lambda temporary: save_file(
             {k: v.contiguous() for k, v in tensors.items()}, temporary, metadata

@@ -205,7 +205,7 @@ def write_synthetic(
     from safetensors.torch import save_file
 
     from sae_bench_amortization.activations.file import ActivationFileWriter
-    from sae_bench_amortization.results import _write_atomic
+    from sae_bench_amortization.results import write_file_atomic
 
     truth = ground_truth(config)
     out = Path(out)
@@ -218,7 +218,7 @@ def write_synthetic(
         "context_directions": truth.context_directions.contiguous(),
         "firing_probability": truth.firing_probability.contiguous(),
     }
-    _write_atomic(sidecar, lambda temporary: save_file(tensors, temporary, truth.metadata()))
+    write_file_atomic(sidecar, lambda temporary: save_file(tensors, temporary, truth.metadata()))
     return out, sidecar
 
 
