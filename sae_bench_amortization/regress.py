@@ -105,16 +105,16 @@ def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, f
     return results
 
 
-def status_of(
-    metric: str, baseline: float, current: float, rtol: float, atol: float, gated: bool
-) -> str:
-    tolerance = atol + rtol * abs(baseline)
+def status_of(metric: str, baseline: float, current: float, rtol: float, atol: float) -> str:
+    """How a checked metric moved: worse / better / within tolerance, or changed (no direction)."""
+    if not math.isfinite(current):
+        return "worse"
     diff = current - baseline
+    if abs(diff) <= atol + rtol * abs(baseline):
+        return "within tolerance"
     direction = WORSE_WHEN_HIGHER.get(metric, 0)
-    if abs(diff) <= tolerance or not math.isfinite(current):
-        return "within tolerance" if math.isfinite(current) else "worse"
     if direction == 0:
-        return "changed" if gated else "within tolerance"
+        return "changed"
     return "worse" if direction * diff > 0 else "better"
 
 
@@ -164,9 +164,7 @@ def compare_with_baseline(
                         raise InputError(
                             f"{eval_name} result for SAE {sae} ({mode}) has no {metric} (in the baseline)"
                         )
-                    status = status_of(
-                        metric, float(base_value), float(current), rtol, atol, gated=True
-                    )
+                    status = status_of(metric, float(base_value), float(current), rtol, atol)
                     checks.append(
                         Check(
                             sae, eval_name, mode, metric, float(base_value), float(current), status

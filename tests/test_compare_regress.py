@@ -119,11 +119,11 @@ def test_regress_identical_worse_better_and_bad_baselines(results, tmp_path, cli
 
 
 def test_direction_aware_status():
-    assert status_of("dead_rate", 0.1, 0.2, 0.05, 0.01, True) == "worse"
-    assert status_of("dead_rate", 0.2, 0.1, 0.05, 0.01, True) == "better"
-    assert status_of("explained_variance", 0.9, 0.7, 0.05, 0.01, True) == "worse"
-    assert status_of("nmse", 1.0, 1.04, 0.05, 0.0, True) == "within tolerance"  # rtol · |baseline|
-    assert status_of("l0", 4.0, 6.0, 0.05, 0.01, True) == "changed"
+    assert status_of("dead_rate", 0.1, 0.2, 0.05, 0.01) == "worse"
+    assert status_of("dead_rate", 0.2, 0.1, 0.05, 0.01) == "better"
+    assert status_of("explained_variance", 0.9, 0.7, 0.05, 0.01) == "worse"
+    assert status_of("nmse", 1.0, 1.04, 0.05, 0.0) == "within tolerance"  # rtol · |baseline|
+    assert status_of("l0", 4.0, 6.0, 0.05, 0.01) == "changed"
 
 
 def test_example_workflow_commands_parse_and_the_ci_baseline_reads():
