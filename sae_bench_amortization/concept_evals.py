@@ -23,6 +23,11 @@ def require_concepts(source, eval_name: str) -> None:
         )
 
 
+def mean_over(rows: list[dict], key: str) -> float:
+    """Mean of ``row[key]`` over per-concept rows (0.0 when there are none, reported with n_concepts 0)."""
+    return sum(row[key] for row in rows) / len(rows) if rows else 0.0
+
+
 def encoder_on(sae) -> Callable:
     """inputs [B, d_in] (any device/dtype) → sae.encode on the SAE's own device and dtype."""
     device, dtype = sae.W_dec.device, sae.W_dec.dtype

@@ -13,12 +13,14 @@ full-absorption words.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,9 +84,12 @@ def saebench_absorption_config(config, model_name: str):
     )
 
 
-def first_letter_rows(sae, source, config, work_dir: Path, run_name: str) -> list[dict]:
+def first_letter_rows(
+    sae, source, config, work_dir: Path, run_name: str
+) -> tuple[list[dict], dict[str, Any]]:
     """Run SAEBench's two absorption experiments on ``sae`` at the source's model and layer; one row per
-    letter whose ground-truth probe F1 passes ``first_letter_min_probe_f1``.
+    letter whose ground-truth probe F1 passes ``first_letter_min_probe_f1``, and the eval_config fields
+    naming the definition and SAEBench's config.
 
     ``work_dir`` holds SAEBench's intermediate files (its probe per model/layer is trained once there).
     """
@@ -157,4 +162,5 @@ def first_letter_rows(sae, source, config, work_dir: Path, run_name: str) -> lis
                 "absorbing_latents": [f for f, _ in absorbing.most_common()],
             }
         )
-    return rows
+    how = {"definition": SAEBENCH_DEFINITION, "saebench_config": dataclasses.asdict(sb)}
+    return rows, how

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
 
-from sae_bench_amortization.concept_evals import encoder_on, require_concepts, run_concept_eval
+from sae_bench_amortization.concept_evals import (
+    encoder_on,
+    mean_over,
+    require_concepts,
+    run_concept_eval,
+)
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.eval_output import (
     AbsorptionMetricCategories,
@@ -16,9 +20,7 @@ from sae_bench_amortization.evals.absorption_rate.eval_output import (
     ConceptAbsorption,
 )
 from sae_bench_amortization.evals.absorption_rate.first_letter import (
-    SAEBENCH_DEFINITION,
     first_letter_rows,
-    saebench_absorption_config,
     use_saebench_first_letter,
 )
 from sae_bench_amortization.inference.modes import InferenceSettings
@@ -43,12 +45,10 @@ def absorption_rows(sae, source, config: AbsorptionRateEvalConfig) -> list[dict]
 
 
 def absorption_metrics(rows: list[dict]) -> AbsorptionMetrics:
-    n = len(rows)
-    mean = (lambda key: sum(r[key] for r in rows) / n) if n else (lambda key: 0.0)
     return AbsorptionMetrics(
-        absorption_rate=mean("absorption_rate"),
-        full_absorption_rate=mean("full_absorption_rate"),
-        n_concepts=n,
+        absorption_rate=mean_over(rows, "absorption_rate"),
+        full_absorption_rate=mean_over(rows, "full_absorption_rate"),
+        n_concepts=len(rows),
     )
 
 
@@ -78,12 +78,7 @@ def run_eval(
 
     def rows_of(sae, source, config: AbsorptionRateEvalConfig, run_name: str):
         if use_saebench_first_letter(source, config.absorption_definition):
-            rows = first_letter_rows(sae, source, config, work_dir, run_name)
-            sb = saebench_absorption_config(config, source.model.cfg.model_name)
-            return rows, {
-                "definition": SAEBENCH_DEFINITION,
-                "saebench_config": dataclasses.asdict(sb),
-            }
+            return first_letter_rows(sae, source, config, work_dir, run_name)
         require_concepts(source, "absorption_rate")
         return absorption_rows(sae, source, config), {}
 

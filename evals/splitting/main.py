@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sae_bench_amortization.concept_evals import encoder_on, require_concepts, run_concept_eval
+from sae_bench_amortization.concept_evals import (
+    encoder_on,
+    mean_over,
+    require_concepts,
+    run_concept_eval,
+)
 from sae_bench_amortization.evals.splitting.eval_config import SplittingEvalConfig
 from sae_bench_amortization.evals.splitting.eval_output import (
     ConceptSplitting,
@@ -20,13 +25,11 @@ __all__ = ["encoder_on", "require_concepts", "run_eval", "splitting_metrics"]
 
 
 def splitting_metrics(rows: list[dict]) -> SplittingMetrics:
-    n = len(rows)
-    mean = (lambda key: sum(r[key] for r in rows) / n) if n else (lambda key: 0.0)
     return SplittingMetrics(
-        mean_delta_f1=mean("delta_f1"),
-        mean_f1_at_1=mean("f1_at_1"),
-        mean_f1_at_2=mean("f1_at_2"),
-        n_concepts=n,
+        mean_delta_f1=mean_over(rows, "delta_f1"),
+        mean_f1_at_1=mean_over(rows, "f1_at_1"),
+        mean_f1_at_2=mean_over(rows, "f1_at_2"),
+        n_concepts=len(rows),
     )
 
 
