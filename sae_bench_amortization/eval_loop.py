@@ -108,11 +108,10 @@ def for_each_sae(
         }
         locks = {}
         for mode in modes:
-            name = paths[mode].name.removesuffix("_eval_results.json")
             claimed = claim(paths[mode], force_rerun)
             if isinstance(claimed, str):
-                print(f"skipping {name}: {claimed}")
-                outcomes.append(SAEOutcome(name, "skipped", paths[mode]))
+                print(f"skipping {_stem(paths[mode])}: {claimed}")
+                outcomes.append(SAEOutcome(_stem(paths[mode]), "skipped", paths[mode]))
             else:
                 locks[mode] = claimed
         pending = [mode for mode in modes if mode in locks]
@@ -129,19 +128,31 @@ def for_each_sae(
                 with torch.no_grad():
                     evaluated = evaluate(spec, mode_sae(sae, mode, l1, inference), run)
                 mode_id = result_sae_id(spec.sae_id, mode, modes)
-                for suffix, (tensors, metadata) in evaluated.artifacts.items():
-                    write_safetensors_atomic(
-                        artifact_path(output_path, spec.release, mode_id, suffix), tensors, metadata
-                    )
-                write_text_atomic(paths[mode], evaluated.output.to_json())
+                write_evaluated(evaluated, output_path, spec.release, mode_id)
                 locks.pop(mode).release()
-                name = paths[mode].name.removesuffix("_eval_results.json")
-                outcomes.append(SAEOutcome(name, "written", paths[mode], evaluated.summary))
+                outcomes.append(
+                    SAEOutcome(_stem(paths[mode]), "written", paths[mode], evaluated.summary)
+                )
             del sae
         finally:
             for lock in locks.values():
                 lock.release()
     return outcomes
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix("_eval_results.json")
+
+
+def write_evaluated(evaluated: Evaluated, output_path: Path, release: str, sae_id: str) -> None:
+    """The artifacts beside the result, then the result JSON last (its presence marks the work done)."""
+    for suffix, (tensors, metadata) in evaluated.artifacts.items():
+        write_safetensors_atomic(
+            artifact_path(output_path, release, sae_id, suffix), tensors, metadata
+        )
+    for suffix, text in evaluated.text_artifacts.items():
+        write_text_atomic(artifact_path(output_path, release, sae_id, suffix), text)
+    write_text_atomic(result_path(output_path, release, sae_id), evaluated.output.to_json())
 
 
 def claim(path: Path, force_rerun: bool) -> ResultLock | str:
@@ -181,15 +192,7 @@ def for_each_sae_once(
             sae = spec.load(device, dtype)
             check_width(sae, activations.for_sae(sae))
             evaluated = evaluate(spec, sae)
-            for suffix, (tensors, metadata) in evaluated.artifacts.items():
-                write_safetensors_atomic(
-                    artifact_path(output_path, spec.release, spec.sae_id, suffix), tensors, metadata
-                )
-            for suffix, text in evaluated.text_artifacts.items():
-                write_text_atomic(
-                    artifact_path(output_path, spec.release, spec.sae_id, suffix), text
-                )
-            write_text_atomic(path, evaluated.output.to_json())
+            write_evaluated(evaluated, output_path, spec.release, spec.sae_id)
             outcomes.append(SAEOutcome(spec.sae_name, "written", path, evaluated.summary))
             del sae
     return outcomes
