@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import Field
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import BaseEvalConfig
+
+from sae_bench_amortization.mode_config import PerModeEvalConfig
 
 
 @dataclass
-class AbsorptionRateEvalConfig(BaseEvalConfig):
+class AbsorptionRateEvalConfig(PerModeEvalConfig):
     f1_jump_threshold: float = Field(
         default=0.03,
         title="F1 Jump Threshold",
@@ -54,20 +55,4 @@ class AbsorptionRateEvalConfig(BaseEvalConfig):
         title="SAEBench Config",
         description="saebench_first_letter: SAEBench's AbsorptionEvalConfig that produced the numbers.",
     )
-    inference_mode: str = Field(
-        default="amortized", title="Inference Mode", description="How codes were inferred."
-    )
-    l1_coefficient: float | None = Field(
-        default=None, title="L1 Coefficient", description="λ (None for amortized)."
-    )
-    lambda_calibration: dict | None = Field(
-        default=None, title="λ Calibration", description="How λ was found."
-    )
-    n_tokens: int | None = Field(
-        default=None, title="Evaluation Tokens", description="Tokens requested."
-    )
-    batch_size: int = Field(default=4096, title="Batch Size", description="Tokens per chunk.")
     seed: int = Field(default=42, title="Seed", description="Probe splits and negative sampling.")
-    activation_source: str = Field(
-        default="", title="Activation Source", description="Where tokens came from."
-    )
