@@ -30,7 +30,12 @@ from conftest import write_activations
 CLI = [sys.executable, "-m", "sae_bench_amortization.cli"]
 
 
-def _three_saes_and_tokens(root: Path, n_tokens: int) -> tuple[list[str], Path]:
+def _env() -> dict[str, str]:
+    return {**os.environ, "TQDM_DISABLE": "1"}
+
+
+def _dead_dense_on_three_saes(root: Path, n_tokens: int) -> list[str]:
+    """The command line of a real `saebench run --eval dead_dense` over three TopK SAEs into root/out."""
     torch.manual_seed(0)
     saes = []
     for name in ("a", "b", "c"):
@@ -38,7 +43,8 @@ def _three_saes_and_tokens(root: Path, n_tokens: int) -> tuple[list[str], Path]:
         sae.save_model(root / name)
         saes += ["--sae-path", str(root / name)]
     acts = write_activations(root / "acts.safetensors", torch.randn(n_tokens, 64))
-    return saes, acts
+    return [*CLI, "run", "--eval", "dead_dense", *saes, "--activations", str(acts),
+            "--output-dir", str(root / "out")]  # fmt: skip
 
 
 def _results(out: Path) -> dict[str, bytes]:
@@ -46,20 +52,8 @@ def _results(out: Path) -> dict[str, bytes]:
 
 
 def test_a_killed_run_leaves_no_partial_json_and_a_rerun_completes_only_the_rest(tmp_path):
-    saes, acts = _three_saes_and_tokens(tmp_path, 150_000)
-    args = [
-        *CLI,
-        "run",
-        "--eval",
-        "dead_dense",
-        *saes,
-        "--activations",
-        str(acts),
-        "--output-dir",
-        str(tmp_path / "out"),
-    ]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    args = _dead_dense_on_three_saes(tmp_path, 150_000)
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     deadline = time.time() + 120
     while time.time() < deadline and not _results(tmp_path / "out"):
         time.sleep(0.02)
@@ -69,7 +63,7 @@ def test_a_killed_run_leaves_no_partial_json_and_a_rerun_completes_only_the_rest
     assert 1 <= len(finished) < 3, "killed too late (or never wrote) to test resuming"
     for data in finished.values():
         json.loads(data)  # complete JSON, never half-written
-    again = subprocess.run(args, capture_output=True, text=True, env=env)
+    again = subprocess.run(args, capture_output=True, text=True, env=_env())
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("skipping") == len(finished)
     after = _results(tmp_path / "out")
@@ -77,21 +71,11 @@ def test_a_killed_run_leaves_no_partial_json_and_a_rerun_completes_only_the_rest
 
 
 def test_concurrent_runs_into_one_folder_compute_each_result_once(tmp_path):
-    saes, acts = _three_saes_and_tokens(tmp_path, 100_000)
-    args = [
-        *CLI,
-        "run",
-        "--eval",
-        "dead_dense",
-        *saes,
-        "--activations",
-        str(acts),
-        "--output-dir",
-        str(tmp_path / "out"),
-    ]
-    env = {**os.environ, "TQDM_DISABLE": "1"}
+    args = _dead_dense_on_three_saes(tmp_path, 100_000)
     runs = [
-        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+        )
         for _ in range(2)
     ]
     outputs = [run.communicate(timeout=300) for run in runs]
