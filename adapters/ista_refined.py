@@ -17,7 +17,10 @@ from sae_lens import SAE
 from sae_lens.saes.sae import SAEConfig
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.inference.calibration import Calibration, calibrate_lambda
+from sae_bench_amortization.inference import check_l1_coefficient
+from sae_bench_amortization.inference.calibration import (
+    calibrate_l1_coefficient,
+)
 from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
 from sae_bench_amortization.inference.solver import ista, map_chunks, solve
 
@@ -56,8 +59,7 @@ class ISTARefinedSAEConfig(SAEConfig):
             raise ValueError(f"method must be 'ista' or 'fista', got {self.method!r}")
         if self.n_steps is not None and self.n_steps < 0:
             raise ValueError(f"n_steps must be >= 0 or None, got {self.n_steps}")
-        if not self.l1_coefficient >= 0:
-            raise ValueError(f"l1_coefficient must be >= 0, got {self.l1_coefficient}")
+        check_l1_coefficient(self.l1_coefficient)
 
 
 class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
@@ -176,15 +178,3 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
         if not any(key.startswith("base.") for key in state_dict):  # a bare base state dict
             for key in list(state_dict):
                 state_dict[f"base.{key}"] = state_dict.pop(key)
-
-
-def calibrate_l1_coefficient(
-    sae: SAE, activations: torch.Tensor, target_l0: float | str = "encoder"
-) -> Calibration:
-    """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own L0)."""
-    with torch.no_grad():
-        activations = activations.to(sae.W_dec.device)
-        targets = sparse_coding_targets(sae, activations)
-        if target_l0 == "encoder":
-            target_l0 = float((sae.encode(activations) > 0).sum(-1).double().mean())
-        return calibrate_lambda(dictionary_of(sae), targets, float(target_l0))

@@ -7,7 +7,7 @@ loop over groups is slower). It is an SAE-Lens ``SAE`` (architecture ``"loca"``)
 ``SAE.load_from_disk``, HookedSAETransformer and SAEBench take it like any other.
 
 ``LocASAE.from_sae(sae, activations)`` builds one from a pretrained SAE (angular-variance grouping,
-encoders initialised from the global encoder, decoder kept); ``sae_bench_amortization.loca_training``
+encoders initialised from the global encoder, decoder kept); ``sae_bench_amortization.loca.training``
 fine-tunes it.
 """
 
@@ -23,7 +23,7 @@ from sae_lens.saes.sae import SAEConfig
 from torch import nn
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.metrics.angular import group_by_angular_variance, scale_budgets
+from sae_bench_amortization.loca.grouping import group_by_angular_variance, scale_budgets
 
 PAPER_GROUP_K = (6, 5, 4, 3, 3, 2, 2, 1)
 
@@ -213,7 +213,8 @@ class LocASAE(SAE[LocASAEConfig]):
         activations, rounded — differs from Σ group_k, they are scaled to sum to it keeping their
         proportions (:func:`scale_budgets`); ``cfg.grouping`` records what was done.
         """
-        from sae_bench_amortization.loca import angular_variance_and_l0, global_encoder
+        from sae_bench_amortization.loca.angular import angular_variance_and_l0
+        from sae_bench_amortization.loca.grouping import global_encoder
 
         if len(group_k) != n_groups:
             raise ValueError(f"group_k has {len(group_k)} budgets for n_groups={n_groups}")

@@ -20,15 +20,19 @@ import torch
 from sae_lens import SAE
 
 import sae_bench_amortization  # noqa: F401 - registers the architectures
-from sae_bench_amortization import default
 from sae_bench_amortization.activations.sources import FileActivations
 from sae_bench_amortization.adapters import LocASAE
 from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
 from sae_bench_amortization.evals.amortization_gap.main import compare_modes
-from sae_bench_amortization.inference.modes import InferenceSettings, parse_modes
-from sae_bench_amortization.loca_training import LocATrainingConfig, train_loca
-from sae_bench_amortization.synthetic import SyntheticActivations, SyntheticConfig, ground_truth
-from sae_bench_amortization.training import train_sae
+from sae_bench_amortization.loca.training import LocATrainingConfig, train_loca
+from sae_bench_amortization.modes import InferenceSettings, parse_modes
+from sae_bench_amortization.synthetic import default
+from sae_bench_amortization.synthetic.generator import (
+    SyntheticActivations,
+    SyntheticConfig,
+    ground_truth,
+)
+from sae_bench_amortization.synthetic.training import train_sae
 
 PAPER_K = (6, 5, 4, 3, 3, 2, 2, 1)
 

@@ -99,7 +99,10 @@ def main() -> None:
         for n in (args.n_tokens, 10 * args.n_tokens):
             path = folder / f"acts_{n}.safetensors"
             if synthetic:
-                from sae_bench_amortization.synthetic import SyntheticConfig, write_synthetic
+                from sae_bench_amortization.synthetic.generator import (
+                    SyntheticConfig,
+                    write_synthetic,
+                )
 
                 write_synthetic(path, SyntheticConfig(), n)
             else:

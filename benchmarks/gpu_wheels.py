@@ -53,8 +53,8 @@ def main() -> None:
         saebench(["list"])
     import transformer_lens  # noqa: F401
 
-    import sae_bench_amortization.builtin_evals  # noqa: F401
     import sae_bench_amortization.evals.dead_dense.main  # noqa: F401
+    import sae_bench_amortization.evals.saebench  # noqa: F401
 
     present = {
         canonical(n)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sae_bench_amortization import default
+from sae_bench_amortization.synthetic import default
 from sae_bench_amortization.activations.file import ActivationFile, ActivationFileWriter
 from sae_bench_amortization.activations.models import resolve_hf_model
 from sae_bench_amortization.cli import main

@@ -1,6 +1,7 @@
-"""Eval registry: evals are discovered through Python entry points (group ``sae_bench.evals``).
-
-Any installed package can add an eval by pointing an entry point in that group at an :class:`EvalEntry`::
+"""The eval contract and its registry. Evals are discovered through Python entry points (group
+``sae_bench.evals``); an eval is one folder whose ``EVAL`` is an :class:`EvalEntry` declaring everything the
+runner needs — so ``saebench run`` adds its CLI options, ``compare`` and ``regress`` read its metric
+directions, and the one runner loop (``runner.loop``) skips, locks, evaluates and writes its results::
 
     [project.entry-points."sae_bench.evals"]
     my_eval = "my_package.my_eval:EVAL"
@@ -8,63 +9,101 @@ Any installed package can add an eval by pointing an entry point in that group a
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sae_bench_amortization.errors import InputError, suggest
-from sae_bench_amortization.loading import SAESpec
 
 ENTRY_POINT_GROUP = "sae_bench.evals"
+HIGHER_IS_WORSE, LOWER_IS_WORSE = 1, -1
 
 
-class ActivationFactory(Protocol):
-    def for_sae(self, sae: Any) -> Any:
-        """The activation source (``ActivationSource``) this SAE reads."""
-        ...
+@dataclass(frozen=True)
+class EvalOption:
+    """A command-line option an eval declares. ``saebench run`` adds it (once, however many evals declare
+    it); its value fills the eval config's field ``dest``: ``field``, else the flag without dashes.
+    ``check(value)`` returns an error message for a bad value, or None."""
 
+    flag: str
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    repeatable: bool = False
+    check: Callable[[Any], str | None] | None = None
+    field: str | None = None
 
-@dataclass
-class EvalRequest:
-    """Everything ``saebench run`` hands an eval."""
+    @property
+    def dest(self) -> str:
+        return self.field or self.flag.lstrip("-").replace("-", "_")
 
-    saes: list[SAESpec]
-    output_dir: Path  # root; an eval writes into output_dir / <eval name>
-    activations: ActivationFactory | None = None
-    model_name: str | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
-    batch_size: int = 4096
-    seed: int = 42
-    force_rerun: bool = False
-    n_tokens: int | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    inference: Any = None  # InferenceSettings: modes and λ (None: amortized only)
+    def add_to(self, parser: argparse._ActionsContainer, evals: list[str]) -> None:
+        default = [] if self.repeatable else self.default
+        shown = "" if self.repeatable or self.default is None else f" (default {self.default})"
+        parser.add_argument(
+            self.flag,
+            dest=self.dest,
+            type=self.type,
+            default=default,
+            metavar=self.metavar,
+            choices=self.choices,
+            action="append" if self.repeatable else "store",
+            help=f"{', '.join(evals)}: {self.help}{shown}",
+        )
 
-
-@dataclass
-class SAEOutcome:
-    """What happened to one SAE in one eval (for the summary table)."""
-
-    sae_name: str
-    status: str  # "written" or "skipped"
-    path: Path | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    def validate(self, value: Any) -> None:
+        problem = self.check(value) if self.check is not None and value is not None else None
+        if problem:
+            raise InputError(f"{self.flag} {problem}, got {value}")
 
 
 @dataclass(frozen=True)
 class EvalEntry:
-    """A registered eval: a name, a one-line description and a function running it."""
+    """A registered eval.
+
+    name, description: as ``saebench list`` shows them.
+    config_class: its SAEBench-style config (a pydantic dataclass); ``config_defaults`` override its
+        defaults. The runner fills the fields it knows by name (``n_tokens``, ``batch_size``, ``seed``,
+        ``modes``; per mode ``inference_mode``, ``l1_coefficient``, ``lambda_calibration``,
+        ``activation_source``) and each declared option fills the field named like it.
+    evaluate(context) → Evaluated: the eval on one SAE (× mode); see ``runner.loop.EvalContext``. A
+        ``"module:function"`` string is imported on first use (``saebench list`` stays fast).
+    options: its own CLI options.
+    per_mode: one result per SAE × inference mode (the runner builds each mode's SAE), or one result per
+        SAE that compares modes itself (it reads ``context.request.inference``).
+    directions: metric → +1 when higher is worse, −1 when lower is worse (compare and regress read it);
+        metrics not listed have no direction.
+    metric_names: renames into the names ``compare`` shares across evals (e.g. ``mean_l0`` → ``l0``).
+    needs: "activations" (any activation source) or "model" (it reads a TransformerLens model itself).
+    result_name(spec, mode, modes) → (release, sae_id) of the result file; None: this package's naming.
+    """
 
     name: str
     description: str
-    run: Callable[[EvalRequest], list[SAEOutcome]]
-    needs: str = (
-        "activations"  # "activations" (any source) or "model" (a TransformerLens model name)
-    )
+    evaluate: Callable[[Any], Any] | str  # (runner.loop.EvalContext) -> runner.loop.Evaluated
+    config_class: type
+    config_defaults: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[EvalOption, ...] = ()
+    per_mode: bool = True
+    directions: Mapping[str, int] = field(default_factory=dict)
+    metric_names: Mapping[str, str] = field(default_factory=dict)
+    needs: str = "activations"
+    result_name: Callable[..., tuple[str, str]] | None = None
+
+    def evaluate_fn(self) -> Callable[[Any], Any]:
+        if not isinstance(self.evaluate, str):
+            return self.evaluate
+        module, _, name = self.evaluate.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def default_config(self) -> Any:
+        return self.config_class(**self.config_defaults)
 
 
 def discover_evals() -> dict[str, EvalEntry]:
@@ -92,3 +131,24 @@ def get_eval(name: str, registry: dict[str, EvalEntry] | None = None) -> EvalEnt
             f"unknown eval '{name}'{suggest(name, list(registry))}; see 'saebench list'"
         )
     return registry[name]
+
+
+def eval_options(registry: dict[str, EvalEntry]) -> dict[str, tuple[EvalOption, list[str]]]:
+    """Every declared option by flag, with the evals declaring it (the first declaration is kept)."""
+    options: dict[str, tuple[EvalOption, list[str]]] = {}
+    for entry in registry.values():
+        for option in entry.options:
+            options.setdefault(option.flag, (option, []))[1].append(entry.name)
+    return options
+
+
+def direction_of(eval_name: str, metric: str, registry: dict[str, EvalEntry]) -> int:
+    """+1 higher is worse, −1 lower is worse, 0 no direction: the eval's own declaration, else the first
+    eval declaring that metric (results of evals no longer installed keep their shared metrics' direction)."""
+    entry = registry.get(eval_name)
+    if entry is not None and metric in entry.directions:
+        return entry.directions[metric]
+    for other in registry.values():
+        if metric in other.directions:
+            return other.directions[metric]
+    return 0

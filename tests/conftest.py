@@ -146,3 +146,11 @@ def read_result(output_dir: Path, eval_name: str) -> dict:
     files = sorted((output_dir / eval_name).glob("*_eval_results.json"))
     assert len(files) == 1, files
     return json.loads(files[0].read_text())
+
+
+def core_config(**values):
+    """SAEBench's core config as this package's CORE entry sets it, with ``values`` on top."""
+    from sae_bench_amortization.registry import discover_evals
+
+    entry = discover_evals()["core"]
+    return entry.config_class(**{**entry.config_defaults, **values})

@@ -9,11 +9,14 @@ import pytest
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from transformer_lens import HookedTransformer
 
+from sae_bench_amortization.activations.text import TextSettings
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.loading import spec_from_object
-from sae_bench_amortization.registry import EvalRequest, discover_evals
+from sae_bench_amortization.registry import discover_evals
+from sae_bench_amortization.runner.loop import run_entry
+from sae_bench_amortization.runner.request import EvalRequest
+from sae_bench_amortization.sources.saes import spec_from_object
 
-from conftest import offline_hooked_transformer
+from conftest import core_config, offline_hooked_transformer
 
 
 @pytest.fixture
@@ -45,15 +48,16 @@ def test_core_runs_through_the_registry(tmp_path, tiny_model):
         saes=[spec_from_object(tiny_sae(), "tiny_sae")],
         output_dir=tmp_path / "out",
         device="cpu",
-        options={
-            "text_file": str(text),
-            "context_size": 32,
-            "n_eval_reconstruction_batches": 2,
-            "n_eval_sparsity_variance_batches": 2,
-            "eval_batch_size_prompts": 4,
+        text=TextSettings(text_file=str(text), context_size=32),
+        configs={
+            "core": core_config(
+                n_eval_reconstruction_batches=2,
+                n_eval_sparsity_variance_batches=2,
+                batch_size_prompts=4,
+            )
         },
     )
-    (outcome,) = discover_evals()["core"].run(request)
+    (outcome,) = run_entry(discover_evals()["core"], request)
     assert outcome.status == "written"
     data = json.loads(outcome.path.read_text())
     assert (
@@ -68,11 +72,11 @@ def test_saebench_evals_need_model_metadata(tmp_path):
     sae = tiny_sae(hook_name=None)
     request = EvalRequest(saes=[spec_from_object(sae, "x")], output_dir=tmp_path)
     with pytest.raises(InputError, match="metadata.hook_name"):
-        discover_evals()["absorption"].run(request)
+        run_entry(discover_evals()["absorption"], request)
 
 
 def test_core_runs_each_inference_mode(tmp_path, tiny_model):
-    from sae_bench_amortization.inference.modes import InferenceSettings, parse_modes
+    from sae_bench_amortization.modes import InferenceSettings, parse_modes
 
     text = tmp_path / "t.txt"
     text.write_text("\n\n".join(f"Document {i} is about foxes and dogs." for i in range(100)))
@@ -80,18 +84,19 @@ def test_core_runs_each_inference_mode(tmp_path, tiny_model):
         saes=[spec_from_object(tiny_sae(), "tiny_sae")],
         output_dir=tmp_path / "out",
         device="cpu",
-        options={
-            "text_file": str(text),
-            "context_size": 32,
-            "n_eval_reconstruction_batches": 1,
-            "n_eval_sparsity_variance_batches": 2,
-            "eval_batch_size_prompts": 4,
+        text=TextSettings(text_file=str(text), context_size=32),
+        configs={
+            "core": core_config(
+                n_eval_reconstruction_batches=1,
+                n_eval_sparsity_variance_batches=2,
+                batch_size_prompts=4,
+            )
         },
         inference=InferenceSettings(
             modes=parse_modes(["amortized", "semi:3"]), l1_coefficient=0.05
         ),
     )
-    outcomes = discover_evals()["core"].run(request)
+    outcomes = run_entry(discover_evals()["core"], request)
     assert [o.status for o in outcomes] == ["written", "written"]
     names = sorted(o.path.name for o in outcomes)
     assert names == [

@@ -9,8 +9,8 @@ import shutil
 import matplotlib.image
 import pytest
 
-from sae_bench_amortization.compare import load_results
-from sae_bench_amortization.regress import status_of
+from sae_bench_amortization.reports.compare import load_results
+from sae_bench_amortization.reports.regress import status_of
 
 from conftest import planted_standard_sae
 
@@ -133,7 +133,7 @@ def test_example_workflow_commands_parse_and_the_ci_baseline_reads():
     import yaml
 
     from sae_bench_amortization.cli import build_parser
-    from sae_bench_amortization.regress import read_baseline
+    from sae_bench_amortization.reports.regress import read_baseline
 
     root = Path(__file__).resolve().parents[1]
     workflow = yaml.safe_load((root / "examples" / "ci" / "published-saes.yml").read_text())

@@ -7,9 +7,9 @@ import json
 import numpy as np
 from safetensors.torch import load_file
 
-from sae_bench_amortization import default
 from sae_bench_amortization.activations.file import ActivationFile
-from sae_bench_amortization.synthetic import load_truth
+from sae_bench_amortization.synthetic import default
+from sae_bench_amortization.synthetic.generator import load_truth
 
 from conftest import run_subprocess
 

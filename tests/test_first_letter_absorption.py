@@ -17,8 +17,8 @@ from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from sae_bench_amortization.activations.sources import TransformerLensActivationFactory
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.main import run_eval
-from sae_bench_amortization.inference.modes import InferenceSettings, parse_mode
-from sae_bench_amortization.loading import spec_from_path
+from sae_bench_amortization.modes import InferenceSettings, parse_mode
+from sae_bench_amortization.sources.saes import spec_from_path
 
 from conftest import offline_hooked_transformer
 

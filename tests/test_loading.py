@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.loading import (
+from sae_bench_amortization.runner.results import result_path
+from sae_bench_amortization.sources.saes import (
     load_dictionary_learning_sae,
     spec_from_path,
     specs_from_regex,
 )
-from sae_bench_amortization.results import result_path
 
 
 def write_dictionary_learning(folder, d_in=6, d_sae=10, dict_class="AutoEncoder", extra=None):

@@ -19,8 +19,8 @@ from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 from safetensors.torch import load_file
 
 from sae_bench_amortization.adapters import LocASAE, LocASAEConfig, angular_variance
-from sae_bench_amortization.loca_training import LocATrainingConfig, train_loca
-from sae_bench_amortization.metrics.angular import group_by_angular_variance, scale_budgets
+from sae_bench_amortization.loca.grouping import group_by_angular_variance, scale_budgets
+from sae_bench_amortization.loca.training import LocATrainingConfig, train_loca
 
 from conftest import offline_hooked_transformer, read_result, write_activations
 
@@ -252,7 +252,7 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(tmp_path
 
 
 def _source(x):
-    from sae_bench_amortization.loca import TensorActivations
+    from sae_bench_amortization.activations.sources import TensorActivations
 
     return TensorActivations(x)
 

@@ -73,3 +73,30 @@ def test_loca_example_runs():
     exec(compile(example, "README.md", "exec"), namespace)
     assert namespace["codes"].shape == (10, 64) and namespace["avar"].shape == (64,)
     assert ((namespace["codes"] > 0).sum(1) <= 26).all() and namespace["W_g"].shape == (8, 8)
+
+
+def test_library_run_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's ``sba.run`` block: what ``saebench run`` does, as a library call."""
+    (example,) = [block for block in code_blocks("python") if "sba.run(" in block]
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    StandardSAE(StandardSAEConfig(d_in=8, d_sae=16)).save_model("my_sae")
+    write_activations(tmp_path / "acts.safetensors", torch.randn(300, 8))
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    rows = [(name, outcome.status, outcome.path.name) for name, outcome in namespace["result"].rows]
+    assert rows == [
+        ("dead_dense", "written", "local_my_sae__amortized_eval_results.json"),
+        ("dead_dense", "written", "local_my_sae__semi-5_eval_results.json"),
+        ("amortization_gap", "written", "local_my_sae_eval_results.json"),
+    ]
+    dead_dense = json.loads((tmp_path / "eval_results/dead_dense" / rows[1][2]).read_text())
+    assert dead_dense["eval_config"]["dense_threshold"] == 0.2
+    assert dead_dense["eval_config"]["inference_mode"] == "semi:5"
+    gap = json.loads((tmp_path / "eval_results/amortization_gap" / rows[2][2]).read_text())
+    assert [row["mode"] for row in gap["eval_result_details"]] == [
+        "amortized",
+        "semi:5",
+        "non_amortized",
+    ]
+    assert "local_my_sae" in capsys.readouterr().out

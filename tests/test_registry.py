@@ -43,7 +43,9 @@ def test_another_package_can_register_an_eval(tmp_path):
     (tmp_path / "toy_plugin.py").write_text(
         textwrap.dedent("""
         from sae_bench_amortization.registry import EvalEntry
-        EVAL = EvalEntry(name="toy", description="a toy eval from another package", run=lambda request: [])
+        from sae_bench.evals.base_eval_output import BaseEvalConfig
+        EVAL = EvalEntry(name="toy", description="a toy eval from another package", evaluate=print,
+                         config_class=BaseEvalConfig)
     """)
     )
     info = tmp_path / "toy_plugin-0.1.dist-info"

@@ -22,8 +22,8 @@ from safetensors.torch import save_file
 
 from sae_bench_amortization.activations.file import ActivationFile
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.inference.modes import InferenceMode, parse_mode
-from sae_bench_amortization.regress import read_baseline
+from sae_bench_amortization.modes import InferenceMode, parse_mode
+from sae_bench_amortization.reports.regress import read_baseline
 
 from conftest import write_activations
 

@@ -16,8 +16,13 @@ from sae_bench_amortization.inference.dictionary import (
     sparse_coding_targets,
 )
 from sae_bench_amortization.inference.solver import objective, solve
-from sae_bench_amortization.reference_saes import reference_saes
-from sae_bench_amortization.synthetic import SyntheticConfig, ground_truth, load_truth, stream
+from sae_bench_amortization.synthetic.generator import (
+    SyntheticConfig,
+    ground_truth,
+    load_truth,
+    stream,
+)
+from sae_bench_amortization.synthetic.reference_saes import reference_saes
 
 from conftest import read_result
 

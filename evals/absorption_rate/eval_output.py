@@ -2,70 +2,51 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import (
-    DEFAULT_DISPLAY,
-    BaseEvalOutput,
-    BaseMetricCategories,
-    BaseMetrics,
-    BaseResultDetail,
-)
+from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
 
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
+from sae_bench_amortization.runner.outputs import eval_output, metric, metric_categories
 
 
 @dataclass
 class AbsorptionMetrics(BaseMetrics):
-    absorption_rate: float = Field(
-        title="Absorption Rate",
-        description="Mean over concepts (conditional)",
-        json_schema_extra=DEFAULT_DISPLAY,
+    absorption_rate: float = metric(
+        "Absorption Rate", "Mean over concepts (conditional)", display=True
     )
-    full_absorption_rate: float = Field(
-        title="Full Absorption Rate", description="Mean over concepts (unconditional)"
+    full_absorption_rate: float = metric(
+        "Full Absorption Rate", "Mean over concepts (unconditional)"
     )
-    n_concepts: int = Field(title="Concepts", description="Concepts measured")
+    n_concepts: int = metric("Concepts", "Concepts measured")
 
 
-@dataclass
-class AbsorptionMetricCategories(BaseMetricCategories):
-    absorption: AbsorptionMetrics = Field(
-        title="Absorption", description="Feature absorption", json_schema_extra=DEFAULT_DISPLAY
-    )
+AbsorptionMetricCategories = metric_categories(
+    "AbsorptionMetricCategories",
+    "absorption",
+    AbsorptionMetrics,
+    "Absorption",
+    "Feature absorption",
+)
 
 
 @dataclass
 class ConceptAbsorption(BaseResultDetail):
-    concept: str = Field(title="Concept", description="Concept name")
-    absorption_rate: float = Field(
-        title="Absorption Rate", description="Conditional on the main latents missing"
-    )
-    full_absorption_rate: float = Field(
-        title="Full Absorption Rate", description="Share of all counted tokens"
-    )
-    n_tokens: int = Field(
-        title="Tokens", description="Sampled tokens where the concept holds and the probe fires"
-    )
-    main_latents: list[int] = Field(title="Main Latents", description="By the F1-jump rule")
-    absorbing_latents: list[int] = Field(
-        title="Absorbing Latents", description="Aligned latents that fired instead"
-    )
+    concept: str = metric("Concept", "Concept name")
+    absorption_rate: float = metric("Absorption Rate", "Conditional on the main latents missing")
+    full_absorption_rate: float = metric("Full Absorption Rate", "Share of all counted tokens")
+    n_tokens: int = metric("Tokens", "Sampled tokens where the concept holds and the probe fires")
+    main_latents: list[int] = metric("Main Latents", "By the F1-jump rule")
+    absorbing_latents: list[int] = metric("Absorbing Latents", "Aligned latents that fired instead")
 
 
-@dataclass(config=ConfigDict(title="Feature Absorption"))
-class AbsorptionRateEvalOutput(
-    BaseEvalOutput[AbsorptionRateEvalConfig, AbsorptionMetricCategories, ConceptAbsorption]
-):
-    """How often a concept's main latents stay silent while an aligned latent fires in their place."""
-
-    eval_config: AbsorptionRateEvalConfig
-    eval_id: str
-    datetime_epoch_millis: int
-    eval_result_metrics: AbsorptionMetricCategories
-    eval_result_details: list[ConceptAbsorption] = Field(
-        default_factory=list, title="Concepts", description="Per concept"
-    )
-    eval_type_id: str = Field(
-        default="absorption_rate", title="Eval Type ID", description="absorption_rate"
-    )
+AbsorptionRateEvalOutput = eval_output(
+    "AbsorptionRateEvalOutput",
+    "absorption_rate",
+    "Feature Absorption",
+    "How often a concept's main latents stay silent while an aligned latent fires in their place.",
+    AbsorptionRateEvalConfig,
+    AbsorptionMetricCategories,
+    ConceptAbsorption,
+    "Concepts",
+    "Per concept",
+)

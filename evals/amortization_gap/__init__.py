@@ -1,42 +1,45 @@
 """``amortization_gap`` eval: all inference modes on one decoder, and the gap between amortized and optimal codes."""
 
-from __future__ import annotations
+from pathlib import Path
 
-from sae_bench_amortization.registry import EvalEntry, EvalRequest, SAEOutcome
+from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
+from sae_bench_amortization.evals.dead_dense import DENSE_THRESHOLD
+from sae_bench_amortization.registry import HIGHER_IS_WORSE, EvalEntry, EvalOption
 
 
-def _run(request: EvalRequest) -> list[SAEOutcome]:
-    from sae_bench_amortization.evals.amortization_gap.eval_config import (
-        DEFAULT_MODES,
-        AmortizationGapEvalConfig,
-    )
-    from sae_bench_amortization.evals.amortization_gap.main import run_eval
-    from sae_bench_amortization.inference.modes import InferenceSettings
+def _existing(path: str) -> str | None:
+    return None if Path(path).exists() else "not found"
 
-    inference = request.inference or InferenceSettings()
-    modes = [m.name for m in inference.modes] if inference.modes_given else list(DEFAULT_MODES)
-    config = AmortizationGapEvalConfig(
-        modes=modes,
-        dense_threshold=request.options.get("dense_threshold", 0.1),
-        loca_paths=list(request.options.get("loca_paths", [])),
-        n_tokens=request.n_tokens,
-        batch_size=request.batch_size,
-    )
-    return run_eval(
-        config,
-        request.saes,
-        request.activations,
-        request.device,
-        request.output_dir / "amortization_gap",
-        request.force_rerun,
-        request.dtype,
-        inference,
-    )
 
+LOCA_PATH = EvalOption(
+    "--loca-path",
+    "a LocA-SAE folder run as mode 'loca' beside the SAE (repeatable: one per SAE, in order); an SAE that "
+    "is itself a LocA-SAE gets its encoder's row named 'loca'",
+    metavar="PATH",
+    repeatable=True,
+    field="loca_paths",
+    check=lambda paths: next((f"not found: {p}" for p in paths if _existing(p)), None),
+)
 
 EVAL = EvalEntry(
     name="amortization_gap",
     description="Inference modes on one decoder (amortized, semi:5, semi:25, non_amortized): NMSE, L0, "
     "objective, dead/dense, gap",
-    run=_run,
+    evaluate="sae_bench_amortization.evals.amortization_gap.main:evaluate",
+    config_class=AmortizationGapEvalConfig,
+    options=(DENSE_THRESHOLD, LOCA_PATH),
+    per_mode=False,
+    directions={
+        name: HIGHER_IS_WORSE
+        for name in (
+            "nmse",
+            "objective",
+            "dead_rate",
+            "dense_rate",
+            "delta_f1",
+            "absorption_rate",
+            "mean_gap",
+            "mean_relative_gap",
+        )
+    },
 )

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import torch
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.eval_loop import (
-    Evaluated,
-    for_each_sae_once,
-    output_fields,
-    resolve_lambda,
-)
+from sae_bench_amortization.evals.amortization_gap import EVAL
 from sae_bench_amortization.evals.amortization_gap.eval_config import (
     DEFAULT_MODES,
     AmortizationGapEvalConfig,
@@ -26,9 +20,7 @@ from sae_bench_amortization.evals.amortization_gap.eval_output import (
     ModeRow,
 )
 from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
-from sae_bench_amortization.inference.modes import InferenceSettings, mode_sae, parse_modes
 from sae_bench_amortization.inference.solver import objective
-from sae_bench_amortization.loading import SAESpec, as_specs
 from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
     absorption_scores,
@@ -36,7 +28,14 @@ from sae_bench_amortization.metrics.concepts import (
 )
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
 from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
-from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
+from sae_bench_amortization.modes import InferenceSettings, mode_sae, parse_mode, parse_modes
+from sae_bench_amortization.runner.loop import (
+    EvalContext,
+    Evaluated,
+    resolve_lambda,
+    saebench_style,
+)
+from sae_bench_amortization.sources.saes import spec_from_path
 
 CSV_COLUMNS = (
     "mode",
@@ -172,87 +171,70 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     return "\n".join(lines)
 
 
-def run_eval(
-    config: AmortizationGapEvalConfig,
-    selected_saes: list,
-    activations: ActivationFactory,
-    device: str,
-    output_path: str | Path,
-    force_rerun: bool = False,
-    dtype: str = "float32",
-    inference: InferenceSettings | None = None,
-) -> list[SAEOutcome]:
-    """SAEBench-shaped entry. Modes come from ``config.modes``; λ from ``inference`` (given or calibrated)."""
-    inference = inference or InferenceSettings()
+def gap_modes(config: AmortizationGapEvalConfig) -> list:
+    """The config's modes, plus amortized and non_amortized (the gap compares these two)."""
     modes = parse_modes(config.modes)
-    for required in ("amortized", "non_amortized"):  # the gap compares these two
+    for required in ("amortized", "non_amortized"):
         if all(mode.name != required for mode in modes):
-            modes.append(parse_modes([required])[0])
+            modes.append(parse_mode(required))
+    return modes
 
-    loca_paths = list(config.loca_paths)
-    specs = as_specs(selected_saes)
-    if loca_paths and len(loca_paths) != len(specs):
+
+def evaluate(context: EvalContext) -> Evaluated:
+    """One SAE: every mode side by side on its decoder (and its LocA-SAE's row when one is paired)."""
+    config, spec, sae = context.config, context.spec, context.base_sae
+    source, inference = context.source, context.request.inference
+    modes = gap_modes(config)
+    loca_of = loca_pairs(config, context.request.saes)
+    if spec.sae_name in loca_of and is_loca(sae):
         raise InputError(
-            f"--loca-path pairs with the SAEs in order: got {len(loca_paths)} for {len(specs)} SAEs"
+            f"SAE {spec.sae_name} is itself a LocA-SAE (its encoder is the row 'loca'): "
+            "drop --loca-path for it"
         )
-    loca_of = dict(zip([spec.sae_name for spec in specs], loca_paths, strict=False))
-
-    def evaluate(spec: SAESpec, sae) -> Evaluated:
-        source = activations.for_sae(sae)
-        if spec.sae_name in loca_of and is_loca(sae):
-            raise InputError(
-                f"SAE {spec.sae_name} is itself a LocA-SAE (its encoder is the row 'loca'): "
-                "drop --loca-path for it"
-            )
-        loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
-        lam, calibration = resolve_lambda(sae, activations, inference, modes)
-        rows = compare_modes(sae, source, modes, lam, inference, config, loca)
-        by_mode = {row["mode"]: row for row in rows}
-        encoder_row = by_mode["loca" if is_loca(sae) else "amortized"]
-        gap = encoder_row["objective"] - by_mode["non_amortized"]["objective"]
-        run_config = dataclasses.replace(
-            config,
-            modes=[row["mode"] for row in rows],
-            l1_coefficient=lam,
-            activation_source=source.describe(),
-            lambda_calibration=None if calibration is None else dict(calibration.__dict__),
-        )
-        metrics = AmortizationMetrics(
-            l1_coefficient=lam,
-            mean_gap=gap,
-            mean_relative_gap=gap / max(by_mode["non_amortized"]["objective"], 1e-30),
-        )
-        output = AmortizationGapEvalOutput(
-            eval_config=run_config,
-            eval_result_metrics=AmortizationMetricCategories(amortization=metrics),
-            eval_result_details=[ModeRow(**row) for row in rows],
-            **output_fields(spec, sae),
-        )
-        print(format_table(spec.sae_name, rows, lam))
-        summary = {
-            "mean_gap": gap,
-            "mean_relative_gap": metrics.mean_relative_gap,
-            "l1_coefficient": lam,
-        }
-        return Evaluated(
-            output, summary, text_artifacts={"amortization_gap.csv": rows_to_csv(rows)}
-        )
-
-    return for_each_sae_once(
-        "amortization_gap",
-        specs,
-        output_path,
-        evaluate,
-        activations,
-        device,
-        dtype,
-        force_rerun,
+    loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
+    lam, calibration = resolve_lambda(sae, context.request.activations, inference, modes)
+    rows = compare_modes(sae, source, modes, lam, inference, config, loca)
+    by_mode = {row["mode"]: row for row in rows}
+    encoder_row = by_mode["loca" if is_loca(sae) else "amortized"]
+    gap = encoder_row["objective"] - by_mode["non_amortized"]["objective"]
+    run_config = dataclasses.replace(
+        config,
+        modes=[row["mode"] for row in rows],
+        l1_coefficient=lam,
+        lambda_calibration=None if calibration is None else dict(calibration.__dict__),
     )
+    metrics = AmortizationMetrics(
+        l1_coefficient=lam,
+        mean_gap=gap,
+        mean_relative_gap=gap / max(by_mode["non_amortized"]["objective"], 1e-30),
+    )
+    print(format_table(spec.sae_name, rows, lam))
+    summary = {
+        "mean_gap": gap,
+        "mean_relative_gap": metrics.mean_relative_gap,
+        "l1_coefficient": lam,
+    }
+    categories = AmortizationMetricCategories(amortization=metrics)
+    details = [ModeRow(**row) for row in rows]
+    evaluated = context.result(AmortizationGapEvalOutput, categories, details, summary, run_config)
+    evaluated.text_artifacts["amortization_gap.csv"] = rows_to_csv(rows)
+    return evaluated
+
+
+def loca_pairs(config: AmortizationGapEvalConfig, specs: list) -> dict[str, str]:
+    """SAE name → its ``--loca-path`` (paired in order)."""
+    if config.loca_paths and len(config.loca_paths) != len(specs):
+        raise InputError(
+            f"--loca-path pairs with the SAEs in order: got {len(config.loca_paths)} for {len(specs)} SAEs"
+        )
+    return dict(zip([spec.sae_name for spec in specs], config.loca_paths, strict=False))
+
+
+run_eval = saebench_style(EVAL)  # SAEBench's run_eval(config, selected_saes, ...) shape
 
 
 def _load_loca(path: str, sae):
     """The LocA-SAE at ``path`` on ``sae``'s device and dtype; it must read the same activations."""
-    from sae_bench_amortization.loading import spec_from_path
 
     loca = spec_from_path(path, "loca").load(
         str(sae.W_dec.device), str(sae.W_dec.dtype).removeprefix("torch.")
@@ -268,4 +250,4 @@ def _load_loca(path: str, sae):
     return loca
 
 
-__all__ = ["DEFAULT_MODES", "run_eval", "compare_modes"]
+__all__ = ["DEFAULT_MODES", "compare_modes", "evaluate", "run_eval"]

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from pydantic.dataclasses import dataclass
 
-from sae_bench_amortization.mode_config import PerModeEvalConfig
+from sae_bench_amortization.runner.eval_config import PerModeEvalConfig
+from sae_bench_amortization.runner.outputs import setting
 
 
 @dataclass
 class DeadDenseEvalConfig(PerModeEvalConfig):
-    dense_threshold: float = Field(
-        default=0.1,
-        title="Dense Threshold",
-        description="A latent is dense when it fires on more than this share of tokens (the paper uses 0.1).",
+    dense_threshold: float = setting(
+        0.1,
+        "Dense Threshold",
+        "A latent is dense when it fires on more than this share of tokens (the paper uses 0.1).",
     )
-    histogram_bins: int = Field(
-        default=20,
-        title="Histogram Bins",
-        description="Bins of the log10 firing-frequency histogram.",
+    histogram_bins: int = setting(
+        20, "Histogram Bins", "Bins of the log10 firing-frequency histogram."
     )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from sae_bench_amortization.activations.sources import check_width
-from sae_bench_amortization.eval_loop import Evaluated, ModeRun, for_each_sae, output_fields
+from sae_bench_amortization.evals.dead_dense import EVAL
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
 from sae_bench_amortization.evals.dead_dense.eval_output import (
     DeadDenseEvalOutput,
@@ -14,14 +13,12 @@ from sae_bench_amortization.evals.dead_dense.eval_output import (
     FrequencyHistogramBin,
     PathologyMetrics,
 )
-from sae_bench_amortization.inference.modes import InferenceSettings
-from sae_bench_amortization.loading import SAESpec, as_specs
 from sae_bench_amortization.metrics.firing import (
     FiringCounter,
     log_frequency_histogram,
     pathologies,
 )
-from sae_bench_amortization.registry import ActivationFactory, SAEOutcome
+from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
 def evaluate_sae(
@@ -37,54 +34,26 @@ def evaluate_sae(
     return PathologyMetrics(**dataclasses.asdict(stats)), counter
 
 
-def run_eval(
-    config: DeadDenseEvalConfig,
-    selected_saes: list,
-    activations: ActivationFactory,
-    device: str,
-    output_path: str | Path,
-    force_rerun: bool = False,
-    dtype: str = "float32",
-    inference: InferenceSettings | None = None,
-) -> list[SAEOutcome]:
-    """SAEBench-shaped entry: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec."""
-
-    def evaluate(spec: SAESpec, sae, run: ModeRun) -> Evaluated:
-        source = activations.for_sae(sae)
-        run_config = dataclasses.replace(
-            config, activation_source=source.describe(), **run.config_fields()
-        )
-        metrics, counter = evaluate_sae(sae, source, run_config)
-        histogram = log_frequency_histogram(
-            counter.frequency, counter.n_tokens, run_config.histogram_bins
-        )
-        output = DeadDenseEvalOutput(
-            eval_config=run_config,
-            eval_result_metrics=DeadDenseMetricCategories(pathologies=metrics),
-            eval_result_details=[FrequencyHistogramBin(**row) for row in histogram],
-            **output_fields(spec, sae),
-        )
-        frequency_file = (
-            {"feature_frequency": counter.frequency, "firing_counts": counter.counts},
-            {
-                "n_tokens": str(counter.n_tokens),
-                "sae_name": spec.sae_name,
-                "inference_mode": run.mode.name,
-            },
-        )
-        return Evaluated(
-            output, dataclasses.asdict(metrics), {"feature_frequency.safetensors": frequency_file}
-        )
-
-    specs = as_specs(selected_saes)
-    return for_each_sae(
-        "dead_dense",
-        specs,
-        output_path,
-        evaluate,
-        activations,
-        device,
-        dtype,
-        force_rerun,
-        inference,
+def evaluate(context: EvalContext) -> Evaluated:
+    """One SAE × mode: pathology metrics, the histogram, and the feature-frequency file beside them."""
+    config = context.config
+    metrics, counter = evaluate_sae(context.sae, context.source, config)
+    histogram = log_frequency_histogram(counter.frequency, counter.n_tokens, config.histogram_bins)
+    categories = DeadDenseMetricCategories(pathologies=metrics)
+    details = [FrequencyHistogramBin(**row) for row in histogram]
+    evaluated = context.result(
+        DeadDenseEvalOutput, categories, details, dataclasses.asdict(metrics)
     )
+    frequency_file = (
+        {"feature_frequency": counter.frequency, "firing_counts": counter.counts},
+        {
+            "n_tokens": str(counter.n_tokens),
+            "sae_name": context.spec.sae_name,
+            "inference_mode": context.mode.name,
+        },
+    )
+    evaluated.artifacts["feature_frequency.safetensors"] = frequency_file
+    return evaluated
+
+
+run_eval = saebench_style(EVAL)  # SAEBench's run_eval(config, selected_saes, ...) shape

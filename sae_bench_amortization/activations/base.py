@@ -68,3 +68,14 @@ def rechunk(chunks: Iterator[torch.Tensor], batch_size: int) -> Iterator[torch.T
             pending, n_pending = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
     if n_pending:
         yield torch.cat(pending)
+
+
+def require_concepts(source: ActivationSource, eval_name: str) -> None:
+    """One-line error when the activation source carries no concept labels."""
+    from sae_bench_amortization.errors import InputError
+
+    if not source.concept_names:
+        raise InputError(
+            f"{eval_name} needs concept labels: use an activation file with 'concepts' (e.g. from "
+            f"'saebench synth') or the embedded default; {source.describe()} has none"
+        )

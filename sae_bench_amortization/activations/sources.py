@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -109,21 +110,11 @@ class TransformerLensActivationFactory:
 
 
 class HFActivationFactory:
-    """``--hf-model PATH --hf-module MODULE``: one transformers model at one module for every SAE."""
+    """``--hf-model PATH --hf-module MODULE``: one transformers model at one module for every SAE
+    (arguments as :class:`HFModelActivations`)."""
 
-    def __init__(
-        self,
-        model: str,
-        module: str,
-        texts: TextFactory,
-        n_tokens: int,
-        context_size: int = 128,
-        device: str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ):
-        self.source = HFModelActivations(
-            model, module, texts, n_tokens, context_size, device, dtype
-        )
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.source = HFModelActivations(*args, **kwargs)
 
     def for_sae(self, sae: Any) -> ActivationSource:
         return self.source
@@ -135,3 +126,43 @@ def check_width(sae: Any, source: ActivationSource) -> None:
         raise InputError(
             f"SAE d_in is {sae.cfg.d_in} but the activations have width {source.d_in} ({source.describe()})"
         )
+
+
+class TensorActivations:
+    """An in-memory activation tensor [N, d_in] as an activation source."""
+
+    concept_names = None
+
+    def __init__(self, acts: torch.Tensor):
+        if acts.ndim != 2:
+            raise InputError(
+                f"activations must be a [N, d_in] tensor, got shape {tuple(acts.shape)}"
+            )
+        self.acts, self.d_in = acts, int(acts.shape[1])
+
+    def describe(self) -> str:
+        return f"in-memory tensor ({self.acts.shape[0]} tokens)"
+
+    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
+        for start in range(0, self.acts.shape[0], batch_size):
+            yield ActivationBatch(self.acts[start : start + batch_size])
+
+
+def as_source(activations: Any, sae: Any = None, n_tokens: int | None = None):
+    """A tensor [N, d_in], an activation-file path, an activation source or a factory (``for_sae``)
+    → an activation source (its first ``n_tokens`` tokens when given)."""
+    if isinstance(activations, torch.Tensor):
+        source = TensorActivations(activations)
+    elif isinstance(activations, str | Path):
+        source = FileActivations(str(activations)).source
+    elif hasattr(activations, "for_sae"):
+        source = activations.for_sae(sae)
+    elif hasattr(activations, "iter_batches"):
+        source = activations
+    else:
+        raise InputError(
+            f"activations must be a tensor, a file path or an activation source, got {type(activations).__name__}"
+        )
+    if sae is not None and source.d_in != sae.cfg.d_in:
+        raise InputError(f"activations have d_in {source.d_in} but the SAE has d_in {sae.cfg.d_in}")
+    return source if n_tokens is None else TruncatedSource(source, n_tokens)

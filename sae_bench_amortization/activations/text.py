@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from sae_bench_amortization.errors import InputError
@@ -20,6 +21,35 @@ FORTUNE_FILES = (
     "work",
     "politics",
 )
+
+DEFAULT_DATASET = "Skylion007/openwebtext"  # SAE-Lens's and SAEBench's default text
+FORTUNES = "fortunes"  # the packaged offline text (default for --hf-model)
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """The text a model reads: ``text_file`` (local, UTF-8), ``dataset`` (an HF dataset name), or a
+    default; in documents of ``context_size`` tokens."""
+
+    dataset: str | None = None
+    text_file: str | None = None
+    context_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.text_file and self.dataset:
+            raise InputError("give either --text-file or --dataset, not both")
+        if self.text_file and not Path(self.text_file).is_file():
+            raise InputError(f"text file not found: {self.text_file}")
+
+    def texts(self, default: str = DEFAULT_DATASET) -> Callable[[], Iterator[str]]:
+        """A factory of document iterators (each call restarts the text)."""
+        if self.text_file:
+            path = self.text_file
+            return lambda: iter_text_file(path)
+        name = self.dataset or default
+        if name == FORTUNES:
+            return lambda: iter_fortunes(seed=0)
+        return lambda: iter_hf_dataset(name)
 
 
 def iter_text_file(path: str | Path) -> Iterator[str]:

@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from sae_bench_amortization.inference.dictionary import Dictionary
+from sae_bench_amortization.inference.dictionary import (
+    Dictionary,
+    dictionary_of,
+    sparse_coding_targets,
+)
 from sae_bench_amortization.inference.solver import lambda_max, mean_l0, solve
 
 
@@ -75,3 +79,15 @@ def calibrate_lambda(
             high, warm = lam, codes
     lam, l0 = min(history, key=lambda item: abs(item[1] - target_l0))
     return Calibration(lam, target_l0, l0, targets.shape[0], len(history))
+
+
+def calibrate_l1_coefficient(
+    sae, activations: torch.Tensor, target_l0: float | str = "encoder"
+) -> Calibration:
+    """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own L0)."""
+    with torch.no_grad():
+        activations = activations.to(sae.W_dec.device)
+        targets = sparse_coding_targets(sae, activations)
+        if target_l0 == "encoder":
+            target_l0 = float((sae.encode(activations) > 0).sum(-1).double().mean())
+        return calibrate_lambda(dictionary_of(sae), targets, float(target_l0))

@@ -270,3 +270,8 @@ def splitting_scores(
     for batch in source.iter_batches(batch_size):
         accumulator.update(encode(batch.acts), batch.concepts)
     return accumulator.scores(min_positives)
+
+
+def mean_over(rows: list[dict], key: str) -> float:
+    """Mean of ``row[key]`` over per-concept rows (0.0 when there are none, reported with n_concepts 0)."""
+    return sum(row[key] for row in rows) / len(rows) if rows else 0.0

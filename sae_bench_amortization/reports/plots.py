@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from sae_bench_amortization.compare import mode_order  # noqa: E402
-from sae_bench_amortization.results import write_file_atomic  # noqa: E402
+from sae_bench_amortization.modes import mode_order  # noqa: E402
+from sae_bench_amortization.runner.results import write_file_atomic  # noqa: E402
 
 PATHOLOGY_METRICS = {
     "nmse": "NMSE (lower is better)",

@@ -28,10 +28,9 @@ def result_path(output_dir: str | Path, release: str, sae_id: str) -> Path:
     return Path(get_results_filepath(str(output_dir), release, sae_id))
 
 
-def artifact_path(output_dir: str | Path, release: str, sae_id: str, suffix: str) -> Path:
-    """A file beside the result JSON: ``<sae_name>_<suffix>``."""
-    stem = result_path(output_dir, release, sae_id).name.removesuffix("_eval_results.json")
-    return Path(output_dir) / f"{stem}_{suffix}"
+def artifact_path(result: Path, suffix: str) -> Path:
+    """A file beside a result JSON: ``<sae_name>_<suffix>``."""
+    return result.with_name(f"{result.name.removesuffix('_eval_results.json')}_{suffix}")
 
 
 def ensure_output_dir(path: str | Path) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from sae_bench_amortization.synthetic import (
+from sae_bench_amortization.synthetic.generator import (
     SyntheticActivations,
     SyntheticConfig,
     ground_truth,
@@ -76,7 +76,7 @@ def default_benchmark(rebuild: bool = False) -> DefaultBenchmark:
 
 
 def _build(folder: Path) -> None:
-    from sae_bench_amortization.training import train_sae
+    from sae_bench_amortization.synthetic.training import train_sae
 
     print(
         f"building the offline default benchmark (synthetic ground truth, TopK SAE) in {folder.parent}"

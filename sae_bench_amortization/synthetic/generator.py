@@ -205,10 +205,14 @@ def write_synthetic(
     from safetensors.torch import save_file
 
     from sae_bench_amortization.activations.file import ActivationFileWriter
-    from sae_bench_amortization.results import write_file_atomic
+    from sae_bench_amortization.runner.results import write_file_atomic
 
-    truth = ground_truth(config)
     out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out is a folder, expected a file path: {out}")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    truth = ground_truth(config)
     with ActivationFileWriter(out, config.d_in, concept_names=truth.concept_names) as writer:
         for batch in stream(truth, n_tokens, 8192, start):
             writer.write(batch.acts, batch.concepts)

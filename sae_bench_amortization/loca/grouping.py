@@ -1,4 +1,5 @@
-"""Angular variance of latents (LocA-SAE's grouping score) and the group assignment built from it: pure math."""
+"""LocA-SAE's grouping, budgets and starting encoders (pure tensor math): the angular-variance accumulator,
+latents sorted into groups, budgets scaled to a total, and the global encoder a LocA-SAE starts from."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+
+from sae_bench_amortization.errors import InputError
 
 
 class AngularVarianceAccumulator:
@@ -73,3 +76,27 @@ def scale_budgets(group_k: Sequence[int], total_k: int) -> list[int]:
         largest = max(range(len(scaled)), key=lambda g: (scaled[g], -g))
         scaled[largest] -= 1
     return scaled
+
+
+@torch.no_grad()
+def global_encoder(sae) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in]) a LocA-SAE starts from: the global SAE's
+    encoder (a gated SAE's gate path; a JumpReLU's threshold is dropped, group TopK replaces it) with the
+    decoder's row norms folded into it, so decoder rows are unit norm and pre-activations rank latents by
+    their contribution to the reconstruction. A TopK SAE that rescales by decoder norm keeps exactly its codes."""
+    architecture = sae.cfg.architecture()
+    if architecture not in (
+        "standard",
+        "topk",
+        "jumprelu",
+        "gated",
+        "batchtopk",
+        "matryoshka_batchtopk",
+    ):
+        raise InputError(
+            f"LocA-SAE starts from a standard, topk, jumprelu/batchtopk or gated SAE, got '{architecture}'"
+        )
+    W_enc = sae.W_enc.detach().clone()
+    b_enc = (sae.b_gate if architecture == "gated" else sae.b_enc).detach().clone()
+    norms = sae.W_dec.norm(dim=1).clamp(min=1e-12)
+    return W_enc * norms, b_enc * norms, sae.W_dec.detach() / norms.unsqueeze(1)

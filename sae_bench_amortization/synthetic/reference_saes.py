@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-from sae_bench_amortization.synthetic import GroundTruth
+from sae_bench_amortization.synthetic.generator import GroundTruth
 
 THRESHOLD = 0.4  # oracle encoder bias: magnitudes are ≥ 0.5, interference mostly below 0.4
 N_DEAD = 16

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.training import shuffled_batches
+from sae_bench_amortization.synthetic.training import shuffled_batches
 
 STATE_FILE = "trainer_state.safetensors"
 LOG_FIELDS = ("tokens", "mse", "aux_loss", "dead_fraction")
@@ -261,3 +261,71 @@ def _save_final(loca, out: Path) -> None:
     for item in staging.iterdir():
         item.replace(out / item.name)
     staging.rmdir()
+
+
+def group_budgets(text: str, n_groups: int) -> list[int]:
+    """``--group-k`` '6,5,4,...' → budgets, one per group."""
+    try:
+        budgets = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--group-k must be comma-separated positive integers, got '{text}'"
+        ) from None
+    if any(k < 1 for k in budgets):
+        raise InputError(f"--group-k must be comma-separated positive integers, got '{text}'")
+    if len(budgets) != n_groups:
+        raise InputError(f"--group-k has {len(budgets)} budgets but --groups is {n_groups}")
+    return budgets
+
+
+def train_loca_from_sae(
+    sae_path: str | None,
+    sae_release: str | None,
+    sae_id: str | None,
+    source_settings,
+    out: Path,
+    n_groups: int,
+    group_k: str,
+    grouping_tokens: int,
+    config: LocATrainingConfig,
+    device: str = "cpu",
+):
+    """``saebench train-loca``: the pretrained SAE (``sae_path``, or ``sae_release`` + ``sae_id``) grouped
+    by angular variance on the source's first ``grouping_tokens`` tokens, then fine-tuned into ``out``
+    (or resumed from its last checkpoint)."""
+    from sae_bench_amortization.activations.sources import as_source
+    from sae_bench_amortization.adapters.loca import LocASAE
+    from sae_bench_amortization.sources import saes as loading
+
+    budgets = group_budgets(group_k, n_groups)
+    if bool(sae_release) != bool(sae_id):
+        raise InputError("--sae-release and --sae-id come together")
+    if bool(sae_path) == bool(sae_release):
+        raise InputError("give the pretrained SAE: --sae-path P, or --sae-release R --sae-id I")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out exists and is not a folder: {out}")
+    factory = source_settings.factory(device)
+    if factory is None:
+        raise InputError("give an activation source: --activations F, --model NAME or --hf-model M")
+    spec = (
+        loading.spec_from_path(sae_path)
+        if sae_path
+        else loading.spec_from_release(sae_release, sae_id)
+    )
+    resuming = bool(checkpoints(out))
+    sae = spec.load(device, "float32")
+    source = as_source(factory, sae)
+    loca = None  # resuming: train_loca reads the last checkpoint
+    if not resuming:
+        if n_groups > sae.cfg.d_sae:
+            raise InputError(f"--groups {n_groups} exceeds the SAE's d_sae {sae.cfg.d_sae}")
+        loca = LocASAE.from_sae(
+            sae, source, n_groups=n_groups, group_k=budgets, n_tokens=grouping_tokens
+        )
+        report = loca.cfg.grouping
+        print(
+            f"grouped {sae.cfg.d_sae} latents into {n_groups} groups by angular variance "
+            f"(budgets {loca.cfg.group_k}, global k {report['global_k']} from "
+            f"{report['global_k_source']}; {report['n_never_fired']} never fired → last group)"
+        )
+    return train_loca(loca, source, out, config, device)

@@ -1,16 +1,15 @@
 """Result files → one table: one row per SAE × eval × inference mode, one column per metric.
 
-Reads this package's evals (dead_dense, amortization_gap, splitting, absorption_rate) and SAEBench's ``core``
-and first-letter ``absorption`` results. Metric names are shared across evals where they mean the same thing
-(``dead_rate``, ``nmse``, ``delta_f1``, ``absorption_rate``, ...); :data:`WORSE_WHEN_HIGHER` says which way
-is worse for regressions.
+Reads any registered eval's results (this package's, SAEBench's ``core`` and first-letter ``absorption``,
+plugins'). Metric names are shared across evals where they mean the same thing (``dead_rate``, ``nmse``,
+``delta_f1``, ``absorption_rate``, ...: each eval's entry declares its renames); which way is worse is each
+eval's ``directions`` (``registry.direction_of``). Modes are read with the mode registry.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,30 +17,10 @@ from typing import Any
 import pandas as pd
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, split_mode
+from sae_bench_amortization.registry import discover_evals
 
 KEY_COLUMNS = ("sae", "eval", "mode")
-# +1: a higher value is worse; -1: a lower value is worse. Metrics not listed are reported, never gated.
-WORSE_WHEN_HIGHER: dict[str, int] = {
-    "nmse": 1,
-    "dead_rate": 1,
-    "dense_rate": 1,
-    "delta_f1": 1,
-    "absorption_rate": 1,
-    "full_absorption_rate": 1,
-    "mean_gap": 1,
-    "mean_relative_gap": 1,
-    "objective": 1,
-    "mean_absorption_fraction_score": 1,
-    "mean_full_absorption_score": 1,
-    "explained_variance": -1,
-    "cossim": -1,
-    "ce_loss_score": -1,
-    "kl_div_score": -1,
-}
-_MODE_SUFFIX = re.compile(r"__(amortized|non_amortized|semi-\d+|loca)(?=$|_custom_sae$)")
-
-
-_MODE = re.compile(r"amortized|non_amortized|loca|semi:\d{1,6}")
 
 
 class MalformedResult(ValueError):
@@ -49,10 +28,9 @@ class MalformedResult(ValueError):
 
 
 def _mode(value: Any) -> str:
-    if not isinstance(value, str) or not _MODE.fullmatch(value):
-        raise MalformedResult(
-            f"inference mode {value!r} is not amortized, semi:T, non_amortized or loca"
-        )
+    if not is_mode_name(value):
+        kinds = ", ".join(kind.syntax for kind in KINDS.values())
+        raise MalformedResult(f"inference mode {value!r} is not one of {kinds}")
     return value
 
 
@@ -61,14 +39,13 @@ def _mode_of(data: dict, stem: str) -> str:
     mode = config.get("inference_mode") if isinstance(config, dict) else None
     if mode:
         return _mode(mode)
-    match = _MODE_SUFFIX.search(stem)
-    return match.group(1).replace("semi-", "semi:") if match else "amortized"
+    return split_mode(stem)[1] or "amortized"
 
 
 def _sae_of(data: dict, stem: str) -> str:
     """The SAE's name without the mode: ``<release>_<sae_id>`` (SAEBench's file stem) minus ``__<mode>``."""
-    name = _MODE_SUFFIX.sub("", stem)
-    return name.removesuffix("_custom_sae") if name != stem else name
+    name, mode = split_mode(stem)
+    return name if mode is not None else stem
 
 
 def _number(value: Any) -> float | None:
@@ -100,22 +77,27 @@ def _numbers(metrics: dict) -> dict[str, float]:
     return out
 
 
-def rows_of_result(data: dict, stem: str) -> list[dict[str, Any]]:
+def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[dict[str, Any]]:
     """One result JSON → rows (dicts with sae, eval, mode and metric columns); MalformedResult when the
-    content does not have a SAEBench result's shape."""
+    content does not have a SAEBench result's shape. An eval comparing modes (details with a ``mode`` per
+    row) gives one row per mode; metric names are shared as the eval's entry declares
+    (``metric_names``)."""
     eval_type = data.get("eval_type_id")
     metrics = data.get("eval_result_metrics")
     if not isinstance(eval_type, str) or not isinstance(metrics, dict):
         raise MalformedResult("not a SAEBench result file (no eval_type_id / eval_result_metrics)")
     sae = _sae_of(data, stem)
     numbers = _numbers(metrics)
-    if eval_type == "amortization_gap":
-        details = data.get("eval_result_details")
+    details = data.get("eval_result_details")
+    per_mode_rows = isinstance(details, list) and any(
+        isinstance(d, dict) and "mode" in d for d in details
+    )
+    if eval_type == "amortization_gap" or per_mode_rows:
         if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
-            raise MalformedResult("amortization_gap result without a list of per-mode rows")
+            raise MalformedResult(f"{eval_type} result without a list of per-mode rows")
         modes = [_mode(d.get("mode")) for d in details]
         if len(set(modes)) != len(modes):
-            raise MalformedResult(f"amortization_gap result lists a mode twice: {modes}")
+            raise MalformedResult(f"{eval_type} result lists a mode twice: {modes}")
         encoder = "loca" if "loca" in modes and "amortized" not in modes else "amortized"
         rows = []
         for mode, detail in zip(modes, details, strict=True):
@@ -126,10 +108,8 @@ def rows_of_result(data: dict, stem: str) -> list[dict[str, Any]]:
             row["l1_coefficient"] = numbers.get("l1_coefficient")
             rows.append(row)
         return rows
-    renames = {
-        "dead_dense": {"mean_l0": "l0"},
-        "splitting": {"mean_delta_f1": "delta_f1"},
-    }.get(eval_type, {})
+    entry = (registry if registry is not None else discover_evals()).get(eval_type)
+    renames = dict(entry.metric_names) if entry is not None else {}
     row = {"sae": sae, "eval": eval_type, "mode": _mode_of(data, stem)}
     row.update(
         {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
@@ -141,8 +121,9 @@ def iter_result_files(results_dir: Path) -> Iterator[Path]:
     yield from sorted(results_dir.rglob("*_eval_results.json"))
 
 
-def load_results(results_dir: str | Path) -> pd.DataFrame:
+def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.DataFrame:
     """Every result file under ``results_dir`` → DataFrame (KEY_COLUMNS first, then metrics, sorted)."""
+    registry = discover_evals() if registry is None else registry
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(f"results folder not found: {results_dir}")
@@ -156,7 +137,7 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
         if not isinstance(data, dict):
             raise InputError(f"{path}: not a SAEBench result file")
         try:
-            found = rows_of_result(data, path.name.removesuffix("_eval_results.json"))
+            found = rows_of_result(data, path.name.removesuffix("_eval_results.json"), registry)
         except MalformedResult as exc:
             raise InputError(f"{path}: {exc}") from None
         for row in found:
@@ -178,18 +159,6 @@ def load_results(results_dir: str | Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def mode_order(mode: str) -> float:
-    """amortized, semi:T by T, non_amortized, loca."""
-    if mode == "amortized":
-        return -1.0
-    if mode.startswith("semi:"):
-        try:
-            return float(mode.split(":", 1)[1])
-        except ValueError:
-            return math.inf
-    return {"non_amortized": 1e9, "loca": 1e9 + 1}.get(mode, 1e9 + 2)
-
-
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-markdown table of ``frame`` (numbers to ``digits`` significant digits, blanks for NaN)."""
 
@@ -203,3 +172,38 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     for record in frame.itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in record) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    results_dir: str | Path, out: str | Path | None = None, registry: dict | None = None
+) -> tuple[pd.DataFrame, list[Path]]:
+    """``saebench compare``: summary.csv, summary.md and the plots into ``out`` (default
+    ``results_dir/summary``); every figure is drawn before anything is written."""
+    from sae_bench_amortization.reports.plots import (
+        per_sae_and_mode,
+        plot_ista_ablation,
+        plot_pareto,
+        plot_pathologies,
+        write_png,
+    )
+    from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
+
+    if out == "":
+        raise InputError("--out must name a folder")
+    frame = load_results(results_dir, registry)
+    folder = ensure_output_dir(out or Path(results_dir) / "summary")
+    table = per_sae_and_mode(frame)
+    figures = {
+        "pathologies_by_mode.png": plot_pathologies(table),
+        "ista_steps_ablation.png": plot_ista_ablation(table),
+        "l0_nmse_pareto.png": plot_pareto(table),
+    }
+    write_text_atomic(folder / "summary.csv", frame.to_csv(index=False))
+    write_text_atomic(folder / "summary.md", markdown_table(frame))
+    written = [folder / "summary.csv", folder / "summary.md"]
+    for name, figure in figures.items():
+        if figure is None:
+            (folder / name).unlink(missing_ok=True)  # an old plot these results no longer make
+        else:
+            written.append(write_png(figure, folder / name))
+    return frame, written

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.results import ensure_output_dir, write_text_atomic
+from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
 
 PLOTTED = (
     ("nmse", "NMSE"),
@@ -17,6 +17,16 @@ PLOTTED = (
     ("delta_f1", "ΔF1 (splitting)"),
     ("absorption_rate", "absorption rate"),
 )
+
+
+def check_checkpoints(evals: list[str], checkpoints_given: bool) -> None:
+    """``saebench dynamics`` runs amortization_gap, once, over checkpoints the user named."""
+    if list(dict.fromkeys(evals)) != ["amortization_gap"]:
+        raise InputError("dynamics runs --eval amortization_gap (once) over the checkpoints")
+    if not checkpoints_given:
+        raise InputError(
+            "dynamics needs checkpoints: repeat --sae-path in order, or --sae-regex/--sae-block-regex"
+        )
 
 
 def dynamics_table(output_dir: Path, sae_names: list[str]) -> pd.DataFrame:
@@ -41,7 +51,7 @@ def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sae_bench_amortization.report_plots import write_png
+    from sae_bench_amortization.reports.plots import write_png
 
     figure, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
     for axis in axes.flat:

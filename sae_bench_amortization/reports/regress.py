@@ -5,7 +5,7 @@ Baseline file (JSON)::
     {"format": "sae-bench-amortization-baseline", "version": 1,
      "results": {"<sae>": {"<eval>": {"<mode>": {"<metric>": value, ...}}}}}
 
-A metric is *worse* when it moved in its bad direction (:data:`compare.WORSE_WHEN_HIGHER`) by more than
+A metric is *worse* when it moved in its bad direction (each eval's declared ``directions``) by more than
 ``atol + rtol·|baseline|``; improvements never fail. Metrics without a direction (L0, timings) are only
 checked when named with ``--metric``, and then a change either way beyond the tolerance fails.
 """
@@ -20,8 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from sae_bench_amortization.compare import KEY_COLUMNS, WORSE_WHEN_HIGHER
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.registry import direction_of, discover_evals
+from sae_bench_amortization.reports.compare import KEY_COLUMNS, load_results
 
 FORMAT = "sae-bench-amortization-baseline"
 
@@ -105,14 +106,23 @@ def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, f
     return results
 
 
-def status_of(metric: str, baseline: float, current: float, rtol: float, atol: float) -> str:
-    """How a checked metric moved: worse / better / within tolerance, or changed (no direction)."""
+def status_of(
+    metric: str,
+    baseline: float,
+    current: float,
+    rtol: float,
+    atol: float,
+    direction: int | None = None,
+) -> str:
+    """How a checked metric moved: worse / better / within tolerance, or changed (no direction).
+    ``direction``: +1 higher is worse, −1 lower is worse, 0 none; None: as the registered evals declare."""
+    if direction is None:
+        direction = direction_of("", metric, discover_evals())
     if not math.isfinite(current):
         return "worse"
     diff = current - baseline
     if abs(diff) <= atol + rtol * abs(baseline):
         return "within tolerance"
-    direction = WORSE_WHEN_HIGHER.get(metric, 0)
     if direction == 0:
         return "changed"
     return "worse" if direction * diff > 0 else "better"
@@ -124,8 +134,10 @@ def compare_with_baseline(
     rtol: float = 0.05,
     atol: float = 0.01,
     metrics: list[str] | None = None,
+    registry: dict | None = None,
 ) -> list[Check]:
     """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one."""
+    registry = discover_evals() if registry is None else registry
     if not (rtol >= 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise InputError(f"--rtol and --atol must be non-negative numbers, got {rtol} and {atol}")
     wanted = set(metrics or [])
@@ -156,7 +168,8 @@ def compare_with_baseline(
                         f"no {eval_name} result for SAE {sae} in mode {mode} (in the baseline)"
                     )
                 for metric, base_value in values.items():
-                    gated = metric in wanted if wanted else metric in WORSE_WHEN_HIGHER
+                    direction = direction_of(eval_name, metric, registry)
+                    gated = metric in wanted if wanted else direction != 0
                     if not gated:
                         continue
                     current = record.get(metric)
@@ -164,7 +177,9 @@ def compare_with_baseline(
                         raise InputError(
                             f"{eval_name} result for SAE {sae} ({mode}) has no {metric} (in the baseline)"
                         )
-                    status = status_of(metric, float(base_value), float(current), rtol, atol)
+                    status = status_of(
+                        metric, float(base_value), float(current), rtol, atol, direction
+                    )
                     checks.append(
                         Check(
                             sae, eval_name, mode, metric, float(base_value), float(current), status
@@ -200,3 +215,35 @@ def format_checks(checks: list[Check]) -> str:
         f"{counts['better']} better, {counts['within tolerance']} within tolerance"
     )
     return "\n".join(lines)
+
+
+def regress(
+    results: str | Path,
+    baseline: str | Path,
+    rtol: float = 0.05,
+    atol: float = 0.01,
+    metrics: list[str] | None = None,
+    registry: dict | None = None,
+) -> tuple[str, bool]:
+    """``saebench regress``: (the report, whether something got worse or changed)."""
+    if baseline == "":
+        raise InputError("--baseline / --write-baseline must name a file")
+    frame = load_results(results, registry)
+    checks = compare_with_baseline(frame, read_baseline(baseline), rtol, atol, metrics, registry)
+    return format_checks(checks), any(c.status in ("worse", "changed") for c in checks)
+
+
+def write_baseline(results: str | Path, target: str | Path, registry: dict | None = None) -> str:
+    """``saebench regress --write-baseline``: the results as a baseline file; returns what was done."""
+    from sae_bench_amortization.runner.results import write_text_atomic
+
+    if target == "":
+        raise InputError("--baseline / --write-baseline must name a file")
+    frame = load_results(results, registry)
+    target = Path(target)
+    if not target.parent.is_dir():
+        raise InputError(f"--write-baseline folder not found: {target.parent}")
+    write_text_atomic(
+        target, json.dumps(baseline_from_results(frame), indent=1, sort_keys=True) + "\n"
+    )
+    return f"wrote a baseline of {frame['sae'].nunique()} SAEs ({len(frame)} rows) to {target}"

@@ -11,9 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sae_bench_amortization.errors import InputError, first_line
-from sae_bench_amortization.registry import EvalEntry, EvalRequest, SAEOutcome
+from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner.loop import run_entry
+from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
 
 EXECUTORS = ("sequential", "ray")
 
@@ -24,6 +27,16 @@ class RayOptions:
     gpus_per_task: float = 0.0
     cpus_per_task: float = 1.0
     device: str | None = None  # --device; None: cuda when the task holds a GPU, else cpu
+
+    @classmethod
+    def for_executor(cls, executor: str, *args: Any) -> RayOptions:
+        """The options (address, GPUs, CPUs per task, device); Ray settings without Ray are refused."""
+        options = cls(*args)
+        if executor != "ray" and options != cls(device=options.device):
+            raise InputError(
+                "--ray-address, --gpus-per-task and --cpus-per-task go with --executor ray"
+            )
+        return options
 
     def __post_init__(self) -> None:
         if not (self.gpus_per_task >= 0 and self.cpus_per_task > 0):
@@ -37,7 +50,7 @@ def run_sequential(entries: list[EvalEntry], request: EvalRequest) -> list[tuple
     """Each eval on all SAEs, in this process (bad input stops the run with one line)."""
     rows = []
     for entry in entries:
-        rows.extend((entry.name, outcome) for outcome in entry.run(request))
+        rows.extend((entry.name, outcome) for outcome in run_entry(entry, request))
     return rows
 
 
@@ -65,7 +78,9 @@ def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list) -> list
     import torch
 
     from sae_bench_amortization.registry import discover_evals
+    from sae_bench_amortization.runner.memory import bound_the_heap
 
+    bound_the_heap()
     threads = int(float(os.environ.get("OMP_NUM_THREADS", "0") or 0))
     if threads > 0:
         torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS to the task's CPUs
@@ -76,7 +91,7 @@ def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list) -> list
     if getattr(factory, "device", device) != device:  # read models on the task's device (its GPU)
         factory.device = device
     request = dataclasses.replace(request, activations=factory, device=device)
-    return discover_evals()[eval_name].run(request)
+    return run_entry(discover_evals()[eval_name], request)
 
 
 def run_ray(

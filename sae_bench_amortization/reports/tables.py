@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sae_bench_amortization.registry import SAEOutcome
+from sae_bench_amortization.runner.request import SAEOutcome
 
 
 def format_summary(rows: list[tuple[str, SAEOutcome]]) -> str:

@@ -4,6 +4,8 @@ streaming from any activation source: TopK (``TopKTrainingSAE``) or standard L1 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 from sae_lens.saes.sae import SAEMetadata, TrainCoefficientConfig, TrainStepInput
@@ -130,4 +132,29 @@ def train_sae(
             step += 1
             bar.update(x.shape[0])
             bar.set_postfix(mse=f"{output.losses['mse_loss'].item():.3g}")
+    return sae
+
+
+def train_sae_file(
+    activations: str | Path, architecture: str, d_sae: int, n_tokens: int, out: Path, **options: Any
+):
+    """``saebench train``: :func:`train_sae` on an activation file (``options``: its keyword arguments),
+    saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata)."""
+    from sae_bench_amortization.activations.file import ActivationFile
+
+    source = ActivationFile(activations)
+    source.check_finite()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out exists and is not a folder: {out}")
+    if architecture == "topk" and options.get("k") is None:
+        raise InputError("--architecture topk needs --k")
+    if not options.get("l1_coefficient", 0) >= 0:
+        raise InputError(f"--l1-coefficient must be >= 0, got {options['l1_coefficient']}")
+    meta = source.metadata
+    metadata = {
+        "model_name": meta.get("model_name") or meta.get("hf_model") or "unknown",
+        "hook_name": meta.get("hook_name") or meta.get("hf_module") or "unknown",
+    }
+    sae = train_sae(source, architecture, d_sae, n_tokens, metadata=metadata, **options)
+    sae.save_inference_model(out)
     return sae

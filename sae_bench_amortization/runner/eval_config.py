@@ -1,0 +1,36 @@
+"""The eval_config fields every per-mode eval of this package records (dead_dense, splitting,
+absorption_rate): which inference mode made the codes, with which λ, on which tokens."""
+
+from __future__ import annotations
+
+from pydantic.dataclasses import dataclass
+from sae_bench.evals.base_eval_output import BaseEvalConfig
+
+from sae_bench_amortization.runner.outputs import setting
+
+
+@dataclass
+class PerModeEvalConfig(BaseEvalConfig):
+    inference_mode: str = setting(
+        "amortized",
+        "Inference Mode",
+        "How codes were inferred on the SAE's decoder: 'amortized' (its encoder), 'semi:T' "
+        "(T ISTA/FISTA steps from the encoder's codes) or 'non_amortized' (sparse coding to tolerance).",
+    )
+    l1_coefficient: float | None = setting(
+        None,
+        "L1 Coefficient",
+        "λ of the sparse-coding objective ½‖x − decode(z)‖² + λ‖z‖₁ (None for amortized).",
+    )
+    lambda_calibration: dict | None = setting(
+        None,
+        "λ Calibration",
+        "How λ was found: target L0 (the amortized L0), achieved non-amortized L0, tokens, solves.",
+    )
+    n_tokens: int | None = setting(
+        None, "Evaluation Tokens", "Tokens requested (None: every token of the source)."
+    )
+    batch_size: int = setting(4096, "Batch Size", "Tokens per chunk.")
+    activation_source: str = setting(
+        "", "Activation Source", "Where the evaluated activations came from."
+    )

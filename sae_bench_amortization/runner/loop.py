@@ -1,0 +1,342 @@
+"""The one loop every eval runs in, SAE by SAE: skip finished results, claim each result with a lock, load
+the SAE once, build each inference mode on its decoder (λ calibrated once per SAE when a mode needs it),
+call the eval's ``evaluate``, write artifacts and then the result JSON (its presence marks the work done).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sae_bench_amortization.activations.sources import check_width
+from sae_bench_amortization.modes import (
+    InferenceMode,
+    calibration_record,
+    first_tokens,
+    mode_sae,
+    result_sae_id,
+    with_mode,
+)
+from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
+from sae_bench_amortization.runner.results import (
+    ResultLock,
+    artifact_path,
+    ensure_output_dir,
+    result_path,
+    run_metadata,
+    write_safetensors_atomic,
+    write_text_atomic,
+)
+from sae_bench_amortization.sources.saes import SAESpec
+
+
+@dataclass
+class Evaluated:
+    """What an eval computed for one SAE (× mode): the typed output and files to write beside it."""
+
+    output: Any  # a sae_bench BaseEvalOutput subclass instance (anything with .to_json())
+    summary: dict[str, float]
+    artifacts: dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]] = field(
+        default_factory=dict
+    )
+    text_artifacts: dict[str, str] = field(default_factory=dict)  # suffix → text (e.g. a CSV)
+
+
+@dataclass(frozen=True)
+class ResultText:
+    """A result already serialized (SAEBench's own evals write their JSON themselves)."""
+
+    text: str
+
+    def to_json(self) -> str:
+        return self.text
+
+
+def resolve_lambda(sae, activations, inference, modes: list[InferenceMode]):
+    """(λ, calibration or None) for an SAE: the given λ, or calibrated on its first tokens when a mode
+    needs one (non-amortized mean L0 matched to the encoder's)."""
+    if inference.l1_coefficient is not None or not any(m.spec.needs_lambda for m in modes):
+        return inference.l1_coefficient, None
+    from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
+
+    sample = first_tokens(activations.for_sae(sae), inference.calibration_tokens)
+    calibration = calibrate_l1_coefficient(sae, sample.to(sae.W_dec.device, sae.W_dec.dtype))
+    return calibration.l1_coefficient, calibration
+
+
+class SAEWork:
+    """One SAE of a run, loaded and prepared once, lazily: the SAE, its activation source (width
+    checked), and λ."""
+
+    def __init__(self, spec: SAESpec, request: EvalRequest):
+        self.spec, self.request = spec, request
+
+    @cached_property
+    def sae(self) -> Any:
+        return self.spec.load(self.request.device, self.request.dtype)
+
+    @cached_property
+    def source(self) -> Any:
+        source = self.request.activations.for_sae(self.sae)
+        check_width(self.sae, source)
+        return source
+
+    @cached_property
+    def lambda_and_calibration(self) -> tuple[float | None, Any]:
+        request = self.request
+        return resolve_lambda(
+            self.sae, request.activations, request.inference, request.inference.modes
+        )
+
+
+@dataclass
+class EvalContext:
+    """What ``evaluate`` gets for one SAE (× mode). Everything is computed on first use: an eval that
+    reads a model itself never builds an activation source.
+
+    ``sae`` is the SAE whose ``encode`` gives the codes (for a per-mode eval, the mode's SAE on the base
+    SAE's decoder); ``base_sae`` the SAE as loaded; ``source`` the activations it reads; ``config`` the
+    eval's config with this run's fields filled; ``mode`` None for evals that compare modes themselves.
+    """
+
+    entry: EvalEntry
+    spec: SAESpec
+    work: SAEWork
+    base_config: Any
+    mode: InferenceMode | None
+    work_dir: Path  # intermediate files: a private temporary folder (removed) or request.work_dir
+
+    @property
+    def request(self) -> EvalRequest:
+        return self.work.request
+
+    @property
+    def base_sae(self) -> Any:
+        return self.work.sae
+
+    @property
+    def source(self) -> Any:
+        return self.work.source
+
+    @property
+    def l1_coefficient(self) -> float | None:
+        """λ of this mode (None for modes that do not use one)."""
+        if self.mode is None or not self.mode.spec.needs_lambda:
+            return None
+        return self.work.lambda_and_calibration[0]
+
+    @cached_property
+    def sae(self) -> Any:
+        if self.mode is None:
+            return self.base_sae
+        return mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.request.inference)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """codes [B, d_sae] of ``sae`` for inputs [B, d_in] on any device/dtype (moved to the SAE's)."""
+        sae = self.sae
+        return sae.encode(x.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype))
+
+    @property
+    def run_name(self) -> str:
+        """``<sae_name>__<mode>`` (the SAE name alone for evals that compare modes)."""
+        return self.spec.sae_name if self.mode is None else with_mode(self.spec.sae_name, self.mode)
+
+    @cached_property
+    def config(self) -> Any:
+        """The eval's config with the run's fields it has: the mode, its λ and calibration, the source."""
+        names = {f.name for f in dataclasses.fields(self.base_config)}
+        values: dict[str, Any] = {}
+        if self.mode is not None and "inference_mode" in names:
+            inference = self.request.inference
+            calibrated = inference.l1_coefficient is None and inference.needs_lambda
+            calibration = self.work.lambda_and_calibration[1] if calibrated else None
+            values |= {
+                "inference_mode": self.mode.name,
+                "l1_coefficient": self.l1_coefficient,
+                "lambda_calibration": calibration_record(calibration) or None,
+            }
+        if "activation_source" in names and self.entry.needs == "activations":
+            values["activation_source"] = self.source.describe()
+        return dataclasses.replace(self.base_config, **values)
+
+    def result(
+        self, output_class: type, categories: Any, details: list, summary: dict, config: Any = None
+    ) -> Evaluated:
+        """``output_class(...)`` (a SAEBench typed output) for this SAE (× mode) with this run's config
+        (or ``config``), and the summary printed for it."""
+        output = output_class(
+            eval_config=self.config if config is None else config,
+            eval_result_metrics=categories,
+            eval_result_details=details,
+            **self.saebench_fields(),
+        )
+        return Evaluated(output, summary)
+
+    def saebench_fields(self, sae: Any = None) -> dict[str, Any]:
+        """The SAEBench fields naming the run and the SAE (eval_id, datetime, versions, ids, cfg)."""
+        return {
+            **run_metadata(),
+            "sae_lens_id": self.spec.sae_id,
+            "sae_lens_release_id": self.spec.release,
+            "sae_cfg_dict": (sae or self.sae).cfg.to_dict(),
+        }
+
+
+# request fields an eval's config receives when it has a field of the same name
+REQUEST_FIELDS = ("n_tokens", "batch_size", "seed")
+
+
+def config_for(entry: EvalEntry, request: EvalRequest) -> Any:
+    """The eval's config: ``configs[entry.name]`` as given, else its defaults filled from the request
+    (fields named like :data:`REQUEST_FIELDS`, ``modes`` when the user named modes) and its options."""
+    if entry.name in request.configs:
+        return request.configs[entry.name]
+    config = entry.default_config()
+    names = {f.name for f in dataclasses.fields(config)}
+    values = {name: getattr(request, name) for name in REQUEST_FIELDS if name in names}
+    if "modes" in names and request.inference.modes_given:
+        values["modes"] = [mode.name for mode in request.inference.modes]
+    for option in entry.options:
+        if option.dest in request.eval_options:
+            value = request.eval_options[option.dest]
+            option.validate(value)
+            values[option.dest] = list(value) if option.repeatable else value
+    return dataclasses.replace(config, **values)
+
+
+def result_name(
+    entry: EvalEntry, spec: SAESpec, mode: InferenceMode | None, modes: list[InferenceMode]
+) -> tuple[str, str]:
+    """(release, sae_id) of a result file: the eval's own naming, else ``<release>_<sae_id>[__<mode>]``."""
+    if entry.result_name is not None:
+        return entry.result_name(spec, mode, modes)
+    return spec.release, spec.sae_id if mode is None else result_sae_id(spec.sae_id, mode, modes)
+
+
+def run_entry(
+    entry: EvalEntry, request: EvalRequest, output_path: str | Path | None = None
+) -> list[SAEOutcome]:
+    """``entry`` on every SAE × mode of ``request`` whose result is missing (all, with force_rerun), into
+    ``output_path`` (default ``request.output_dir / entry.name``)."""
+    output_path = ensure_output_dir(output_path or request.output_dir / entry.name)
+    modes = request.inference.modes if entry.per_mode else [None]
+    base_config = config_for(entry, request)
+    keep_work = request.work_dir is not None
+    work_dir = request.work_dir or Path(tempfile.mkdtemp(prefix=f"saebench-{entry.name}-"))
+    outcomes: list[SAEOutcome] = []
+    evaluate = entry.evaluate_fn()
+    try:
+        for spec in tqdm(
+            request.saes, desc=f"{entry.name}: SAEs", unit="sae", leave=False, disable=None
+        ):
+            paths = {
+                mode: result_path(
+                    output_path, *result_name(entry, spec, mode, request.inference.modes)
+                )
+                for mode in modes
+            }
+            locks = {}
+            for mode, path in paths.items():
+                claimed = claim(path, request.force_rerun)
+                if isinstance(claimed, str):
+                    print(f"skipping {_stem(path)}: {claimed}")
+                    outcomes.append(SAEOutcome(_stem(path), "skipped", path))
+                else:
+                    locks[mode] = claimed
+            if not locks:
+                continue
+            work = SAEWork(spec, request)
+            try:
+                for mode in [m for m in modes if m in locks]:
+                    context = EvalContext(entry, spec, work, base_config, mode, work_dir)
+                    if entry.needs == "activations":
+                        context.source  # noqa: B018 - width checked before any work
+                    with torch.no_grad():
+                        evaluated = evaluate(context)
+                    write_evaluated(evaluated, paths[mode])
+                    locks.pop(mode).release()
+                    outcomes.append(
+                        SAEOutcome(_stem(paths[mode]), "written", paths[mode], evaluated.summary)
+                    )
+            finally:
+                for lock in locks.values():
+                    lock.release()
+                del work
+    finally:
+        if not keep_work:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return outcomes
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix("_eval_results.json")
+
+
+def write_evaluated(evaluated: Evaluated, path: Path) -> None:
+    """The artifacts beside the result, then the result JSON last (its presence marks the work done)."""
+    for suffix, (tensors, metadata) in evaluated.artifacts.items():
+        write_safetensors_atomic(artifact_path(path, suffix), tensors, metadata)
+    for suffix, text in evaluated.text_artifacts.items():
+        write_text_atomic(artifact_path(path, suffix), text)
+    write_text_atomic(path, evaluated.output.to_json())
+
+
+def claim(path: Path, force_rerun: bool) -> ResultLock | str:
+    """The lock on a result this run will compute, or why it skips it (it exists; another run holds it)."""
+    if path.exists() and not force_rerun:
+        return f"{path} exists (--force-rerun to redo)"
+    lock = ResultLock(path)
+    if not lock.acquire():
+        return f"another run is computing it ({lock.path} is locked)"
+    if path.exists() and not force_rerun:  # finished by another run while we looked
+        lock.release()
+        return f"{path} exists (--force-rerun to redo)"
+    return lock
+
+
+def run_eval_saebench_style(
+    entry: EvalEntry,
+    config: Any,
+    selected_saes: list,
+    activations: Any,
+    device: str,
+    output_path: str | Path,
+    force_rerun: bool = False,
+    dtype: str = "float32",
+    inference: Any = None,
+    work_dir: str | Path | None = None,
+) -> list[SAEOutcome]:
+    """SAEBench's ``run_eval(config, selected_saes, device, output_path, force_rerun)`` shape for an eval of
+    this package: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec; ``activations`` an
+    activation factory (e.g. ``FileActivations``); ``inference`` an ``InferenceSettings``; ``work_dir`` a
+    folder kept for intermediate files (default: a private temporary one)."""
+    from sae_bench_amortization.modes import InferenceSettings
+    from sae_bench_amortization.sources.saes import as_specs
+
+    request = EvalRequest(
+        saes=as_specs(selected_saes),
+        output_dir=Path(output_path).parent,
+        activations=activations,
+        device=device,
+        dtype=dtype,
+        force_rerun=force_rerun,
+        inference=inference or InferenceSettings(),
+        configs={entry.name: config},
+        work_dir=None if work_dir is None else Path(work_dir),
+    )
+    return run_entry(entry, request, output_path)
+
+
+def saebench_style(entry: EvalEntry):
+    """The eval's ``run_eval(config, selected_saes, activations, device, output_path, ...)``."""
+    return functools.partial(run_eval_saebench_style, entry)

@@ -1,0 +1,53 @@
+"""What a run hands each eval (:class:`EvalRequest`) and what comes back per SAE (:class:`SAEOutcome`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sae_bench_amortization.activations.text import TextSettings
+from sae_bench_amortization.modes import InferenceSettings
+from sae_bench_amortization.sources.saes import SAESpec
+
+
+class ActivationFactory(Protocol):
+    def for_sae(self, sae: Any) -> Any:
+        """The activation source (``ActivationSource``) this SAE reads."""
+        ...
+
+
+@dataclass
+class EvalRequest:
+    """Everything an eval is run with: the SAEs, where activations come from, inference settings, and the
+    values of the evals' own options (``eval_options``, by option ``dest``) or whole configs (``configs``,
+    by eval name: used as given)."""
+
+    saes: list[SAESpec]
+    output_dir: Path  # root; an eval writes into output_dir / <eval name>
+    activations: ActivationFactory | None = None
+    model_name: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 4096
+    seed: int = 42
+    force_rerun: bool = False
+    n_tokens: int | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    text: TextSettings = field(default_factory=TextSettings)
+    eval_options: dict[str, Any] = field(default_factory=dict)
+    configs: dict[str, Any] = field(default_factory=dict)
+    work_dir: Path | None = None  # kept intermediate files (default: a temporary folder per eval)
+
+    def __post_init__(self) -> None:
+        self.output_dir = Path(self.output_dir)
+
+
+@dataclass
+class SAEOutcome:
+    """What happened to one SAE (× mode) in one eval (for the summary table)."""
+
+    sae_name: str
+    status: str  # "written", "skipped", or "failed: ..." (Ray)
+    path: Path | None = None
+    metrics: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,58 @@
+"""The ground-truth benchmark: a synthetic activation generator with planted features, hierarchies and
+composite concepts (:mod:`.generator`), reference SAEs with planted pathologies (:mod:`.reference_saes`),
+a streaming SAE trainer (:mod:`.training`) and the embedded offline default built from them (:mod:`.default`).
+"""
+
+from sae_bench_amortization.synthetic.generator import (
+    GroundTruth,
+    SyntheticActivations,
+    SyntheticConfig,
+    ground_truth,
+    load_truth,
+    stream,
+    truth_path,
+    write_synthetic,
+)
+
+
+def write_benchmark(
+    config: SyntheticConfig, n_tokens: int, out: str | None, reference_saes: str | None
+) -> str:
+    """``saebench synth``: the activation file (``out``, truth sidecar beside it) and/or the reference
+    SAEs (``reference_saes`` folder); returns what was written, one line per file."""
+    from pathlib import Path
+
+    from sae_bench_amortization.errors import InputError
+
+    if not out and not reference_saes:
+        raise InputError("give --out FILE, --reference-saes DIR, or both")
+    lines = []
+    if out:
+        activations, sidecar = write_synthetic(Path(out), config, n_tokens)
+        lines.append(
+            f"wrote {n_tokens} tokens x {config.d_in} with {config.n_features} features to {activations}"
+        )
+        lines.append(f"wrote the true dictionary and structure to {sidecar}")
+    if reference_saes:
+        from sae_bench_amortization.runner.results import ensure_output_dir
+        from sae_bench_amortization.synthetic.reference_saes import write_reference_saes
+
+        folder = ensure_output_dir(reference_saes)
+        lines += [
+            f"wrote reference SAE {path}"
+            for path in write_reference_saes(ground_truth(config), folder)
+        ]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "GroundTruth",
+    "SyntheticActivations",
+    "SyntheticConfig",
+    "ground_truth",
+    "load_truth",
+    "stream",
+    "truth_path",
+    "write_benchmark",
+    "write_synthetic",
+]
