@@ -148,9 +148,21 @@ def read_result(output_dir: Path, eval_name: str) -> dict:
     return json.loads(files[0].read_text())
 
 
-def core_config(**values):
-    """SAEBench's core config as this package's CORE entry sets it, with ``values`` on top."""
+def core_request(sae, name, text_file, output_dir, batches, **request):
+    """An EvalRequest running SAEBench's core on one SAE object over a local text (32-token documents);
+    ``batches`` = (reconstruction batches, sparsity/variance batches, prompts per batch)."""
+    from sae_bench_amortization.activations.text import TextSettings
     from sae_bench_amortization.registry import discover_evals
+    from sae_bench_amortization.runner.request import EvalRequest
+    from sae_bench_amortization.sources.saes import spec_from_object
 
     entry = discover_evals()["core"]
-    return entry.config_class(**{**entry.config_defaults, **values})
+    reconstruction, sparsity, prompts = batches
+    config = entry.config_class(
+        **{**entry.config_defaults, "n_eval_reconstruction_batches": reconstruction,
+           "n_eval_sparsity_variance_batches": sparsity, "batch_size_prompts": prompts}
+    )  # fmt: skip
+    return EvalRequest(
+        saes=[spec_from_object(sae, name)], output_dir=output_dir, device="cpu",
+        text=TextSettings(text_file=str(text_file), context_size=32), configs={"core": config}, **request,
+    )  # fmt: skip

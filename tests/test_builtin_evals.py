@@ -9,14 +9,13 @@ import pytest
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 from transformer_lens import HookedTransformer
 
-from sae_bench_amortization.activations.text import TextSettings
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import discover_evals
 from sae_bench_amortization.runner.loop import run_entry
 from sae_bench_amortization.runner.request import EvalRequest
 from sae_bench_amortization.sources.saes import spec_from_object
 
-from conftest import core_config, offline_hooked_transformer
+from conftest import core_request, offline_hooked_transformer
 
 
 @pytest.fixture
@@ -44,19 +43,7 @@ def test_core_runs_through_the_registry(tmp_path, tiny_model):
             f"Document {i} is about foxes, dogs and the number {i * 7}." for i in range(200)
         )
     )
-    request = EvalRequest(
-        saes=[spec_from_object(tiny_sae(), "tiny_sae")],
-        output_dir=tmp_path / "out",
-        device="cpu",
-        text=TextSettings(text_file=str(text), context_size=32),
-        configs={
-            "core": core_config(
-                n_eval_reconstruction_batches=2,
-                n_eval_sparsity_variance_batches=2,
-                batch_size_prompts=4,
-            )
-        },
-    )
+    request = core_request(tiny_sae(), "tiny_sae", text, tmp_path / "out", (2, 2, 4))
     (outcome,) = run_entry(discover_evals()["core"], request)
     assert outcome.status == "written"
     data = json.loads(outcome.path.read_text())
@@ -80,18 +67,12 @@ def test_core_runs_each_inference_mode(tmp_path, tiny_model):
 
     text = tmp_path / "t.txt"
     text.write_text("\n\n".join(f"Document {i} is about foxes and dogs." for i in range(100)))
-    request = EvalRequest(
-        saes=[spec_from_object(tiny_sae(), "tiny_sae")],
-        output_dir=tmp_path / "out",
-        device="cpu",
-        text=TextSettings(text_file=str(text), context_size=32),
-        configs={
-            "core": core_config(
-                n_eval_reconstruction_batches=1,
-                n_eval_sparsity_variance_batches=2,
-                batch_size_prompts=4,
-            )
-        },
+    request = core_request(
+        tiny_sae(),
+        "tiny_sae",
+        text,
+        tmp_path / "out",
+        (1, 2, 4),
         inference=InferenceSettings(
             modes=parse_modes(["amortized", "semi:3"]), l1_coefficient=0.05
         ),

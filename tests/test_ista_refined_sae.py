@@ -11,14 +11,11 @@ import torch
 from sae_lens import SAE, HookedSAETransformer
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
-from sae_bench_amortization.activations.text import TextSettings
 from sae_bench_amortization.adapters import ISTARefinedSAE
 from sae_bench_amortization.registry import discover_evals
 from sae_bench_amortization.runner.loop import run_entry
-from sae_bench_amortization.runner.request import EvalRequest
-from sae_bench_amortization.sources.saes import spec_from_object
 
-from conftest import core_config, offline_hooked_transformer, read_result
+from conftest import core_request, offline_hooked_transformer, read_result
 
 
 def trained_like_sae(d_in: int = 32, d_sae: int = 128, seed: int = 0, **metadata) -> StandardSAE:
@@ -92,19 +89,7 @@ def test_saebench_core_on_a_refined_sae(tmp_path, monkeypatch):
         sae, n_steps=None, init="zero", target_l0=target, calibration_activations=calibration
     )
     (tmp_path / "t.txt").write_text("\n\n".join(text))
-    request = EvalRequest(
-        saes=[spec_from_object(refined, "refined")],
-        output_dir=tmp_path / "out",
-        device="cpu",
-        text=TextSettings(text_file=str(tmp_path / "t.txt"), context_size=32),
-        configs={
-            "core": core_config(
-                n_eval_reconstruction_batches=2,
-                n_eval_sparsity_variance_batches=4,
-                batch_size_prompts=8,
-            )
-        },
-    )
+    request = core_request(refined, "refined", tmp_path / "t.txt", tmp_path / "out", (2, 4, 8))
     (outcome,) = run_entry(discover_evals()["core"], request)
     assert outcome.status == "written"
     metrics = json.loads(outcome.path.read_text())["eval_result_metrics"]
