@@ -41,7 +41,7 @@ class ISTARefinedSAEConfig(SAEConfig):
     n_steps: int | None = 5  # None: to tolerance
     init: str = "encoder"  # "encoder" (semi-amortized) or "zero" (non-amortized)
     l1_coefficient: float = 0.0  # λ
-    method: str = "fista"  # "ista" or "fista"
+    method: str = "ista"  # "ista" (the paper's update) or "fista"
     tol: float | None = None
     keep_top_k: bool = False  # TopK bases: keep at most k actives per token after each step
     chunk_size: int = 4096
@@ -91,7 +91,7 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
         l1_coefficient: float | None = None,
         target_l0: float | None = None,
         calibration_activations: torch.Tensor | None = None,
-        method: str = "fista",
+        method: str = "ista",
         tol: float | None = None,
         keep_top_k: bool = False,
         chunk_size: int = 4096,

@@ -23,7 +23,11 @@ from sae_lens.saes.sae import SAEConfig
 from torch import nn
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.loca.grouping import group_by_angular_variance, scale_budgets
+from sae_bench_amortization.loca.grouping import (
+    BUDGET_SCALINGS,
+    group_by_angular_variance,
+    scale_budgets,
+)
 
 PAPER_GROUP_K = (6, 5, 4, 3, 3, 2, 2, 1)
 
@@ -203,25 +207,35 @@ class LocASAE(SAE[LocASAEConfig]):
         group_k: Sequence[int] = PAPER_GROUP_K,
         batch_size: int = 4096,
         n_tokens: int | None = None,
+        group_order: str = "avar_desc",
+        budget_scaling: str = "none",
     ) -> LocASAE:
         """A LocA-SAE from a pretrained SAE (standard, topk, jumprelu/BatchTopK, gated).
 
         Latents sorted by angular variance on ``activations`` (tensor [N, d_in], activation-file path or
-        any activation source), ascending, cut into ``n_groups`` equal groups (never-firing latents last);
-        group encoders start as the global encoder's columns (a gated SAE's gate path), the decoder and
-        b_dec are kept. Budgets: when the global SAE's k — ``cfg.k`` for TopK, else its mean L0 on the
-        activations, rounded — differs from Σ group_k, they are scaled to sum to it keeping their
-        proportions (:func:`scale_budgets`); ``cfg.grouping`` records what was done.
+        any activation source) and cut into ``n_groups`` equal groups: ``group_order`` "avar_desc" (the
+        paper's: group 0 = highest AVar, never-firing latents included with AVar 1) or "avar_asc"
+        (group 0 = most monosemantic, never-firing last); ``group_k`` lists budgets from group 0 on.
+        Group encoders start as the global encoder's columns (a gated SAE's gate path), the decoder and
+        b_dec are kept. ``budget_scaling`` "none" (the paper's: budgets as given, e.g. Σ 26 beside a
+        global k of 20) or "match_k" (scaled to the global SAE's k — ``cfg.k`` for TopK, else its mean
+        L0 on the activations, rounded — keeping their proportions, :func:`scale_budgets`).
+        ``cfg.grouping`` records what was done.
         """
         from sae_bench_amortization.loca.angular import angular_variance_and_l0
         from sae_bench_amortization.loca.grouping import global_encoder
 
         if len(group_k) != n_groups:
             raise ValueError(f"group_k has {len(group_k)} budgets for n_groups={n_groups}")
+        if budget_scaling not in BUDGET_SCALINGS:
+            raise ValueError(
+                f"budget scaling must be one of {', '.join(BUDGET_SCALINGS)}, got {budget_scaling!r}"
+            )
         avar, mean_l0 = angular_variance_and_l0(sae, activations, batch_size, n_tokens)
-        groups = group_by_angular_variance(avar, n_groups)
+        groups = group_by_angular_variance(avar, n_groups, group_order)
         global_k = getattr(sae.cfg, "k", None) or max(1, round(mean_l0))
-        budgets = list(group_k) if global_k == sum(group_k) else scale_budgets(group_k, global_k)
+        rescale = budget_scaling == "match_k" and global_k != sum(group_k)
+        budgets = scale_budgets(group_k, global_k) if rescale else list(group_k)
         sizes = torch.bincount(groups, minlength=n_groups)
         budgets = [min(k, int(s)) for k, s in zip(budgets, sizes, strict=True)]
         W_enc, b_enc, W_dec = global_encoder(sae)
@@ -236,6 +250,8 @@ class LocASAE(SAE[LocASAEConfig]):
             group_k=budgets,
             grouping={
                 "method": "angular_variance",
+                "group_order": group_order,
+                "budget_scaling": budget_scaling,
                 "base_architecture": sae.cfg.architecture(),
                 "global_k": int(global_k),
                 "global_k_source": "cfg.k" if getattr(sae.cfg, "k", None) else "mean L0",

@@ -79,8 +79,9 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
         ("--force-rerun", "recompute results that already exist", {"action": "store_true"}),
         ("--inference=MODE", f"{kinds}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
-        ("--solver", "steps of semi:T (fista)", {"choices": ["fista", "ista"]}, "fista"),
+        ("--solver", "steps of semi:T: ista (the paper's update; default) or fista", {"choices": ["ista", "fista"]}, "ista"),
         ("--calibration-tokens=N", "tokens used to calibrate λ (4096)", POS, 4096),
+        ("--lambda-calibration", "shared (one λ per SAE) or per_mode (each semi:T's own)", {"choices": ["shared", "per_mode"]}),
         ("--executor", "sequential, or ray (a Ray task per SAE x eval)", {"choices": ["sequential", "ray"]},
          "sequential"),
         ("--ray-address=ADDR", "Ray cluster, e.g. ray://head:10001 or auto (default: RAY_ADDRESS)"),
@@ -139,8 +140,9 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
         loca, "pretrained SAE (--sae-path, or --sae-release and --sae-id), LocA-SAE",
         ("--sae-path=PATH", "SAE-Lens folder or ae.pt"), ("--sae-release=R", "SAE-Lens release"),
         ("--sae-id=ID", "SAE id"), ("--groups=G", "groups (8)", POS, 8), ("--lr", "Adam lr (1e-4)", FLOAT, 1e-4),
-        ("--group-k=K1,K2,...", "TopK budget per group, most monosemantic first; scaled to the global "
-         "k keeping proportions when the sums differ", "6,5,4,3,3,2,2,1"),
+        ("--group-k=K1,K2,...", "TopK budget per group, from group 0 on", "6,5,4,3,3,2,2,1"),
+        ("--group-order", "group 0 = highest AVar (desc; the paper's)", {"choices": ["avar_desc", "avar_asc"]}, "avar_desc"),
+        ("--budget-scaling", "budgets as given (none) or scaled to the k", {"choices": ["none", "match_k"]}, "none"),
         ("--grouping-tokens=N", "tokens measuring angular variance (100000)", POS, 100_000),
         ("--batch-size", "(1024)", POS, 1024), ("--seed", "(0)", INT, 0), ("--device", "cuda when available"),
         ("--checkpoint-every=N", "tokens between checkpoints (100000)", POS, 100_000),
@@ -182,7 +184,8 @@ def cmd_run(args: argparse.Namespace, registry: dict):
         args.executor, args.ray_address, args.gpus_per_task, args.cpus_per_task, args.device
     )
     inference = modes.InferenceSettings(modes.parse_modes(args.inference), args.l1_coefficient, args.solver,
-                                        calibration_tokens=args.calibration_tokens, modes_given=bool(args.inference))  # fmt: skip
+                                        calibration_tokens=args.calibration_tokens, modes_given=bool(args.inference),
+                                        lambda_calibration=args.lambda_calibration)  # fmt: skip
     declared = _lib("registry").eval_options(registry).values()
     options = {option.dest: getattr(args, option.dest) for option, _ in declared}
     result = _lib("api").run(args.evals, selection=_fields(args, _lib("sources.selection").SAESelection),
@@ -213,8 +216,7 @@ def cmd_activations(args: argparse.Namespace, registry: dict):
 
 def cmd_synth(args: argparse.Namespace, registry: dict):
     synthetic = _lib("synthetic")
-    config = _fields(args, synthetic.SyntheticConfig)
-    return synthetic.write_benchmark(config, args.n_tokens, args.out, args.reference_saes)
+    return synthetic.write_benchmark(_fields(args, synthetic.SyntheticConfig), args.n_tokens, args.out, args.reference_saes)  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, registry: dict):
@@ -231,7 +233,7 @@ def cmd_train_loca(args: argparse.Namespace, registry: dict):
     config = _fields(args, training.LocATrainingConfig, n_tokens=args.n_tokens or 1_000_000)
     cfg = training.train_loca_from_sae(
         args.sae_path, args.sae_release, args.sae_id, _source(args), Path(args.out), args.groups,
-        args.group_k, args.grouping_tokens, config, _device(args),
+        args.group_k, args.grouping_tokens, config, _device(args), args.group_order, args.budget_scaling,
     ).cfg  # fmt: skip
     return f"wrote LocA-SAE (d_sae {cfg.d_sae}, budgets {cfg.group_k}) to {args.out}"
 
@@ -246,8 +248,7 @@ def cmd_regress(args: argparse.Namespace, registry: dict):
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
         return regress.write_baseline(args.results, args.write_baseline, registry)
-    checked = (args.results, args.baseline, args.rtol, args.atol, args.metric, registry)
-    report, failed = regress.regress(*checked)
+    report, failed = regress.regress(args.results, args.baseline, args.rtol, args.atol, args.metric, registry)  # fmt: skip
     return report, 1 if failed else 0
 
 

@@ -97,10 +97,39 @@ def test_grouping_sorts_ascending_equal_sizes_never_firing_last():
     avar = torch.tensor(
         [0.5, math.nan, 0.1, 0.9, 0.3, math.nan, 0.2, 0.0, 0.7, 0.4], dtype=torch.float64
     )
-    groups = group_by_angular_variance(avar, 4)
+    groups = group_by_angular_variance(avar, 4, "avar_asc")
     assert torch.bincount(groups).tolist() == [3, 3, 2, 2]
     # ascending: 7 2 6 | 4 9 0 | 8 3 | 1 5 (NaN)
     assert groups.tolist() == [1, 3, 0, 2, 1, 3, 0, 0, 2, 1]
+
+
+def test_grouping_descending_puts_never_firing_latents_in_group_0():
+    """The authors' order (the default): never-firing latents count as AVar 1, the highest."""
+    avar = torch.tensor(
+        [0.5, math.nan, 0.1, 0.9, 0.3, math.nan, 0.2, 0.0, 0.7, 0.4], dtype=torch.float64
+    )
+    groups = group_by_angular_variance(avar, 4)
+    assert torch.bincount(groups).tolist() == [3, 3, 2, 2]
+    # descending, NaN = 1, ties by index: 1 5 3 | 8 0 9 | 4 6 | 2 7
+    assert groups.tolist() == [1, 0, 3, 0, 2, 0, 2, 3, 1, 1]
+
+
+def test_from_sae_as_published_gives_the_largest_budget_to_the_highest_angular_variance():
+    sae = random_topk(d_sae=64, k=20, rescale=True)
+    with torch.no_grad():
+        sae.b_enc[[5, 9, 40]] = -1e4  # never fire
+    x = torch.randn(2000, 16)
+    loca = LocASAE.from_sae(sae, x)  # defaults: avar_desc, budgets as given
+    assert loca.cfg.group_k == list(PAPER_K) and loca.cfg.grouping["budgets_scaled"] is False
+    assert loca.cfg.grouping["group_order"] == "avar_desc"
+    assert loca.cfg.grouping["budget_scaling"] == "none"
+    avar = angular_variance(sae, x)
+    groups = torch.tensor(loca.cfg.latent_groups)
+    assert set(groups[[5, 9, 40]].tolist()) == {0}
+    means = [avar[(groups == g) & ~avar.isnan()].mean().item() for g in range(8)]
+    assert means == sorted(means, reverse=True)
+    assert max(range(8), key=lambda g: loca.cfg.group_k[g]) == int(np.argmax(means))
+    assert (loca.encode(x) > 0).sum(-1).double().mean().item() <= 26
 
 
 def test_budget_scaling_keeps_proportions():
@@ -144,7 +173,7 @@ def test_from_sae_groups_by_angular_variance_and_starts_from_the_global_sae():
     with torch.no_grad():
         sae.b_enc[[5, 9, 40]] = -1e4  # never fire
     x = torch.randn(2000, 16)
-    loca = LocASAE.from_sae(sae, x)
+    loca = LocASAE.from_sae(sae, x, group_order="avar_asc", budget_scaling="match_k")
     avar = angular_variance(sae, x)
     groups = torch.tensor(loca.cfg.latent_groups)
     means = [avar[(groups == g) & ~avar.isnan()].mean().item() for g in range(8)]

@@ -21,13 +21,21 @@ LOCA_PATH = EvalOption(
     check=lambda paths: next((f"not found: {p}" for p in paths if _existing(p)), None),
 )
 
+PROTOCOL = EvalOption(
+    "--protocol",
+    "default (this package's metric definitions) or paper (the paper's unified protocol: NMSE over "
+    "mean ‖x‖², dense at 0.1 and 0.2, pseudo-label ΔF1 and absorption, ≤ 50,000 tokens, per-mode λ)",
+    default="default",
+    choices=("default", "paper"),
+)
+
 EVAL = EvalEntry(
     name="amortization_gap",
     description="Inference modes on one decoder (amortized, semi:5, semi:25, non_amortized): NMSE, L0, "
     "objective, dead/dense, gap",
     evaluate="sae_bench_amortization.evals.amortization_gap.main:evaluate",
     config_class=AmortizationGapEvalConfig,
-    options=(DENSE_THRESHOLD, LOCA_PATH),
+    options=(DENSE_THRESHOLD, LOCA_PATH, PROTOCOL),
     per_mode=False,
     directions={
         name: HIGHER_IS_WORSE
@@ -40,6 +48,8 @@ EVAL = EvalEntry(
             "absorption_rate",
             "mean_gap",
             "mean_relative_gap",
+            "median_gap",
+            "dense_rate_0_2",
         )
     },
 )

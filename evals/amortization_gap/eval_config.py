@@ -8,15 +8,33 @@ from sae_bench.evals.base_eval_output import BaseEvalConfig
 from sae_bench_amortization.runner.outputs import setting
 
 DEFAULT_MODES = ["amortized", "semi:5", "semi:25", "non_amortized"]
+PAPER_MODES = ["amortized", "semi:5", "semi:30", "semi:50", "non_amortized"]
+PROTOCOLS = ("default", "paper")
 
 
 @dataclass
 class AmortizationGapEvalConfig(BaseEvalConfig):
-    modes: list[str] = setting(
-        DEFAULT_MODES,
+    modes: list[str] | None = setting(
+        None,
         "Inference Modes",
-        "Modes compared on the same tokens and decoder (amortized and non_amortized always run: "
-        "the gap needs both).",
+        "Modes compared on the same tokens and decoder (amortized and non_amortized always run: the gap "
+        "needs both); none given: amortized, semi:5, semi:25, non_amortized (protocol paper: amortized, "
+        "semi:5, semi:30, semi:50, non_amortized).",
+    )
+    protocol: str = setting(
+        "default",
+        "Metric Protocol",
+        "'default': this package's definitions; 'paper': the paper's unified protocol over the first "
+        "50,000 tokens at most (definitions in `definitions`).",
+    )
+    lambda_scope: str = setting(
+        "shared",
+        "λ Calibration Scope",
+        "shared: one λ per SAE (non-amortized L0 matched to the encoder's); per_mode: each semi:T mode its "
+        "own λ (its mean L0 within 2% of the encoder's). The gap and every row's objective use the shared λ.",
+    )
+    definitions: dict | None = setting(
+        None, "Definitions", "Every metric's definition (protocol paper)."
     )
     l1_coefficient: float | None = setting(
         None, "L1 Coefficient", "λ shared by every mode (one per SAE)."

@@ -6,7 +6,12 @@ from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
 
 from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
-from sae_bench_amortization.runner.outputs import eval_output, metric, metric_categories
+from sae_bench_amortization.runner.outputs import (
+    eval_output,
+    metric,
+    metric_categories,
+    optional_metric,
+)
 
 EVAL_TYPE_ID_AMORTIZATION_GAP = "amortization_gap"
 
@@ -21,6 +26,9 @@ class AmortizationMetrics(BaseMetrics):
     )
     mean_relative_gap: float = metric(
         "Mean Relative Gap", "mean_gap / mean non-amortized objective", display=True
+    )
+    median_gap: float | None = optional_metric(
+        "Median Amortization Gap", "Median over tokens of the gap (--protocol paper)"
     )
 
 
@@ -46,6 +54,18 @@ class ModeRow(BaseResultDetail):
     )
     absorption_rate: float | None = metric("Absorption", "Null without concepts")
     seconds_per_1k_tokens: float = metric("Seconds / 1k Tokens", "Inference time")
+    l1_coefficient: float | None = optional_metric(
+        "λ", "The λ this mode's codes were inferred with (null for encoders)"
+    )
+    dense_rate_0_2: float | None = optional_metric(
+        "Dense Rate ≥ 0.2", "Share firing on ≥ 20% of tokens (--protocol paper)"
+    )
+    f1_at_1: float | None = optional_metric(
+        "F1@1", "1-sparse pseudo-label probe F1 (--protocol paper)"
+    )
+    f1_at_2: float | None = optional_metric(
+        "F1@2", "2-sparse pseudo-label probe F1 (--protocol paper)"
+    )
 
 
 AmortizationGapEvalOutput = eval_output(

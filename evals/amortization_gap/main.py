@@ -7,10 +7,13 @@ import time
 
 import torch
 
+from sae_bench_amortization.activations.sources import TruncatedSource
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.evals.amortization_gap import EVAL
 from sae_bench_amortization.evals.amortization_gap.eval_config import (
     DEFAULT_MODES,
+    PAPER_MODES,
+    PROTOCOLS,
     AmortizationGapEvalConfig,
 )
 from sae_bench_amortization.evals.amortization_gap.eval_output import (
@@ -27,12 +30,19 @@ from sae_bench_amortization.metrics.concepts import (
     select_concepts,
 )
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
+from sae_bench_amortization.metrics.paper import DEFINITIONS as PAPER_DEFINITIONS
+from sae_bench_amortization.metrics.paper import PAPER_MAX_TOKENS, PaperProtocolAccumulator
 from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
-from sae_bench_amortization.modes import InferenceSettings, mode_sae, parse_mode, parse_modes
+from sae_bench_amortization.modes import (
+    InferenceSettings,
+    calibration_record,
+    mode_sae,
+    parse_mode,
+    parse_modes,
+)
 from sae_bench_amortization.runner.loop import (
     EvalContext,
     Evaluated,
-    resolve_lambda,
     saebench_style,
 )
 from sae_bench_amortization.sources.saes import spec_from_path
@@ -47,7 +57,9 @@ CSV_COLUMNS = (
     "delta_f1",
     "absorption_rate",
     "seconds_per_1k_tokens",
+    "l1_coefficient",
 )
+PAPER_CSV_COLUMNS = ("dense_rate_0_2", "f1_at_1", "f1_at_2")
 
 
 def is_loca(sae) -> bool:
@@ -60,42 +72,62 @@ def mode_row_name(sae, mode) -> str:
 
 
 def compare_modes(
-    sae, source, modes, lam: float, inference: InferenceSettings, config, loca=None
+    sae,
+    source,
+    modes,
+    lam: float,
+    inference: InferenceSettings,
+    config,
+    loca=None,
+    mode_lambdas: dict[str, float | None] | None = None,
 ) -> list[dict]:
     """Stream the source once; per mode: NMSE, L0, mean objective, dead/dense rates, ΔF1, absorption and
-    time. Rows in mode order, then ``loca`` when a LocA-SAE is given beside ``sae``: its own encoder and
-    decoder, its objective at the same λ on its decoder."""
-    runs = {  # row name → (SAE whose encode gives the codes, SAE whose decoder reads them)
-        mode_row_name(sae, mode): (mode_sae(sae, mode, lam, inference), sae) for mode in modes
-    }
+    time (``config.protocol`` "paper": the paper's definitions, :mod:`metrics.paper`). Rows in mode order,
+    then ``loca`` when a LocA-SAE is given beside ``sae``: its own encoder and decoder. A mode's codes use
+    its λ from ``mode_lambdas`` (default ``lam``); every objective is at ``lam``."""
+    mode_lambdas = mode_lambdas or {}
+    paper = config.protocol == "paper"
+    runs = {}  # row name → (SAE whose encode gives the codes, SAE whose decoder reads them, λ of the codes)
+    for mode in modes:
+        mode_lam = mode_lambdas.get(mode.name, lam) if mode.spec.needs_lambda else None
+        runs[mode_row_name(sae, mode)] = (mode_sae(sae, mode, mode_lam, inference), sae, mode_lam)
     if loca is not None:
-        runs["loca"] = (loca, loca)
-    decoders = {id(decoder): decoder for _, decoder in runs.values()}
+        runs["loca"] = (loca, loca, None)
+    decoders = {id(decoder): decoder for _, decoder, _ in runs.values()}
     dictionaries = {key: dictionary_of(decoder) for key, decoder in decoders.items()}
-    firing = {name: FiringCounter(decoder.cfg.d_sae) for name, (_, decoder) in runs.items()}
+    firing = {name: FiringCounter(decoder.cfg.d_sae) for name, (_, decoder, _) in runs.items()}
     reconstruction = {name: ReconstructionAccumulator() for name in runs}
     objectives = {name: MeanAccumulator() for name in runs}
+    protocol = {name: PaperProtocolAccumulator(run[1].cfg.d_sae) for name, run in runs.items()}
+    per_token = {name: [] for name in runs}  # objectives per token (paper: the median gap)
     seconds = dict.fromkeys(runs, 0.0)
     splitting_accumulators = (  # ΔF1 per mode when the tokens carry concept labels
         {name: SplittingAccumulator(source.concept_names, keep_inputs=True) for name in runs}
-        if source.concept_names
+        if source.concept_names and not paper
         else {}
     )
     device, dtype = sae.W_dec.device, sae.W_dec.dtype
+    if paper:
+        source = TruncatedSource(source, PAPER_MAX_TOKENS)
     with torch.no_grad():
         for batch in source.iter_batches(config.batch_size):
             x = batch.acts.to(device=device, dtype=dtype)
             targets = {key: sparse_coding_targets(decoder, x) for key, decoder in decoders.items()}
-            for name, (encoder, decoder) in runs.items():
+            for name, (encoder, decoder, _) in runs.items():
                 start = time.perf_counter()
                 codes = encoder.encode(x)
                 if codes.is_cuda:
                     torch.cuda.synchronize()
                 seconds[name] += time.perf_counter() - start
                 key = id(decoder)
-                reconstruction[name].update(x, decoder.decode(codes))
-                objectives[name].update(objective(dictionaries[key].D, targets[key], codes, lam))
+                x_hat = decoder.decode(codes)
+                reconstruction[name].update(x, x_hat)
+                token_objectives = objective(dictionaries[key].D, targets[key], codes, lam)
+                objectives[name].update(token_objectives)
                 firing[name].update(codes)
+                if paper:
+                    protocol[name].update(x, x_hat, codes)
+                    per_token[name].append(token_objectives.cpu())
                 if splitting_accumulators:
                     splitting_accumulators[name].update(codes, batch.concepts, batch.acts)
     # ΔF1 and absorption on up to config.max_concepts concepts (planted roles first, then the most frequent)
@@ -117,21 +149,24 @@ def compare_modes(
         for name, rows in splitting.items()
     }
     rows = []
-    for name in runs:
+    for name, (_, _, mode_lam) in runs.items():
         stats = pathologies(firing[name], config.dense_threshold)
-        rows.append(
-            {
-                "mode": name,
-                "nmse": reconstruction[name].nmse,
-                "l0": stats.mean_l0,
-                "objective": objectives[name].mean,
-                "dead_rate": stats.dead_rate,
-                "dense_rate": stats.dense_rate,
-                "delta_f1": delta_f1.get(name),
-                "absorption_rate": _mean(absorption.get(name), "absorption_rate"),
-                "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
-            }
-        )
+        row = {
+            "mode": name,
+            "nmse": reconstruction[name].nmse,
+            "l0": stats.mean_l0,
+            "objective": objectives[name].mean,
+            "dead_rate": stats.dead_rate,
+            "dense_rate": stats.dense_rate,
+            "delta_f1": delta_f1.get(name),
+            "absorption_rate": _mean(absorption.get(name), "absorption_rate"),
+            "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
+            "l1_coefficient": mode_lam,
+        }
+        if paper:
+            row.update(protocol[name].metrics())
+            row["per_token_objective"] = torch.cat(per_token[name]) if per_token[name] else None
+        rows.append(row)
     return rows
 
 
@@ -140,9 +175,10 @@ def _mean(rows: list[dict] | None, key: str) -> float | None:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    lines = [",".join(CSV_COLUMNS)]
+    columns = CSV_COLUMNS + tuple(c for c in PAPER_CSV_COLUMNS if any(c in row for row in rows))
+    lines = [",".join(columns)]
     for row in rows:
-        lines.append(",".join("" if row[c] is None else str(row[c]) for c in CSV_COLUMNS))
+        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in columns))
     return "\n".join(lines) + "\n"
 
 
@@ -154,11 +190,14 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
         ("objective", "objective", 11, ".4f"),
         ("dead", "dead_rate", 8, ".3f"),
         ("dense", "dense_rate", 8, ".3f"),
+        ("dense.2", "dense_rate_0_2", 8, ".3f"),
+        ("F1@1", "f1_at_1", 8, ".3f"),
         ("ΔF1", "delta_f1", 8, ".4f"),
         ("absorb", "absorption_rate", 8, ".3f"),
         ("s/1k tok", "seconds_per_1k_tokens", 10, ".4f"),
+        ("λ", "l1_coefficient", 9, ".4g"),
     ]
-    columns = [col for col in columns if any(row[col[1]] is not None for row in rows)]
+    columns = [col for col in columns if any(row.get(col[1]) is not None for row in rows)]
     lines = [
         f"{sae_name} (λ {lam:.4g})",
         f"{'mode':<15}" + "".join(f"{title:>{width}}" for title, _, width, _ in columns),
@@ -166,14 +205,19 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     for row in rows:
         lines.append(
             f"{row['mode']:<15}"
-            + "".join(f"{row[key]:>{width}{fmt}}" for _, key, width, fmt in columns)
+            + "".join(
+                f"{row[key]:>{width}{fmt}}" if row.get(key) is not None else " " * (width - 1) + "-"
+                for _, key, width, fmt in columns
+            )
         )
     return "\n".join(lines)
 
 
 def gap_modes(config: AmortizationGapEvalConfig) -> list:
-    """The config's modes, plus amortized and non_amortized (the gap compares these two)."""
-    modes = parse_modes(config.modes)
+    """The config's modes (none: the protocol's defaults), plus amortized and non_amortized (the gap
+    compares these two)."""
+    defaults = PAPER_MODES if config.protocol == "paper" else DEFAULT_MODES
+    modes = parse_modes(config.modes or defaults)
     for required in ("amortized", "non_amortized"):
         if all(mode.name != required for mode in modes):
             modes.append(parse_mode(required))
@@ -184,6 +228,8 @@ def evaluate(context: EvalContext) -> Evaluated:
     """One SAE: every mode side by side on its decoder (and its LocA-SAE's row when one is paired)."""
     config, spec, sae = context.config, context.spec, context.base_sae
     source, inference = context.source, context.request.inference
+    if config.protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol '{config.protocol}': choose {' or '.join(PROTOCOLS)}")
     modes = gap_modes(config)
     loca_of = loca_pairs(config, context.request.saes)
     if spec.sae_name in loca_of and is_loca(sae):
@@ -192,21 +238,40 @@ def evaluate(context: EvalContext) -> Evaluated:
             "drop --loca-path for it"
         )
     loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
-    lam, calibration = resolve_lambda(sae, context.request.activations, inference, modes)
-    rows = compare_modes(sae, source, modes, lam, inference, config, loca)
+    scope = inference.lambda_calibration or ("per_mode" if config.protocol == "paper" else "shared")
+    lam, calibration = context.work.shared_lambda
+    calibrations = {"shared": calibration_record(calibration) or None}
+    mode_lambdas = {}
+    for mode in modes:
+        mode_lam, mode_calibration = context.work.lambda_for(mode, scope)
+        mode_lambdas[mode.name] = mode_lam
+        if mode_calibration is not None and mode_calibration is not calibration:
+            calibrations[mode.name] = calibration_record(mode_calibration)
+    rows = compare_modes(sae, source, modes, lam, inference, config, loca, mode_lambdas)
     by_mode = {row["mode"]: row for row in rows}
     encoder_row = by_mode["loca" if is_loca(sae) else "amortized"]
     gap = encoder_row["objective"] - by_mode["non_amortized"]["objective"]
+    median_gap = None
+    if config.protocol == "paper":
+        per_token = (
+            encoder_row["per_token_objective"] - by_mode["non_amortized"]["per_token_objective"]
+        )
+        median_gap = float(per_token.median()) if per_token.numel() else None
+        for row in rows:
+            del row["per_token_objective"]
     run_config = dataclasses.replace(
         config,
         modes=[row["mode"] for row in rows],
         l1_coefficient=lam,
-        lambda_calibration=None if calibration is None else dict(calibration.__dict__),
+        lambda_calibration=calibrations["shared"] if scope == "shared" else calibrations,
+        lambda_scope=scope,
+        definitions=PAPER_DEFINITIONS if config.protocol == "paper" else None,
     )
     metrics = AmortizationMetrics(
         l1_coefficient=lam,
         mean_gap=gap,
         mean_relative_gap=gap / max(by_mode["non_amortized"]["objective"], 1e-30),
+        median_gap=median_gap,
     )
     print(format_table(spec.sae_name, rows, lam))
     summary = {

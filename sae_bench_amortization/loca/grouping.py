@@ -40,17 +40,33 @@ class AngularVarianceAccumulator:
         return torch.where(self.fired > 0, avar, torch.full_like(avar, math.nan))
 
 
-def group_by_angular_variance(avar: torch.Tensor, n_groups: int) -> torch.Tensor:
-    """avar [d_sae] (NaN: never fired) → group index per latent [d_sae] (int64): latents sorted by AVar
-    ascending (most monosemantic first; ties by index, NaN last) and cut into ``n_groups`` groups whose sizes
-    differ by at most one (the first ``d_sae % n_groups`` groups get one more)."""
+GROUP_ORDERS = ("avar_desc", "avar_asc")
+BUDGET_SCALINGS = ("none", "match_k")
+
+
+def group_by_angular_variance(
+    avar: torch.Tensor, n_groups: int, order: str = "avar_desc"
+) -> torch.Tensor:
+    """avar [d_sae] (NaN: never fired) → group index per latent [d_sae] (int64), groups whose sizes differ
+    by at most one (the first ``d_sae % n_groups`` get one more); ties by latent index.
+
+    ``avar_desc`` (the authors' order): group 0 holds the highest angular variance (most polysemantic);
+    a never-firing latent counts as AVar 1, so those sit in group 0. ``avar_asc``: most monosemantic
+    first, never-firing latents last.
+    """
     d_sae = avar.shape[0]
     if not 1 <= n_groups <= d_sae:
         raise ValueError(f"n_groups must be in [1, d_sae={d_sae}], got {n_groups}")
-    key = torch.where(torch.isnan(avar), torch.full_like(avar, math.inf), avar)
-    order = torch.sort(key, stable=True).indices
+    if order not in GROUP_ORDERS:
+        raise ValueError(f"group order must be one of {', '.join(GROUP_ORDERS)}, got {order!r}")
+    never = torch.isnan(avar)
+    if order == "avar_desc":
+        key = -torch.where(never, torch.ones_like(avar), avar)
+    else:
+        key = torch.where(never, torch.full_like(avar, math.inf), avar)
+    sorted_order = torch.sort(key, stable=True).indices
     groups = torch.empty(d_sae, dtype=torch.int64)
-    for g, members in enumerate(torch.tensor_split(order, n_groups)):
+    for g, members in enumerate(torch.tensor_split(sorted_order, n_groups)):
         groups[members] = g
     return groups
 

@@ -289,6 +289,8 @@ def train_loca_from_sae(
     grouping_tokens: int,
     config: LocATrainingConfig,
     device: str = "cpu",
+    group_order: str = "avar_desc",
+    budget_scaling: str = "none",
 ):
     """``saebench train-loca``: the pretrained SAE (``sae_path``, or ``sae_release`` + ``sae_id``) grouped
     by angular variance on the source's first ``grouping_tokens`` tokens, then fine-tuned into ``out``
@@ -320,12 +322,14 @@ def train_loca_from_sae(
         if n_groups > sae.cfg.d_sae:
             raise InputError(f"--groups {n_groups} exceeds the SAE's d_sae {sae.cfg.d_sae}")
         loca = LocASAE.from_sae(
-            sae, source, n_groups=n_groups, group_k=budgets, n_tokens=grouping_tokens
-        )
+            sae, source, n_groups=n_groups, group_k=budgets, n_tokens=grouping_tokens,
+            group_order=group_order, budget_scaling=budget_scaling,
+        )  # fmt: skip
         report = loca.cfg.grouping
+        where = "group 0" if group_order == "avar_desc" else "the last group"
         print(
-            f"grouped {sae.cfg.d_sae} latents into {n_groups} groups by angular variance "
-            f"(budgets {loca.cfg.group_k}, global k {report['global_k']} from "
-            f"{report['global_k_source']}; {report['n_never_fired']} never fired → last group)"
+            f"grouped {sae.cfg.d_sae} latents into {n_groups} groups by angular variance ({group_order}; "
+            f"budgets {loca.cfg.group_k}, {budget_scaling} scaling, global k {report['global_k']}; "
+            f"{report['n_never_fired']} never fired → {where})"
         )
     return train_loca(loca, source, out, config, device)

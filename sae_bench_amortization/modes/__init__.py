@@ -157,18 +157,28 @@ def split_mode(stem: str) -> tuple[str, str | None]:
     return stem if not tail else base + tail, None
 
 
+# one λ per SAE (non-amortized L0 matched), or each semi mode its own (its L0 matched to the encoder's)
+LAMBDA_CALIBRATIONS = ("shared", "per_mode")
+
+
 @dataclass
 class InferenceSettings:
     """Which modes to run and how λ is chosen (given, or calibrated to the amortized L0 per SAE)."""
 
     modes: list[InferenceMode] = field(default_factory=lambda: [AMORTIZED])
     l1_coefficient: float | None = None
-    method: str = "fista"
+    method: str = "ista"  # semi:T steps: the paper's ISTA update (fista: accelerated)
     tol: float = 1e-4  # non_amortized: KKT tolerance, relative to λ
     calibration_tokens: int = 4096
     modes_given: bool = False  # False: the user named no mode, so an eval may use its own defaults
+    lambda_calibration: str | None = None  # "shared" | "per_mode"; None: the eval's default
 
     def __post_init__(self) -> None:
+        if self.lambda_calibration not in (None, *LAMBDA_CALIBRATIONS):
+            raise InputError(
+                f"--lambda-calibration must be one of {', '.join(LAMBDA_CALIBRATIONS)}, "
+                f"got {self.lambda_calibration!r}"
+            )
         if self.l1_coefficient is not None:
             check_l1_coefficient(self.l1_coefficient, "--l1-coefficient")
 

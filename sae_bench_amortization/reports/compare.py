@@ -48,6 +48,26 @@ def _sae_of(data: dict, stem: str) -> str:
     return name if mode is not None else stem
 
 
+def _protocol_of(data: dict) -> str | None:
+    """The metric protocol a result was computed under (``eval_config.protocol``), None for evals without."""
+    config = data.get("eval_config")
+    protocol = config.get("protocol") if isinstance(config, dict) else None
+    if protocol is not None and not isinstance(protocol, str):
+        raise MalformedResult(f"protocol {protocol!r} is not a name")
+    return protocol
+
+
+def check_one_protocol(frame: pd.DataFrame, where: str) -> None:
+    """One-line error when results computed under different metric protocols meet in one table."""
+    protocols = sorted(set(frame["protocol"].dropna())) if "protocol" in frame else []
+    if len(protocols) > 1:
+        mixed = frame.dropna(subset=["protocol"]).groupby("protocol")["sae"].first()
+        detail = ", ".join(f"{protocol} (e.g. {sae})" for protocol, sae in mixed.items())
+        raise InputError(
+            f"{where} mixes metric protocols: {detail}; compare results of one --protocol at a time"
+        )
+
+
 def _number(value: Any) -> float | None:
     """A metric value as float (NaN/±inf kept), or None when it is not a number (text, lists, null)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -105,12 +125,20 @@ def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[
             if mode == encoder:  # the gap is the encoder's excess objective
                 row["mean_gap"] = numbers.get("mean_gap")
                 row["mean_relative_gap"] = numbers.get("mean_relative_gap")
-            row["l1_coefficient"] = numbers.get("l1_coefficient")
+            row.setdefault(
+                "l1_coefficient", numbers.get("l1_coefficient")
+            )  # encoders: the shared λ
+            row["protocol"] = _protocol_of(data)
             rows.append(row)
         return rows
     entry = (registry if registry is not None else discover_evals()).get(eval_type)
     renames = dict(entry.metric_names) if entry is not None else {}
-    row = {"sae": sae, "eval": eval_type, "mode": _mode_of(data, stem)}
+    row = {
+        "sae": sae,
+        "eval": eval_type,
+        "mode": _mode_of(data, stem),
+        "protocol": _protocol_of(data),
+    }
     row.update(
         {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
     )
@@ -152,6 +180,9 @@ def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.Da
     if not rows:
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
     frame = pd.DataFrame(rows)
+    if frame["protocol"].isna().all():
+        frame = frame.drop(columns="protocol")  # no eval with protocols: the table as before
+    check_one_protocol(frame, str(results_dir))
     metrics = sorted(c for c in frame.columns if c not in KEY_COLUMNS)
     frame = frame[[*KEY_COLUMNS, *metrics]]
     frame["mode_order"] = frame["mode"].map(mode_order)

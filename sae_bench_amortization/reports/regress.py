@@ -42,8 +42,10 @@ NOT_IN_BASELINE = {"seconds_per_1k_tokens"}  # timings depend on the machine
 
 
 def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
-    """The baseline document of a results table (every finite metric but timings)."""
+    """The baseline document of a results table (every finite metric but timings; the metric protocol of
+    each SAE × eval that has one under "protocols")."""
     results: dict[str, Any] = {}
+    protocols: dict[str, dict[str, str]] = {}
     for record in frame.to_dict("records"):
         for key, value in record.items():
             if isinstance(value, float) and math.isinf(value):
@@ -63,11 +65,19 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
         results.setdefault(record["sae"], {}).setdefault(record["eval"], {})[record["mode"]] = (
             values
         )
-    return {"format": FORMAT, "version": 1, "results": results}
+        if isinstance(record.get("protocol"), str):
+            protocols.setdefault(record["sae"], {})[record["eval"]] = record["protocol"]
+    document = {"format": FORMAT, "version": 1, "results": results}
+    return document | ({"protocols": protocols} if protocols else {})
 
 
 def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
     """The baseline's results; any malformation is an InputError naming the file and what is wrong."""
+    return read_baseline_document(path)[0]
+
+
+def read_baseline_document(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """(results, protocols: sae → eval → metric protocol) of a baseline file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"baseline not found: {path}")
@@ -103,7 +113,13 @@ def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, f
                         raise InputError(
                             f"baseline {path}: {where}[{metric!r}] must be a finite number"
                         )
-    return results
+    protocols = document.get("protocols", {})
+    if not isinstance(protocols, dict) or not all(
+        isinstance(evals, dict) and all(isinstance(p, str) for p in evals.values())
+        for evals in protocols.values()
+    ):
+        raise InputError(f'baseline {path}: "protocols" must map SAE → eval → protocol name')
+    return results, protocols
 
 
 def status_of(
@@ -135,8 +151,10 @@ def compare_with_baseline(
     atol: float = 0.01,
     metrics: list[str] | None = None,
     registry: dict | None = None,
+    protocols: dict[str, dict[str, str]] | None = None,
 ) -> list[Check]:
-    """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one."""
+    """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one
+    or were computed under another metric protocol than the baseline (``protocols``)."""
     registry = discover_evals() if registry is None else registry
     if not (rtol >= 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
         raise InputError(f"--rtol and --atol must be non-negative numbers, got {rtol} and {atol}")
@@ -166,6 +184,13 @@ def compare_with_baseline(
                 if record is None:
                     raise InputError(
                         f"no {eval_name} result for SAE {sae} in mode {mode} (in the baseline)"
+                    )
+                expected = (protocols or {}).get(sae, {}).get(eval_name, "default")
+                found = record.get("protocol")
+                if isinstance(found, str) and found != expected:
+                    raise InputError(
+                        f"{eval_name} results for SAE {sae} were computed with --protocol {found}, the "
+                        f"baseline with --protocol {expected}: compare like with like"
                     )
                 for metric, base_value in values.items():
                     direction = direction_of(eval_name, metric, registry)
@@ -229,7 +254,8 @@ def regress(
     if baseline == "":
         raise InputError("--baseline / --write-baseline must name a file")
     frame = load_results(results, registry)
-    checks = compare_with_baseline(frame, read_baseline(baseline), rtol, atol, metrics, registry)
+    expected, protocols = read_baseline_document(baseline)
+    checks = compare_with_baseline(frame, expected, rtol, atol, metrics, registry, protocols)
     return format_checks(checks), any(c.status in ("worse", "changed") for c in checks)
 
 

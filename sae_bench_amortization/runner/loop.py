@@ -62,24 +62,15 @@ class ResultText:
         return self.text
 
 
-def resolve_lambda(sae, activations, inference, modes: list[InferenceMode]):
-    """(λ, calibration or None) for an SAE: the given λ, or calibrated on its first tokens when a mode
-    needs one (non-amortized mean L0 matched to the encoder's)."""
-    if inference.l1_coefficient is not None or not any(m.spec.needs_lambda for m in modes):
-        return inference.l1_coefficient, None
-    from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
-
-    sample = first_tokens(activations.for_sae(sae), inference.calibration_tokens)
-    calibration = calibrate_l1_coefficient(sae, sample.to(sae.W_dec.device, sae.W_dec.dtype))
-    return calibration.l1_coefficient, calibration
-
-
 class SAEWork:
     """One SAE of a run, loaded and prepared once, lazily: the SAE, its activation source (width
-    checked), and λ."""
+    checked), and λ — the shared one (non-amortized mean L0 matched to the encoder's on the first
+    ``calibration_tokens`` tokens, or the given ``--l1-coefficient``) and, with per-mode calibration, each
+    semi mode's own (its mean L0 matched to the encoder's)."""
 
     def __init__(self, spec: SAESpec, request: EvalRequest):
         self.spec, self.request = spec, request
+        self._per_mode: dict[str, Any] = {}
 
     @cached_property
     def sae(self) -> Any:
@@ -92,11 +83,38 @@ class SAEWork:
         return source
 
     @cached_property
-    def lambda_and_calibration(self) -> tuple[float | None, Any]:
-        request = self.request
-        return resolve_lambda(
-            self.sae, request.activations, request.inference, request.inference.modes
-        )
+    def calibration_tokens(self) -> torch.Tensor:
+        """The first ``calibration_tokens`` activations [N, d_in] on the SAE's device and dtype."""
+        sae, settings = self.sae, self.request.inference
+        sample = first_tokens(self.request.activations.for_sae(sae), settings.calibration_tokens)
+        return sample.to(sae.W_dec.device, sae.W_dec.dtype)
+
+    @cached_property
+    def shared_lambda(self) -> tuple[float, Any]:
+        """(λ, calibration or None): the given λ, or non-amortized L0 matched to the encoder's."""
+        from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
+
+        if self.request.inference.l1_coefficient is not None:
+            return self.request.inference.l1_coefficient, None
+        calibration = calibrate_l1_coefficient(self.sae, self.calibration_tokens)
+        return calibration.l1_coefficient, calibration
+
+    def lambda_for(self, mode: InferenceMode, scope: str = "shared") -> tuple[float | None, Any]:
+        """(λ, calibration or None) of ``mode``: None for modes without λ; with ``scope`` "per_mode" a
+        semi mode's own calibrated λ (unless λ was given), else the shared one."""
+        settings = self.request.inference
+        if not mode.spec.needs_lambda:
+            return None, None
+        if scope != "per_mode" or mode.kind != "semi" or settings.l1_coefficient is not None:
+            return self.shared_lambda
+        if mode.name not in self._per_mode:
+            from sae_bench_amortization.inference.calibration import calibrate_semi_l1_coefficient
+
+            self._per_mode[mode.name] = calibrate_semi_l1_coefficient(
+                self.sae, self.calibration_tokens, mode.n_steps, settings.method
+            )
+        calibration = self._per_mode[mode.name]
+        return calibration.l1_coefficient, calibration
 
 
 @dataclass
@@ -129,11 +147,16 @@ class EvalContext:
         return self.work.source
 
     @property
+    def lambda_scope(self) -> str:
+        """ "shared" (one λ per SAE) or "per_mode" (each semi mode's own), as the run asks."""
+        return self.request.inference.lambda_calibration or "shared"
+
+    @property
     def l1_coefficient(self) -> float | None:
         """λ of this mode (None for modes that do not use one)."""
-        if self.mode is None or not self.mode.spec.needs_lambda:
+        if self.mode is None:
             return None
-        return self.work.lambda_and_calibration[0]
+        return self.work.lambda_for(self.mode, self.lambda_scope)[0]
 
     @cached_property
     def sae(self) -> Any:
@@ -158,8 +181,12 @@ class EvalContext:
         values: dict[str, Any] = {}
         if self.mode is not None and "inference_mode" in names:
             inference = self.request.inference
-            calibrated = inference.l1_coefficient is None and inference.needs_lambda
-            calibration = self.work.lambda_and_calibration[1] if calibrated else None
+            if self.mode.spec.needs_lambda:
+                calibration = self.work.lambda_for(self.mode, self.lambda_scope)[1]
+            elif inference.l1_coefficient is None and inference.needs_lambda:
+                calibration = self.work.shared_lambda[1]  # recorded beside the modes that use it
+            else:
+                calibration = None
             values |= {
                 "inference_mode": self.mode.name,
                 "l1_coefficient": self.l1_coefficient,

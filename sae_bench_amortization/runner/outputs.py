@@ -20,6 +20,11 @@ def metric(title: str, description: str, display: bool = False) -> Any:
     )
 
 
+def optional_metric(title: str, description: str) -> Any:
+    """A metric field that may be absent from a result (null; e.g. measured under one protocol only)."""
+    return Field(default=None, title=title, description=description)
+
+
 def setting(default: Any, title: str, description: str) -> Any:
     """A config field with its default (a list default is copied per instance)."""
     if isinstance(default, list):

@@ -1,0 +1,171 @@
+"""The paper's metric protocol (its authors' unified evaluation), pure math over ≤ ``max_tokens`` tokens.
+
+With z⁺ = max(z, 0) and x̂ = decode(z):
+- nmse = mean_i ‖x_i − x̂_i‖² / (mean_i ‖x_i‖² + 1e-9);
+- dead_rate = share of latents whose firing frequency (z⁺ > 0) is ≤ 1e-6; dense_rate: ≥ 0.1;
+  dense_rate_0_2: ≥ 0.2;
+- pseudo label y_i = 1 when ‖x_i‖₂ > median_i ‖x_i‖₂;
+- latents ranked by |corr_j|, corr_j = mean_i(s_ij (y_i − ȳ)) / (std_i(s_ij)·(std(y) + 1e-6) + 1e-6), with
+  s_ij = (z⁺_ij − mean_i z⁺_ij) / (std_i z⁺_ij + 1e-6) (population std);
+- f1_at_k: balanced liblinear logistic regression (max_iter 1000) on the k top-ranked standardized latents,
+  fitted and scored (binary F1) on the same tokens; delta_f1 = f1_at_2 − f1_at_1;
+- absorption_rate: main = the top-ranked latent, aux = the next five: the share of y = 1 tokens where
+  z⁺_main = 0 and some aux latent fires.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+PAPER_MAX_TOKENS = 50_000
+DEFINITIONS = {
+    "codes": "z⁺ = max(z, 0); x̂ = the SAE's decode of z; over the first 50,000 evaluated tokens at most",
+    "nmse": "mean_i ‖x_i − x̂_i‖² / (mean_i ‖x_i‖² + 1e-9)",
+    "dead_rate": "share of latents with firing frequency (z⁺ > 0) ≤ 1e-6",
+    "dense_rate": "share of latents with firing frequency ≥ 0.1",
+    "dense_rate_0_2": "share of latents with firing frequency ≥ 0.2",
+    "pseudo_label": "y_i = 1 if ‖x_i‖₂ > median_i ‖x_i‖₂ else 0",
+    "ranking": "latents by |corr_j|, corr_j = mean_i(s_ij (y_i − ȳ)) / (std_i(s_ij)·(std(y) + 1e-6) + "
+    "1e-6), s_ij = (z⁺_ij − mean_i z⁺_ij) / (std_i z⁺_ij + 1e-6), population std",
+    "f1_at_k": "LogisticRegression(class_weight='balanced', solver='liblinear', max_iter=1000) on the k "
+    "top-ranked standardized latents, fitted and scored (binary F1) on the same tokens",
+    "delta_f1": "f1_at_2 − f1_at_1",
+    "absorption_rate": "main = top-ranked latent, aux = next 5: share of y = 1 tokens where z⁺_main = 0 "
+    "and some aux latent > 0",
+    "median_gap": "median over tokens of objective(encoder) − objective(non_amortized)",
+}
+
+
+class PaperProtocolAccumulator:
+    """Streams (x [B, d_in], x̂ [B, d_in], codes [B, d_sae]) over at most ``max_tokens`` tokens, keeping
+    z⁺ as sparse rows (memory: the codes' non-zeros) and ‖x‖; :meth:`metrics` computes the protocol."""
+
+    def __init__(self, d_sae: int, max_tokens: int = PAPER_MAX_TOKENS):
+        self.d_sae, self.max_tokens = d_sae, max_tokens
+        self.squared_error = 0.0
+        self.squared_norm = 0.0
+        self.norms: list[torch.Tensor] = []
+        self.rows: list[torch.Tensor] = []
+        self.columns: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.n_tokens = 0
+
+    def update(self, x: torch.Tensor, x_hat: torch.Tensor, codes: torch.Tensor) -> None:
+        take = min(x.shape[0], self.max_tokens - self.n_tokens)
+        if take <= 0:
+            return
+        x, x_hat, codes = x[:take].double(), x_hat[:take].double(), codes[:take].clamp(min=0)
+        self.squared_error += float(((x - x_hat) ** 2).sum())
+        self.squared_norm += float((x * x).sum())
+        self.norms.append(x.norm(dim=-1).cpu())
+        row, column = codes.nonzero(as_tuple=True)
+        self.rows.append((row + self.n_tokens).cpu())
+        self.columns.append(column.cpu())
+        self.values.append(codes[row, column].double().cpu())
+        self.n_tokens += take
+
+    def sparse_codes(self) -> torch.Tensor:
+        """z⁺ [N, d_sae] as a sparse COO tensor (float64)."""
+        index = torch.stack([torch.cat(self.rows), torch.cat(self.columns)])
+        return torch.sparse_coo_tensor(
+            index, torch.cat(self.values), (self.n_tokens, self.d_sae), check_invariants=False
+        ).coalesce()
+
+    def metrics(self) -> dict[str, float | None]:
+        """The protocol's metrics (see the module docstring); None where undefined (no tokens)."""
+        n = self.n_tokens
+        if n == 0:
+            return dict.fromkeys(
+                ("nmse", "dead_rate", "dense_rate", "dense_rate_0_2", "f1_at_1", "f1_at_2",
+                 "delta_f1", "absorption_rate"),
+            )  # fmt: skip
+        z = self.sparse_codes()
+        norms = torch.cat(self.norms).numpy()
+        y = (norms > np.median(norms)).astype(np.float64)
+        frequency = torch.bincount(z.indices()[1], minlength=self.d_sae).double() / n
+        ranking = rank_latents(z, y)
+        f1 = {k: probe_f1(standardized_columns(z, ranking[:k]), y) for k in (1, 2)}
+        return {
+            "nmse": (self.squared_error / n) / (self.squared_norm / n + 1e-9),
+            "dead_rate": float((frequency <= 1e-6).double().mean()),
+            "dense_rate": float((frequency >= 0.1).double().mean()),
+            "dense_rate_0_2": float((frequency >= 0.2).double().mean()),
+            "f1_at_1": f1[1],
+            "f1_at_2": f1[2],
+            "delta_f1": None if None in (f1[1], f1[2]) else f1[2] - f1[1],
+            "absorption_rate": absorption(z, y, ranking),
+        }
+
+
+def latent_moments(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-latent mean and population std [d_sae] of sparse z⁺ [N, d_sae]."""
+    n = z.shape[0]
+    column, value = z.indices()[1], z.values()
+    total = torch.zeros(z.shape[1], dtype=torch.float64).index_add_(0, column, value)
+    squares = torch.zeros(z.shape[1], dtype=torch.float64).index_add_(0, column, value * value)
+    mean = total / n
+    variance = (squares / n - mean * mean).clamp(min=0)
+    return mean.numpy(), variance.sqrt().numpy()
+
+
+def rank_latents(z: torch.Tensor, y: np.ndarray) -> np.ndarray:
+    """Latent indices by |corr_j| descending (ties by index); z⁺ sparse [N, d_sae], y [N] in {0, 1}."""
+    n = z.shape[0]
+    mean, std = latent_moments(z)
+    y_centered = torch.as_tensor(y - y.mean())
+    # mean_i((z_ij − m_j)(y_i − ȳ)) = mean_i(z_ij (y_i − ȳ)) since Σ_i (y_i − ȳ) = 0
+    covariance = (torch.sparse.mm(z.t(), y_centered.unsqueeze(1)).squeeze(1) / n).numpy()
+    numerator = covariance / (std + 1e-6)  # mean_i(s_ij (y_i − ȳ))
+    std_s = std / (std + 1e-6)  # population std of the standardized column
+    corr = numerator / (std_s * (y.std() + 1e-6) + 1e-6)
+    return np.lexsort((np.arange(len(corr)), -np.abs(corr)))
+
+
+def standardized_columns(z: torch.Tensor, latents: np.ndarray) -> np.ndarray:
+    """s [N, k] = (z⁺_j − mean_j) / (std_j + 1e-6) for the given latents."""
+    mean, std = latent_moments(z)
+    dense = torch.stack([column(z, int(j)) for j in latents], dim=1).numpy()
+    return (dense - mean[latents]) / (std[latents] + 1e-6)
+
+
+def column(z: torch.Tensor, latent: int) -> torch.Tensor:
+    """z⁺[:, latent] dense [N]."""
+    mask = z.indices()[1] == latent
+    out = torch.zeros(z.shape[0], dtype=torch.float64)
+    out[z.indices()[0][mask]] = z.values()[mask]
+    return out
+
+
+def probe_f1(features: np.ndarray, y: np.ndarray) -> float | None:
+    """Binary F1 of a balanced liblinear logistic regression fitted and scored on the same tokens (None
+    when y has one class)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    if len(np.unique(y)) < 2:
+        return None
+    probe = LogisticRegression(class_weight="balanced", solver="liblinear", max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings on constant columns
+        probe.fit(features, y)
+    return float(f1_score(y, probe.predict(features), zero_division=0.0))
+
+
+def absorption(z: torch.Tensor, y: np.ndarray, ranking: np.ndarray) -> float | None:
+    """Share of y = 1 tokens where the top-ranked latent is silent and one of the next five fires."""
+    positive = y == 1
+    if not positive.any():
+        return None
+    main = column(z, int(ranking[0])).numpy() > 0
+    aux = np.zeros(z.shape[0], dtype=bool)
+    for latent in ranking[1:6]:
+        aux |= column(z, int(latent)).numpy() > 0
+    return float((~main & aux)[positive].mean())
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
