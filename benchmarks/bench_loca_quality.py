@@ -38,7 +38,7 @@ PAPER_K = (6, 5, 4, 3, 3, 2, 2, 1)
 
 
 def configs(k: int) -> dict[str, tuple[int, tuple[int, ...]]]:
-    """name → (groups, requested budgets; scaled to the global k keeping proportions)."""
+    """name → (groups, requested budgets; scaled to the global k with --budget-scaling match_k)."""
     return {
         f"TopK k{k} fine-tuned (G=1 control)": (1, (k,)),
         "LocA G=2 (3,1)": (2, (3, 1)),
@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument(
         "--base-k", type=int, default=default.K, help="k of the TopK SAE LocA starts from"
     )
+    parser.add_argument("--group-order", choices=["avar_desc", "avar_asc"], default="avar_desc")
+    parser.add_argument("--budget-scaling", choices=["none", "match_k"], default="none")
     args = parser.parse_args()
     torch.manual_seed(0)
     bench = default.default_benchmark()
@@ -80,7 +82,14 @@ def main() -> None:
         rows = {base_name: evaluate(base, eval_source)}
         budgets, seconds = {base_name: f"k={args.base_k}"}, {}
         for name, (groups, group_k) in configs(args.base_k).items():
-            loca = LocASAE.from_sae(base, train_source, n_groups=groups, group_k=group_k)
+            loca = LocASAE.from_sae(
+                base,
+                train_source,
+                n_groups=groups,
+                group_k=group_k,
+                group_order=args.group_order,
+                budget_scaling=args.budget_scaling,
+            )
             config = LocATrainingConfig(
                 n_tokens=args.tokens,
                 lr=args.lr,
