@@ -193,3 +193,25 @@ def test_results_of_two_protocols_do_not_meet(planted, tmp_path, cli):
     compare = cli("compare", tmp_path / "both", "--out", tmp_path / "summary")
     assert compare.code == 2 and "mixes metric protocols" in compare.err
     assert not (tmp_path / "summary").exists()
+
+
+def test_per_mode_lambda_reaches_every_per_mode_eval(planted, tmp_path, cli):
+    """--lambda-calibration per_mode is a run setting: dead_dense's semi result records its own λ."""
+    sae_path, acts_path, _ = planted
+    result = cli(
+        "run", "--eval", "dead_dense", "--inference", "semi:5", "--inference", "non_amortized",
+        "--lambda-calibration", "per_mode", "--sae-path", sae_path, "--activations", acts_path,
+        "--output-dir", tmp_path, "--calibration-tokens", "2000",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    semi = json.loads((tmp_path / "dead_dense/local_sae__semi-5_eval_results.json").read_text())
+    exact = json.loads(
+        (tmp_path / "dead_dense/local_sae__non_amortized_eval_results.json").read_text()
+    )
+    assert semi["eval_config"]["lambda_calibration"]["mode"] == "semi:5"
+    assert exact["eval_config"]["lambda_calibration"]["mode"] == "non_amortized"
+    assert semi["eval_config"]["l1_coefficient"] != exact["eval_config"]["l1_coefficient"]
+    assert (
+        semi["eval_config"]["l1_coefficient"]
+        == semi["eval_config"]["lambda_calibration"]["l1_coefficient"]
+    )
