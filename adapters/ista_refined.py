@@ -67,7 +67,13 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
 
     base: SAE
 
+    _base_given: SAE | None = None  # from_sae: the SAE to wrap (no placeholder weights are allocated)
+
     def initialize_weights(self) -> None:
+        given = type(self)._base_given
+        if given is not None:
+            self.base = given
+            return
         base_cfg = {**self.cfg.base_cfg, "device": str(self.cfg.device), "dtype": self.cfg.dtype}
         self.base = SAE.from_dict(base_cfg)
 
@@ -129,9 +135,11 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
             chunk_size=chunk_size,
             calibration=None if calibration is None else calibration.__dict__,
         )
-        refined = cls(cfg)
-        refined.base = sae  # share the base SAE itself (weights, hooks, normalization state)
-        return refined
+        cls._base_given = sae  # share the base SAE itself (weights, hooks, normalization state)
+        try:
+            return cls(cfg)
+        finally:
+            cls._base_given = None
 
     # --------------------------------------------------------------------------------- inference
 

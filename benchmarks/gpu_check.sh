@@ -4,7 +4,9 @@
 # Checks: (1) dead_dense on the carried MiniLM activations with --device cuda equals the CPU reference;
 #         (2) `saebench activations` from MiniLM on CUDA, then dead_dense on CUDA; (3) the TransformerLens
 #         reader on CUDA (an offline HookedTransformer); (4) benchmarks/bench_sparse_coding.py --device cuda
-#         (semi:25 tokens/s at Gemma-2-2B width); and times dead_dense on cuda vs cpu side by side.
+#         (semi:25 tokens/s at Gemma-2-2B width); (5) benchmarks/bench_wide.py on CUDA in fp32 and bf16
+#         (every mode's tokens/s at d_sae 16k and 65k, share of the GEMM limit); and times dead_dense on
+#         cuda vs cpu side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.gpu_check
@@ -72,4 +74,7 @@ assert metrics.n_tokens == 5000
 PY
 echo "== 4. sparse coding benchmark on CUDA (CPU rows too), incl. semi:25 tokens/s at d_in 2304, d_sae 16384"
 python3 benchmarks/bench_sparse_coding.py --device cuda --repeats 3
+echo "== 5. wide SAEs on CUDA: every mode's tokens/s at d_in 2304, d_sae 16k and 65k, fp32 and bf16"
+python3 benchmarks/bench_wide.py --device cuda --widths 16384 65536 --dtype float32
+python3 benchmarks/bench_wide.py --device cuda --widths 16384 65536 --dtype bfloat16
 echo "gpu_check: all passed"

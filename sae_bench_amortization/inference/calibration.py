@@ -39,12 +39,119 @@ def calibrate_lambda(
     solve_tol: float = 1e-4,
     codes_at=None,
     mode: str = "non_amortized",
+    search_tokens: int = 128,
 ) -> Calibration:
-    """Bisect log λ so that the mean L0 of non-amortized codes of targets [N, d_in] is within rel_tol of target_l0.
+    """λ at which the mean L0 of the codes of targets [N, d_in] is within rel_tol of target_l0.
+
+    ``codes_at(rows, λ, warm, tol)`` → codes of ``targets[rows]`` (default: the non-amortized solve to
+    ``tol``; e.g. T ISTA steps from fixed codes for a semi mode, which ignore ``tol``). Mean L0 falls as λ grows.
+    Where solves are cheap (the Gram matrix is cached, or N ≤ 2·search_tokens): λ halved from λ_max,
+    then log-bisection, every solve on all tokens. Where they are not (wide dictionaries), two stages, so
+    that calibrating costs about two solves: λ is searched on the first ``search_tokens`` tokens with a
+    loose tolerance (safeguarded secant steps on log L0 against log λ from λ_max/4, warm starts from the
+    sparser side), then on all tokens from there (outward steps until bracketed, then secant steps).
+    """
+    if not target_l0 > 0:
+        raise ValueError(f"target L0 must be positive, got {target_l0}")
+    if codes_at is None:
+
+        def codes_at(rows: slice, lam: float, warm: torch.Tensor | None, tol: float = solve_tol):
+            return solve(dictionary, targets[rows], lam, tol=tol, z0=warm)
+
+    n = targets.shape[0]
+    if n <= 2 * search_tokens or _gram_is_cached(dictionary, targets.dtype):  # solves are cheap
+        return _bracket_and_bisect(
+            dictionary, targets, target_l0, rel_tol, max_solves, solve_tol,
+            lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), mode,
+        )  # fmt: skip
+    search_rows = slice(0, search_tokens)
+    high = lambda_max(dictionary, targets[search_rows])
+    if high <= 0:
+        raise ValueError(
+            "every target is orthogonal to the dictionary's positive cone: no λ gives codes"
+        )
+    # searching needs no exact codes; half the tolerance on L0, so that all tokens land within it
+    searched = _search(
+        lambda lam, warm: codes_at(search_rows, lam, warm, max(solve_tol, 1e-2)), target_l0,
+        rel_tol / 2, max_solves, start=high / 4, outward=(2.0, 4.0),
+    )  # fmt: skip
+    start, _ = min(searched, key=lambda item: abs(item[1] - target_l0))
+    history = _search(  # all tokens: outward steps from there until bracketed, then secant steps
+        lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), target_l0, rel_tol,
+        max_solves, start=start, outward=(2.0, 2.0),
+    )  # fmt: skip
+    lam, l0 = min(history, key=lambda item: abs(item[1] - target_l0))
+    n_solves = len(searched) + len(history)
+    return Calibration(lam, target_l0, l0, n, n_solves, mode)
+
+
+def _gram_is_cached(dictionary: Dictionary, dtype: torch.dtype) -> bool:
+    from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
+
+    n_atoms = dictionary.D.shape[0]
+    return n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= GRAM_CACHE_BYTES
+
+
+def _search(
+    codes_at, target_l0, rel_tol, max_solves, start: float, outward: tuple[float, float],
+    warm_starts: bool = True,
+):  # fmt: skip
+    """[(λ, mean L0)] of safeguarded secant steps on log L0 against log λ from ``start``: outward (λ
+    divided by ``outward[0]`` towards denser codes, multiplied by ``outward[1]`` towards sparser ones)
+    until the target is bracketed, then regula falsi in log-log inside the bracket; warm starts from the
+    sparser side (``warm_starts``: where L0 must not depend on the path, e.g. the final solves, none).
+    Stops within rel_tol of target_l0 or after ``max_solves``."""
+    history: list[tuple[float, float]] = []
+    sparse_side: tuple[float, float] | None = None  # (λ, L0 ≤ target)
+    dense_side: tuple[float, float] | None = None  # (λ, L0 > target)
+    warm, lam = None, start
+    while len(history) < max_solves:
+        codes = codes_at(lam, warm)
+        l0 = mean_l0(codes)
+        history.append((lam, l0))
+        if abs(l0 - target_l0) <= rel_tol * target_l0:
+            break
+        if l0 > target_l0:
+            dense_side = (lam, l0)
+        else:
+            sparse_side = (lam, l0)
+            warm = codes if warm_starts else None  # warm starts from the sparser side
+        lam = _next_lambda(sparse_side, dense_side, target_l0, lam, outward)
+    return history
+
+
+def _next_lambda(sparse_side, dense_side, target_l0: float, lam: float, outward) -> float:
+    """The next λ to try: outward until bracketed, then the log-log secant inside the bracket (kept away
+    from its ends), log-bisection when a side has L0 = 0."""
+    if dense_side is None:  # towards denser codes (gently: dense solves are the expensive ones)
+        return lam / outward[0]
+    if sparse_side is None:
+        return lam * outward[1]
+    (lam_s, l0_s), (lam_d, l0_d) = sparse_side, dense_side
+    log_lo, log_hi = math.log(lam_d), math.log(lam_s)
+    if l0_s <= 0:
+        return math.exp((log_lo + log_hi) / 2)
+    fraction = math.log(l0_d / target_l0) / math.log(l0_d / l0_s)
+    fraction = min(max(fraction, 0.1), 0.9)  # safeguard: stay inside the bracket
+    return math.exp(log_lo + fraction * (log_hi - log_lo))
+
+
+def _bracket_and_bisect(
+    dictionary: Dictionary,
+    targets: torch.Tensor,
+    target_l0: float,
+    rel_tol: float = 0.02,
+    max_solves: int = 40,
+    solve_tol: float = 1e-4,
+    codes_at=None,
+    mode: str = "non_amortized",
+) -> Calibration:
+    """Bisect log λ so that the mean L0 of the codes of targets [N, d_in] is within rel_tol of target_l0
+    (the one-stage search used where solves are cheap: every solve on all tokens).
 
     Mean L0 falls as λ grows (0 at λ_max = max (r·Dᵀ)). λ is halved from λ_max until the codes are dense
     enough, then log λ is bisected; each solve warm-starts from the sparser codes of a λ above it.
-    ``codes_at(λ, warm)`` → codes replaces the non-amortized solve (e.g. T ISTA steps from fixed codes).
+    ``codes_at(λ, warm)`` → codes of all targets.
     """
     if not target_l0 > 0:
         raise ValueError(f"target L0 must be positive, got {target_l0}")
@@ -56,10 +163,7 @@ def calibrate_lambda(
     history: list[tuple[float, float]] = []  # (λ, mean L0) of every solve
 
     def try_lambda(lam: float, warm: torch.Tensor | None) -> tuple[torch.Tensor, float]:
-        if codes_at is not None:
-            codes = codes_at(lam, warm)
-        else:
-            codes = solve(dictionary, targets, lam, tol=solve_tol, z0=warm)
+        codes = codes_at(lam, warm)
         history.append((lam, mean_l0(codes)))
         return codes, history[-1][1]
 
@@ -128,8 +232,8 @@ def calibrate_semi_l1_coefficient(
             target_l0 = float((start > 0).sum(-1).double().mean())
         dictionary = dictionary_of(sae)
 
-        def codes_at(lam: float, _warm) -> torch.Tensor:
-            return ista(dictionary, targets, lam, start, n_steps, method)
+        def codes_at(rows: slice, lam: float, _warm, _tol=None) -> torch.Tensor:
+            return ista(dictionary, targets[rows], lam, start[rows], n_steps, method)
 
         return calibrate_lambda(
             dictionary, targets, float(target_l0), codes_at=codes_at, mode=f"semi:{n_steps}"

@@ -21,6 +21,8 @@ import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
 
+GRAM_CACHE_BYTES = 256 << 20  # the full D·Dᵀ is cached up to this size (d_sae 8192 in float32)
+
 
 def _restricted_fista(
     gram_w: torch.Tensor,
@@ -90,6 +92,26 @@ class _GramBlocks:
         return values.view(n, k, k)
 
 
+class _ComputedGramBlocks:
+    """G[W_i, W_j] = D[W]·D[W]ᵀ computed per call from the gathered decoder rows [n, K, d_in]: no
+    d_sae × d_sae matrix anywhere (wide SAEs: 16 GiB at 65k latents, 4 TiB at 1M)."""
+
+    def __init__(self, D: torch.Tensor):
+        self.D = D
+
+    def __call__(self, working: torch.Tensor) -> torch.Tensor:
+        rows = self.D[working]  # [n, K, d_in]
+        return torch.bmm(rows, rows.transpose(1, 2))
+
+
+def gram_blocks_for(dictionary: Dictionary, dtype: torch.dtype, cache_bytes: int):
+    """The cached Gram matrix's blocks when it fits ``cache_bytes``, else blocks computed per round."""
+    n_atoms = dictionary.D.shape[0]
+    if n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= cache_bytes:
+        return _GramBlocks(dictionary.gram.to(dtype))
+    return _ComputedGramBlocks(dictionary.D.to(dtype))
+
+
 def working_set_solve(
     dictionary: Dictionary,
     r: torch.Tensor,
@@ -97,19 +119,23 @@ def working_set_solve(
     tol: float = 1e-4,
     max_steps: int = 100_000,
     z0: torch.Tensor | None = None,
-    k_init: int = 16,
+    k_init: int | None = None,
     inner_steps: int = 80,
     n_new: int = 8,
     max_rounds: int = 500,
     max_gram_elements: int = 2**24,
+    gram_cache_bytes: int = GRAM_CACHE_BYTES,
 ) -> torch.Tensor:
     """Codes z [B, d_sae] minimizing ½‖r − z·D‖² + λ‖z‖₁ (z ≥ 0) per token, to KKT tolerance ``tol``·λ.
 
-    Working sets start at ``k_init`` atoms; each round swaps up to ``n_new`` of a token's largest
+    Working sets start at ``k_init`` atoms (default 16, or 32 for dictionaries too wide to cache the Gram
+    matrix); each round swaps up to ``n_new`` of a token's largest
     violators in (growing the set when a support fills it). ``max_steps`` bounds the inner FISTA steps
     summed over rounds. The gathered Gram blocks [n, K, K] are built for at
     most ``max_gram_elements`` entries at a time (64 MiB in float32): memory stays bounded however dense
-    the codes are.
+    the codes are. The full Gram matrix D·Dᵀ is cached only while it takes at most ``gram_cache_bytes``
+    (256 MiB: d_sae ≤ 8192 in float32); wider dictionaries gather their rows and form each token's block
+    per round, so memory is the dictionary plus O(chunk × K × d_in).
     """
     D = dictionary.D.to(r.dtype)
     Dt = D.T
@@ -117,7 +143,11 @@ def working_set_solve(
     codes = torch.zeros(n_tokens, n_atoms, dtype=r.dtype, device=r.device)
     if n_tokens == 0:
         return codes
-    gram_blocks = _GramBlocks(dictionary.gram.to(r.dtype))
+    gram_blocks = gram_blocks_for(dictionary, r.dtype, gram_cache_bytes)
+    wide = isinstance(gram_blocks, _ComputedGramBlocks)
+    row_elements = D.shape[1] if wide else 0
+    if k_init is None:  # wide dictionaries: fewer, larger rounds (each costs a d_sae-wide GEMM)
+        k_init = 32 if wide else 16
     correlations = r @ Dt  # [B, d_sae]
     outside_buffer = torch.empty_like(correlations)
     k = min(n_atoms, k_init)
@@ -136,7 +166,7 @@ def working_set_solve(
         n, k = working.shape
         # hard (ill-conditioned) tokens get longer runs in later rounds
         n_inner = max(1, min(inner_steps * 2 ** min(round_index, 5), steps_left))
-        slice_size = max(1, max_gram_elements // (k * k))
+        slice_size = max(1, max_gram_elements // (k * (k + row_elements)))
         b_all = correlations[todo.unsqueeze(1), working] - lam
         z_parts, gradient_parts = [], []
         for start in range(0, n, slice_size):
@@ -163,7 +193,11 @@ def working_set_solve(
         # gradients), plus the largest violators outside it.
         support = int((z_w[unfinished] > 0).sum(-1).max())
         n_add = min(n_new, n_atoms - k)  # atoms outside W that can come in
-        n_keep = k if support > k - n_add else k - n_add  # a full support: keep it all and grow
+        if (
+            support > k - n_add
+        ):  # a full support: keep it all and grow — by half the set at least, so
+            n_add = min(max(n_add, k // 2), n_atoms - k)  # wide codes take few KKT rounds (GEMMs)
+        n_keep = k if support > k - n_add else k - n_add
         if n_add > 0 and n_left > n // 2:
             added = outside.topk(n_add, dim=-1, sorted=False).indices[unfinished]
         elif n_add > 0:

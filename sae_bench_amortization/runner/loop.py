@@ -5,9 +5,11 @@ call the eval's ``evaluate``, write artifacts and then the result JSON (its pres
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.sources import check_width
+from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import (
     InferenceMode,
     calibration_record,
@@ -27,6 +30,7 @@ from sae_bench_amortization.modes import (
     with_mode,
 )
 from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner.memory import chunk_bytes, fit_batch_size, is_out_of_memory
 from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
 from sae_bench_amortization.runner.results import (
     ResultLock,
@@ -194,6 +198,18 @@ class EvalContext:
             }
         if "activation_source" in names and self.entry.needs == "activations":
             values["activation_source"] = self.source.describe()
+        if "batch_size" in names and self.entry.needs == "activations":
+            requested = self.base_config.batch_size
+            fitted = fit_batch_size(
+                requested, int(self.base_sae.cfg.d_sae), str(self.base_sae.W_dec.device)
+            )
+            if fitted < requested:
+                print(
+                    f"{self.spec.sae_name}: {fitted} tokens per chunk (not {requested}) so that a chunk's "
+                    f"buffers fit the free memory (d_sae {self.base_sae.cfg.d_sae})",
+                    file=sys.stderr,
+                )
+                values["batch_size"] = fitted
         return dataclasses.replace(self.base_config, **values)
 
     def result(
@@ -286,9 +302,9 @@ def run_entry(
             try:
                 for mode in [m for m in modes if m in locks]:
                     context = EvalContext(entry, spec, work, base_config, mode, work_dir)
-                    if entry.needs == "activations":
-                        context.source  # noqa: B018 - width checked before any work
-                    with torch.no_grad():
+                    with torch.no_grad(), out_of_memory_as_input_error(context):
+                        if entry.needs == "activations":
+                            context.source  # noqa: B018 - width checked before any work
                         evaluated = evaluate(context)
                     write_evaluated(evaluated, paths[mode])
                     locks.pop(mode).release()
@@ -303,6 +319,31 @@ def run_entry(
         if not keep_work:
             shutil.rmtree(work_dir, ignore_errors=True)
     return outcomes
+
+
+@contextlib.contextmanager
+def out_of_memory_as_input_error(context: EvalContext):
+    """An allocation failure becomes one line naming the memory needed and the flags that change it."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        sae = context.work.__dict__.get("sae")  # None: loading the SAE itself did not fit
+        device = context.request.device
+        if sae is None:
+            raise InputError(
+                f"out of memory on {device} loading {context.spec.sae_name}: pass --dtype bfloat16 or "
+                "another --device"
+            ) from None
+        weights = sum(p.numel() * p.element_size() for p in sae.parameters()) / 2**30
+        batch = getattr(context.base_config, "batch_size", context.request.batch_size)
+        chunk = chunk_bytes(batch, int(sae.cfg.d_sae)) / 2**30
+        raise InputError(
+            f"out of memory on {device} evaluating {context.spec.sae_name} (d_sae {sae.cfg.d_sae}): its "
+            f"weights take {weights:.2f} GiB and a chunk of {batch} tokens about {chunk:.2f} GiB more; pass "
+            "a smaller --batch-size, --dtype bfloat16, or another --device"
+        ) from None
 
 
 def _stem(path: Path) -> str:

@@ -1,0 +1,172 @@
+"""Wide SAEs: every mode's cost per 1k tokens against the amortized encode, λ calibration against one cold
+non-amortized solve, and peak memory against the weights — at Gemma-2-2B's d_in, side by side in one run.
+
+Problem (the issue's): TopK SAE, d_in 2304, d_sae 16,384 / 65,536 / 131,072, random unit decoder rows,
+encoder = 0.9 × decoder transpose, k 64; activations = sums of 32 decoder rows with magnitudes U[0.5, 1.5]
+plus Gaussian noise 0.05; 1,024 tokens. Each width runs in a fresh process (peak memory is per process);
+anonymous memory (RssAnon) is sampled every 20 ms.
+
+    .venv/bin/python benchmarks/bench_wide.py [--widths 16384 65536 131072] [--tokens 1024] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+
+
+def rss_anon_mib() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PeakSampler(threading.Thread):
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak, self.running = 0.0, True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, rss_anon_mib())
+            time.sleep(0.02)
+
+
+def one_width(d_sae: int, n_tokens: int, device: str, dtype: str = "float32") -> dict:
+    """Everything for one width, in this process."""
+    import torch
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
+    from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+    from sae_bench_amortization.inference.solver import mean_l0, solve
+    from sae_bench_amortization.modes import InferenceSettings, mode_sae, parse_mode
+
+    sampler = PeakSampler()
+    sampler.start()
+    torch.manual_seed(0)
+    d_in = 2304
+    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=64, device=device))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        D = torch.nn.functional.normalize(torch.randn(d_sae, d_in, generator=generator), dim=1)
+        sae.W_dec.copy_(D)
+        sae.W_enc.copy_(0.9 * D.T)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+        rows = torch.stack(
+            [torch.randperm(d_sae, generator=generator)[:32] for _ in range(n_tokens)]
+        )
+        magnitudes = 0.5 + torch.rand(n_tokens, 32, generator=generator)
+        x = torch.einsum("nk,nkd->nd", magnitudes, D[rows]) + 0.05 * torch.randn(
+            n_tokens, d_in, generator=generator
+        )
+        sae = sae.to(dtype=getattr(torch, dtype))
+        x = x.to(device=device, dtype=getattr(torch, dtype))
+        del D, rows
+        weights_mib = sum(p.numel() * p.element_size() for p in sae.parameters()) / 2**20
+        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+        def timed(fn):
+            sync()
+            start = time.perf_counter()
+            out = fn()
+            sync()
+            return time.perf_counter() - start, out
+
+        sae.encode(x[:64])  # warm-up
+        encode_s, codes = timed(lambda: sae.encode(x))
+        W = sae.W_enc
+        gemm_s, _ = timed(
+            lambda: x @ W
+        )  # one [tokens, d_in] × [d_in, d_sae] product: semi:T does 2·T
+        cold_s, _ = timed(
+            lambda: solve(dictionary_of(sae), sparse_coding_targets(sae, x), 0.15)
+        )  # the cold solve includes the dictionary's Lipschitz constant, as a first solve does
+        calibration_s, calibration = timed(lambda: calibrate_l1_coefficient(sae, x))
+        lam = calibration.l1_coefficient
+        settings = InferenceSettings()
+        result = {
+            "d_sae": d_sae,
+            "tokens": n_tokens,
+            "weights_mib": weights_mib,
+            "encoder_l0": mean_l0(codes),
+            "lambda": lam,
+            "calibration_s": calibration_s,
+            "calibration_solves": calibration.n_solves,
+            "calibration_l0": calibration.achieved_l0,
+            "cold_solve_s": cold_s,
+            "modes": {"amortized": 1000 * encode_s / n_tokens},
+        }
+        for name in ("semi:5", "semi:25", "non_amortized"):
+            mode = parse_mode(name)
+            encoder = mode_sae(sae, mode, lam, settings)
+            seconds, mode_codes = timed(lambda encoder=encoder: encoder.encode(x))
+            result["modes"][name] = 1000 * seconds / n_tokens
+            result[f"l0_{name}"] = mean_l0(mode_codes)
+            if mode.n_steps:  # share of the GEMM limit: 2·T products per token is the floor
+                result[f"gemm_share_{name}"] = 2 * mode.n_steps * gemm_s / seconds
+    sampler.running = False
+    sampler.join()
+    result["peak_anon_mib"] = sampler.peak
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--widths", type=int, nargs="+", default=[16384, 65536, 131072])
+    parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one width, JSON out
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_width(args.one, args.tokens, args.device, args.dtype)))
+        return
+    import torch
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, {args.dtype}"
+    )
+    print(
+        f"{'d_sae':>8} {'weights MiB':>12} {'peak anon MiB':>14} {'x weights':>10} "
+        f"{'calib s':>8} {'solves':>7} {'x cold':>7} | s/1k tokens (x amortized): "
+        "amortized, semi:5, semi:25, non_amortized"
+    )
+    for width in args.widths:
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", str(width), "--tokens", str(args.tokens),
+             "--device", args.device, "--dtype", args.dtype],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            print(f"{width:>8} failed: {done.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        base = r["modes"]["amortized"]
+        modes = ", ".join(f"{v:.3f} (x{v / base:.1f})" for v in r["modes"].values())
+        print(
+            f"{width:>8} {r['weights_mib']:>12.0f} {r['peak_anon_mib']:>14.0f} "
+            f"{r['peak_anon_mib'] / r['weights_mib']:>10.2f} {r['calibration_s']:>8.1f} "
+            f"{r['calibration_solves']:>7} {r['calibration_s'] / r['cold_solve_s']:>7.2f} | {modes}"
+        )
+        print(
+            f"{'':>8} λ {r['lambda']:.4g}; L0 encoder {r['encoder_l0']:.1f}, calibrated "
+            f"{r['calibration_l0']:.1f}, semi:5 {r['l0_semi:5']:.1f}, semi:25 {r['l0_semi:25']:.1f}, "
+            f"non_amortized {r['l0_non_amortized']:.1f}; cold solve {r['cold_solve_s']:.1f} s"
+        )
+        tokens_per_s = ", ".join(f"{name} {1000 / v:,.0f}" for name, v in r["modes"].items())
+        print(
+            f"{'':>8} tokens/s: {tokens_per_s}; share of the GEMM limit (2·T products per token): "
+            f"semi:5 {r['gemm_share_semi:5']:.0%}, semi:25 {r['gemm_share_semi:25']:.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
