@@ -61,7 +61,7 @@ def calibrate_lambda(
     n = targets.shape[0]
     if n <= 2 * search_tokens or _gram_is_cached(dictionary, targets.dtype):  # solves are cheap
         return _bracket_and_bisect(
-            dictionary, targets, target_l0, rel_tol, max_solves, solve_tol,
+            dictionary, targets, target_l0, rel_tol, max_solves,
             lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), mode,
         )  # fmt: skip
     search_rows = slice(0, search_tokens)
@@ -137,15 +137,9 @@ def _next_lambda(sparse_side, dense_side, target_l0: float, lam: float, outward)
 
 
 def _bracket_and_bisect(
-    dictionary: Dictionary,
-    targets: torch.Tensor,
-    target_l0: float,
-    rel_tol: float = 0.02,
-    max_solves: int = 40,
-    solve_tol: float = 1e-4,
-    codes_at=None,
-    mode: str = "non_amortized",
-) -> Calibration:
+    dictionary: Dictionary, targets: torch.Tensor, target_l0: float, rel_tol: float, max_solves: int,
+    codes_at, mode: str,
+) -> Calibration:  # fmt: skip
     """Bisect log λ so that the mean L0 of the codes of targets [N, d_in] is within rel_tol of target_l0
     (the one-stage search used where solves are cheap: every solve on all tokens).
 
