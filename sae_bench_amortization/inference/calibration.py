@@ -3,7 +3,10 @@ non-amortized codes (the shared λ), or T ISTA/FISTA steps from the encoder's co
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -24,12 +27,26 @@ class Calibration:
     n_tokens: int
     n_solves: int
     mode: str = "non_amortized"  # whose L0 was matched
+    seconds: float | None = None  # wall time of the calibration
 
     @property
     def relative_error(self) -> float:
         return abs(self.achieved_l0 - self.target_l0) / max(self.target_l0, 1e-12)
 
 
+def _timed(calibrate):
+    """Record the calibration's wall time in its result (``Calibration.seconds``)."""
+
+    @functools.wraps(calibrate)
+    def timed(*args, **kwargs) -> Calibration:
+        start = time.perf_counter()
+        calibration = calibrate(*args, **kwargs)
+        return dataclasses.replace(calibration, seconds=round(time.perf_counter() - start, 3))
+
+    return timed
+
+
+@_timed
 def calibrate_lambda(
     dictionary: Dictionary,
     targets: torch.Tensor,
