@@ -31,8 +31,7 @@ DTYPES = {"default": "float32", "choices": ["float32", "float16", "bfloat16"]}
 
 
 def _options(parser, title: str | None, *specs: tuple) -> None:
-    """Add options given as ("--flag[=METAVAR]", help, argparse keywords..., default) to a (titled) group;
-    a trailing non-dict is the default."""
+    """Add ("--flag[=METAVAR]", help, argparse keyword dicts..., default if not a dict) to a group."""
     group = parser.add_argument_group(title) if title else parser
     for flag, text, *extra in specs:
         flag, _, metavar = flag.partition("=")
@@ -96,7 +95,8 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
 def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
     registry = _lib("registry").discover_evals() if registry is None else registry
     parser = _Parser(prog="saebench", description=__doc__.splitlines()[0])
-    add = parser.add_subparsers(dest="command", required=True, parser_class=_Parser).add_parser
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    add = commands.add_parser
     add("list", help="list every registered eval")
     _run_args(add("run", help="run evals on SAEs, write their results"), registry)
     _run_args(add("dynamics", help="amortization_gap over ordered checkpoints"), registry)
@@ -150,6 +150,8 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
         ("--dead-after-tokens=N", "silent this long = dead, for the aux loss (100000)", POS, 100_000),
         ("--out=DIR", "SAE-Lens folder to write", {"required": True}),
     )  # fmt: skip
+    for name in ("activations", "synth", "train", "train-loca", "compare", "regress"):  # writers
+        _options(commands.choices[name], None, ("--overwrite", "replace an existing target", {"action": "store_true"}))  # fmt: skip
     return parser
 
 
@@ -169,7 +171,7 @@ def _source(args: argparse.Namespace):
     return _fields(args, _lib("sources.selection").SourceSettings, text=text)
 
 
-def _device(args: argparse.Namespace) -> str:
+def _device(args: argparse.Namespace) -> str:  # --device, else cuda when available
     return args.device or _lib("api").default_device()
 
 
@@ -210,20 +212,20 @@ def cmd_dynamics(args: argparse.Namespace, registry: dict):
 
 def cmd_activations(args: argparse.Namespace, registry: dict):
     export = _lib("sources.selection").export_activations
-    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args))
+    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), args.overwrite)  # fmt: skip
     return f"wrote {n_tokens} tokens x {d_in} to {args.out}"
 
 
 def cmd_synth(args: argparse.Namespace, registry: dict):
-    synthetic = _lib("synthetic")
-    return synthetic.write_benchmark(_fields(args, synthetic.SyntheticConfig), args.n_tokens, args.out, args.reference_saes)  # fmt: skip
+    config = _fields(args, _lib("synthetic").SyntheticConfig)
+    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite)  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, registry: dict):
     options = {name: getattr(args, name) for name in ("k", "l1_coefficient", "batch_size", "lr")}
     _lib("synthetic.training").train_sae_file(
         args.activations, args.architecture, args.d_sae, args.n_tokens, Path(args.out),
-        seed=args.seed, device=_device(args), **options,
+        args.overwrite, seed=args.seed, device=_device(args), **options,
     )  # fmt: skip
     return f"wrote {args.architecture} SAE ({args.n_tokens} tokens) to {args.out}"
 
@@ -232,22 +234,20 @@ def cmd_train_loca(args: argparse.Namespace, registry: dict):
     training = _lib("loca.training")
     config = _fields(args, training.LocATrainingConfig, n_tokens=args.n_tokens or 1_000_000)
     cfg = training.train_loca_from_sae(
-        args.sae_path, args.sae_release, args.sae_id, _source(args), Path(args.out), args.groups,
-        args.group_k, args.grouping_tokens, config, _device(args), args.group_order, args.budget_scaling,
-    ).cfg  # fmt: skip
+        args.sae_path, args.sae_release, args.sae_id, _source(args), Path(args.out), args.groups, args.group_k,
+        args.grouping_tokens, config, _device(args), args.group_order, args.budget_scaling, args.overwrite).cfg  # fmt: skip
     return f"wrote LocA-SAE (d_sae {cfg.d_sae}, budgets {cfg.group_k}) to {args.out}"
 
 
 def cmd_compare(args: argparse.Namespace, registry: dict):
-    frame, written = _lib("reports.compare").write_summary(args.results_dir, args.out, registry)
-    counts = f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals)"
-    return f"{counts}; wrote {', '.join(str(path) for path in written)}"
+    frame, written = _lib("reports.compare").write_summary(args.results_dir, args.out, registry, args.overwrite)  # fmt: skip
+    return f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals); wrote {', '.join(map(str, written))}"  # fmt: skip
 
 
 def cmd_regress(args: argparse.Namespace, registry: dict):
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
-        return regress.write_baseline(args.results, args.write_baseline, registry)
+        return regress.write_baseline(args.results, args.write_baseline, registry, args.overwrite)
     report, failed = regress.regress(args.results, args.baseline, args.rtol, args.atol, args.metric, registry)  # fmt: skip
     return report, 1 if failed else 0
 

@@ -182,7 +182,11 @@ def test_compare_on_dead_dense_modes_only_and_stale_plots_removed(results, tmp_p
     out = tmp_path / "summary"
     out.mkdir()
     (out / "l0_nmse_pareto.png").write_bytes(b"old")  # from an earlier comparison
-    result = cli("compare", only, "--out", out)
+    refused = cli(
+        "compare", only, "--out", out
+    )  # an earlier comparison is replaced only when asked
+    assert refused.code == 2 and "--overwrite" in refused.err
+    result = cli("compare", only, "--out", out, "--overwrite")
     assert result.code == 0, result.err
     assert not (out / "l0_nmse_pareto.png").exists() and (out / "pathologies_by_mode.png").exists()
 

@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from sae_bench_amortization.activations.base import ActivationBatch
+from sae_bench_amortization.atomic import clean_stale_temporaries, temporary_prefix
 from sae_bench_amortization.errors import InputError
 
 ACTIVATION_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
@@ -162,11 +163,10 @@ class ActivationFileWriter:
         if not folder.is_dir():
             raise InputError(f"output folder does not exist: {folder}")
         try:
-            self._acts = tempfile.NamedTemporaryFile(dir=folder, prefix=".acts-", delete=False)  # noqa: SIM115 - lives across calls
+            clean_stale_temporaries(self.path)
+            self._acts = _temporary(self.path, "acts-")
             self._concepts = (
-                tempfile.NamedTemporaryFile(dir=folder, prefix=".concepts-", delete=False)  # noqa: SIM115 - lives across calls
-                if concept_names is not None
-                else None
+                _temporary(self.path, "concepts-") if concept_names is not None else None
             )
         except OSError as exc:
             raise InputError(f"cannot write into {folder}: {exc.strerror}") from None
@@ -209,7 +209,7 @@ class ActivationFileWriter:
             offset += size
         header_bytes = json.dumps(header, separators=(",", ":")).encode()
         header_bytes += b" " * (-len(header_bytes) % 8)
-        final = tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".st-", delete=False)  # noqa: SIM115 - lives across calls
+        final = _temporary(self.path, "st-")
         try:
             with final:
                 final.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
@@ -243,6 +243,14 @@ class ActivationFileWriter:
             self.close()
         else:
             self.abort()
+
+
+def _temporary(target: Path, part: str):
+    """A named temporary file beside ``target``, kept until closed and removed by the writer."""
+    folder = target.parent if str(target.parent) else Path(".")
+    return tempfile.NamedTemporaryFile(
+        dir=folder, prefix=temporary_prefix(target, part), delete=False
+    )  # noqa: SIM115
 
 
 def _raw_bytes(tensor: torch.Tensor) -> bytes:

@@ -291,6 +291,7 @@ def train_loca_from_sae(
     device: str = "cpu",
     group_order: str = "avar_desc",
     budget_scaling: str = "none",
+    overwrite: bool = False,
 ):
     """``saebench train-loca``: the pretrained SAE (``sae_path``, or ``sae_release`` + ``sae_id``) grouped
     by angular variance on the source's first ``grouping_tokens`` tokens, then fine-tuned into ``out``
@@ -306,6 +307,10 @@ def train_loca_from_sae(
         raise InputError("give the pretrained SAE: --sae-path P, or --sae-release R --sae-id I")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out exists and is not a folder: {out}")
+    if out.is_dir() and any(out.iterdir()) and not checkpoints(out) and not overwrite:
+        raise InputError(
+            f"--out {out} exists and holds no LocA training to resume: pass --overwrite to replace it"
+        )
     factory = source_settings.factory(device)
     if factory is None:
         raise InputError("give an activation source: --activations F, --model NAME or --hf-model M")
@@ -314,6 +319,8 @@ def train_loca_from_sae(
         if sae_path
         else loading.spec_from_release(sae_release, sae_id)
     )
+    if overwrite and out.is_dir():  # start afresh: nothing of the earlier folder is resumed
+        shutil.rmtree(out)
     resuming = bool(checkpoints(out))
     sae = spec.load(device, "float32")
     source = as_source(factory, sae)

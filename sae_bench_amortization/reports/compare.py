@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, split_mode
 from sae_bench_amortization.registry import discover_evals
@@ -205,8 +206,20 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUMMARY_FILES = (
+    "summary.csv",
+    "summary.md",
+    "pathologies_by_mode.png",
+    "ista_steps_ablation.png",
+    "l0_nmse_pareto.png",
+)
+
+
 def write_summary(
-    results_dir: str | Path, out: str | Path | None = None, registry: dict | None = None
+    results_dir: str | Path,
+    out: str | Path | None = None,
+    registry: dict | None = None,
+    overwrite: bool = False,
 ) -> tuple[pd.DataFrame, list[Path]]:
     """``saebench compare``: summary.csv, summary.md and the plots into ``out`` (default
     ``results_dir/summary``); every figure is drawn before anything is written."""
@@ -222,7 +235,10 @@ def write_summary(
     if out == "":
         raise InputError("--out must name a folder")
     frame = load_results(results_dir, registry)
-    folder = ensure_output_dir(out or Path(results_dir) / "summary")
+    target = Path(out or Path(results_dir) / "summary")
+    for name in SUMMARY_FILES:  # an earlier comparison's files are replaced only when asked
+        refuse_existing(target / name, "--out", overwrite)
+    folder = ensure_output_dir(target)
     table = per_sae_and_mode(frame)
     figures = {
         "pathologies_by_mode.png": plot_pathologies(table),

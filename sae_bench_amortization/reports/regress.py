@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import direction_of, discover_evals
 from sae_bench_amortization.reports.compare import KEY_COLUMNS, load_results
@@ -259,7 +260,9 @@ def regress(
     return format_checks(checks), any(c.status in ("worse", "changed") for c in checks)
 
 
-def write_baseline(results: str | Path, target: str | Path, registry: dict | None = None) -> str:
+def write_baseline(
+    results: str | Path, target: str | Path, registry: dict | None = None, overwrite: bool = False
+) -> str:
     """``saebench regress --write-baseline``: the results as a baseline file; returns what was done."""
     from sae_bench_amortization.runner.results import write_text_atomic
 
@@ -269,6 +272,9 @@ def write_baseline(results: str | Path, target: str | Path, registry: dict | Non
     target = Path(target)
     if not target.parent.is_dir():
         raise InputError(f"--write-baseline folder not found: {target.parent}")
+    if target.is_dir():
+        raise InputError(f"--write-baseline is a folder, expected a file path: {target}")
+    refuse_existing(target, "--write-baseline", overwrite)
     write_text_atomic(
         target, json.dumps(baseline_from_results(frame), indent=1, sort_keys=True) + "\n"
     )

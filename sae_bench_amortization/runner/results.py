@@ -8,9 +8,7 @@ place, so a killed run never leaves a half-written result.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,12 @@ import torch
 from sae_bench.sae_bench_utils import get_eval_uuid, get_sae_bench_version, get_sae_lens_version
 from safetensors.torch import save_file
 
+from sae_bench_amortization.atomic import (  # noqa: F401 - write_file_atomic: imported from here too
+    clean_stale_temporaries,
+    refuse_existing,
+    temporary_prefix,
+    write_file_atomic,
+)
 from sae_bench_amortization.errors import InputError
 
 
@@ -43,31 +47,6 @@ def ensure_output_dir(path: str | Path) -> Path:
     if not os.access(path, os.W_OK):
         raise InputError(f"output folder is not writable: {path}")
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp's files are owner-only (0600)
-
-
-def write_file_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """``write(temporary_path)`` then rename into ``path``; an OSError is one line, the temporary removed."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, _FILE_MODE)  # shared output folders: readable as any other file
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sae_bench_amortization.activations.text import DEFAULT_DATASET, FORTUNES, TextSettings
+from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.sources import saes as loading
 
@@ -134,7 +135,7 @@ def as_spec(item: Any) -> loading.SAESpec:
 
 
 def export_activations(
-    source: SourceSettings, out: Path, dtype: str, device: str
+    source: SourceSettings, out: Path, dtype: str, device: str, overwrite: bool = False
 ) -> tuple[int, int]:
     """Write the activations a model source reads to an activation file (``saebench activations``);
     returns (tokens, d_in)."""
@@ -153,6 +154,7 @@ def export_activations(
         raise InputError("give exactly one of --model or --hf-model")
     if out.is_dir():
         raise InputError(f"--out is a folder, expected a file path: {out}")
+    refuse_existing(out, "--out", overwrite)
     text, n_tokens = source.text, source.model_tokens
     if source.hf_model:
         if not source.hf_module:

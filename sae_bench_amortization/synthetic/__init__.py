@@ -16,16 +16,26 @@ from sae_bench_amortization.synthetic.generator import (
 
 
 def write_benchmark(
-    config: SyntheticConfig, n_tokens: int, out: str | None, reference_saes: str | None
+    config: SyntheticConfig,
+    n_tokens: int,
+    out: str | None,
+    reference_saes: str | None,
+    overwrite: bool = False,
 ) -> str:
     """``saebench synth``: the activation file (``out``, truth sidecar beside it) and/or the reference
     SAEs (``reference_saes`` folder); returns what was written, one line per file."""
     from pathlib import Path
 
+    from sae_bench_amortization.atomic import refuse_existing
     from sae_bench_amortization.errors import InputError
 
     if not out and not reference_saes:
         raise InputError("give --out FILE, --reference-saes DIR, or both")
+    if out:  # everything checked before anything is written
+        refuse_existing(Path(out), "--out", overwrite)
+        refuse_existing(truth_path(out), "--out's truth sidecar", overwrite)
+    if reference_saes:
+        refuse_existing(Path(reference_saes), "--reference-saes", overwrite)
     lines = []
     if out:
         activations, sidecar = write_synthetic(Path(out), config, n_tokens)

@@ -136,7 +136,13 @@ def train_sae(
 
 
 def train_sae_file(
-    activations: str | Path, architecture: str, d_sae: int, n_tokens: int, out: Path, **options: Any
+    activations: str | Path,
+    architecture: str,
+    d_sae: int,
+    n_tokens: int,
+    out: Path,
+    overwrite: bool = False,
+    **options: Any,
 ):
     """``saebench train``: :func:`train_sae` on an activation file (``options``: its keyword arguments),
     saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata)."""
@@ -146,6 +152,9 @@ def train_sae_file(
     source.check_finite()
     if out.exists() and not out.is_dir():
         raise InputError(f"--out exists and is not a folder: {out}")
+    from sae_bench_amortization.atomic import refuse_existing
+
+    refuse_existing(out, "--out", overwrite)
     if architecture == "topk" and options.get("k") is None:
         raise InputError("--architecture topk needs --k")
     if not options.get("l1_coefficient", 0) >= 0:
