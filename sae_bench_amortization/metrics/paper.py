@@ -15,7 +15,6 @@ With z⁺ = max(z, 0) and x̂ = decode(z):
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -87,8 +86,11 @@ class PaperProtocolAccumulator:
         norms = torch.cat(self.norms).numpy()
         y = (norms > np.median(norms)).astype(np.float64)
         frequency = torch.bincount(z.indices()[1], minlength=self.d_sae).double() / n
-        ranking = rank_latents(z, y)
-        f1 = {k: probe_f1(standardized_columns(z, ranking[:k]), y) for k in (1, 2)}
+        mean, std = latent_moments(z)
+        ranking = rank_latents(z, y, mean, std)
+        top = columns(z, ranking[:6])  # [N, 6] dense z⁺ of the six top-ranked latents, one pass
+        standardized = (top - mean[ranking[:6]]) / (std[ranking[:6]] + 1e-6)
+        f1 = {k: probe_f1(standardized[:, :k], y) for k in (1, 2)}
         return {
             "nmse": (self.squared_error / n) / (self.squared_norm / n + 1e-9),
             "dead_rate": float((frequency <= 1e-6).double().mean()),
@@ -97,7 +99,7 @@ class PaperProtocolAccumulator:
             "f1_at_1": f1[1],
             "f1_at_2": f1[2],
             "delta_f1": None if None in (f1[1], f1[2]) else f1[2] - f1[1],
-            "absorption_rate": absorption(z, y, ranking),
+            "absorption_rate": absorption(top, y),
         }
 
 
@@ -112,10 +114,10 @@ def latent_moments(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return mean.numpy(), variance.sqrt().numpy()
 
 
-def rank_latents(z: torch.Tensor, y: np.ndarray) -> np.ndarray:
-    """Latent indices by |corr_j| descending (ties by index); z⁺ sparse [N, d_sae], y [N] in {0, 1}."""
+def rank_latents(z: torch.Tensor, y: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Latent indices by |corr_j| descending (ties by index); z⁺ sparse [N, d_sae], y [N] in {0, 1},
+    the latents' mean and population std [d_sae] (:func:`latent_moments`)."""
     n = z.shape[0]
-    mean, std = latent_moments(z)
     y_centered = torch.as_tensor(y - y.mean())
     # mean_i((z_ij − m_j)(y_i − ȳ)) = mean_i(z_ij (y_i − ȳ)) since Σ_i (y_i − ȳ) = 0
     covariance = (torch.sparse.mm(z.t(), y_centered.unsqueeze(1)).squeeze(1) / n).numpy()
@@ -125,19 +127,15 @@ def rank_latents(z: torch.Tensor, y: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(corr)), -np.abs(corr)))
 
 
-def standardized_columns(z: torch.Tensor, latents: np.ndarray) -> np.ndarray:
-    """s [N, k] = (z⁺_j − mean_j) / (std_j + 1e-6) for the given latents."""
-    mean, std = latent_moments(z)
-    dense = torch.stack([column(z, int(j)) for j in latents], dim=1).numpy()
-    return (dense - mean[latents]) / (std[latents] + 1e-6)
-
-
-def column(z: torch.Tensor, latent: int) -> torch.Tensor:
-    """z⁺[:, latent] dense [N]."""
-    mask = z.indices()[1] == latent
-    out = torch.zeros(z.shape[0], dtype=torch.float64)
-    out[z.indices()[0][mask]] = z.values()[mask]
-    return out
+def columns(z: torch.Tensor, latents: np.ndarray) -> np.ndarray:
+    """z⁺[:, latents] dense [N, k] (float64), from one pass over the non-zeros."""
+    slot = torch.full((z.shape[1],), -1, dtype=torch.int64)
+    slot[torch.as_tensor(latents, dtype=torch.int64)] = torch.arange(len(latents))
+    rows, cols = z.indices()
+    keep = slot[cols] >= 0
+    out = torch.zeros(z.shape[0], len(latents), dtype=torch.float64)
+    out[rows[keep], slot[cols[keep]]] = z.values()[keep]
+    return out.numpy()
 
 
 def probe_f1(features: np.ndarray, y: np.ndarray) -> float | None:
@@ -155,17 +153,11 @@ def probe_f1(features: np.ndarray, y: np.ndarray) -> float | None:
     return float(f1_score(y, probe.predict(features), zero_division=0.0))
 
 
-def absorption(z: torch.Tensor, y: np.ndarray, ranking: np.ndarray) -> float | None:
-    """Share of y = 1 tokens where the top-ranked latent is silent and one of the next five fires."""
+def absorption(top: np.ndarray, y: np.ndarray) -> float | None:
+    """Share of y = 1 tokens where the top-ranked latent is silent and one of the next five fires;
+    ``top`` [N, 6]: z⁺ of the six top-ranked latents, best first."""
     positive = y == 1
     if not positive.any():
         return None
-    main = column(z, int(ranking[0])).numpy() > 0
-    aux = np.zeros(z.shape[0], dtype=bool)
-    for latent in ranking[1:6]:
-        aux |= column(z, int(latent)).numpy() > 0
-    return float((~main & aux)[positive].mean())
-
-
-def finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
+    absorbed = (top[:, 0] <= 0) & (top[:, 1:6] > 0).any(axis=1)
+    return float(absorbed[positive].mean())
