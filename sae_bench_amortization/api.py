@@ -107,7 +107,7 @@ def run(
     Bad input raises :class:`InputError` before anything is computed.
     """
     from sae_bench_amortization.runner.executors import RayOptions, run_ray, run_sequential
-    from sae_bench_amortization.runner.results import ensure_output_dir
+    from sae_bench_amortization.runner.results import check_output_dir
 
     bound_the_heap()
     registry = discover_evals()
@@ -121,7 +121,7 @@ def run(
     device = device or default_device()
     specs = [as_spec(item) for item in saes] + (selection.specs() if selection else [])
     settings = source if isinstance(source, SourceSettings) else SourceSettings()
-    output = ensure_output_dir(output_dir)
+    output = check_output_dir(output_dir)
     if source is None or isinstance(source, SourceSettings):
         specs, factory = choose(specs, settings, device)
     else:

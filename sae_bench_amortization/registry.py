@@ -82,6 +82,10 @@ class EvalEntry:
     metric_names: renames into the names ``compare`` shares across evals (e.g. ``mean_l0`` → ``l0``).
     needs: "activations" (any activation source) or "model" (it reads a TransformerLens model itself).
     result_name(spec, mode, modes) → (release, sae_id) of the result file; None: this package's naming.
+    check(requirements) → dict | None: called for every SAE of a command before any result is written
+        (``runner.plan.RequirementContext``: the SAE, its source, the config); raises InputError when the
+        eval cannot run there, and may return what else the eval reads (e.g. a file's hash) for the
+        result's fingerprint. A ``"module:function"`` string is imported on first use.
     """
 
     name: str
@@ -95,15 +99,24 @@ class EvalEntry:
     metric_names: Mapping[str, str] = field(default_factory=dict)
     needs: str = "activations"
     result_name: Callable[..., tuple[str, str]] | None = None
+    check: Callable[[Any], dict | None] | str | None = None
 
     def evaluate_fn(self) -> Callable[[Any], Any]:
-        if not isinstance(self.evaluate, str):
-            return self.evaluate
-        module, _, name = self.evaluate.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.evaluate)
+
+    def check_fn(self) -> Callable[[Any], dict | None] | None:
+        return None if self.check is None else _resolve(self.check)
 
     def default_config(self) -> Any:
         return self.config_class(**self.config_defaults)
+
+
+def _resolve(function: Callable | str) -> Callable:
+    """A callable, or a ``"module:function"`` string imported now."""
+    if not isinstance(function, str):
+        return function
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def discover_evals() -> dict[str, EvalEntry]:

@@ -16,6 +16,7 @@ EVAL = EvalEntry(
     name="absorption_rate",
     description="Feature absorption: main latents silent while an aligned latent fires (needs concepts)",
     evaluate="sae_bench_amortization.evals.absorption_rate.main:evaluate",
+    check="sae_bench_amortization.evals.absorption_rate.main:check",
     config_class=AbsorptionRateEvalConfig,
     options=(ABSORPTION_DEFINITION,),
     directions={"absorption_rate": HIGHER_IS_WORSE, "full_absorption_rate": HIGHER_IS_WORSE},

@@ -54,6 +54,14 @@ def absorption_metrics(rows: list[dict]) -> AbsorptionMetrics:
     )
 
 
+def check(requirements) -> None:
+    """Before any work: the definition applies to the source (concept labels, or a TransformerLens model
+    read at blocks.L.hook_resid_post)."""
+    source, config = requirements.source, requirements.config
+    if not use_saebench_first_letter(source, config.absorption_definition):
+        require_concepts(source, "absorption_rate")
+
+
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: absorption per concept, by the definition the config and the source select."""
     config, source = context.config, context.source

@@ -34,6 +34,7 @@ EVAL = EvalEntry(
     description="Inference modes on one decoder (amortized, semi:5, semi:25, non_amortized): NMSE, L0, "
     "objective, dead/dense, gap",
     evaluate="sae_bench_amortization.evals.amortization_gap.main:evaluate",
+    check="sae_bench_amortization.evals.amortization_gap.main:check",
     config_class=AmortizationGapEvalConfig,
     options=(DENSE_THRESHOLD, LOCA_PATH, PROTOCOL),
     per_mode=False,

@@ -8,6 +8,7 @@ import time
 import torch
 
 from sae_bench_amortization.activations.sources import TruncatedSource
+from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.evals.amortization_gap import EVAL
 from sae_bench_amortization.evals.amortization_gap.eval_config import (
@@ -40,12 +41,14 @@ from sae_bench_amortization.modes import (
     parse_mode,
     parse_modes,
 )
+from sae_bench_amortization.reports.tables import aligned
 from sae_bench_amortization.runner.loop import (
     EvalContext,
     Evaluated,
     saebench_style,
 )
 from sae_bench_amortization.sources.saes import spec_from_path
+from sae_bench_amortization.sources.sanity import check_sae
 
 CSV_COLUMNS = (
     "mode",
@@ -185,32 +188,26 @@ def rows_to_csv(rows: list[dict]) -> str:
 def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     """The rows as a fixed-width table (ΔF1 and absorption shown when measured)."""
     columns = [
-        ("NMSE", "nmse", 9, ".4f"),
-        ("L0", "l0", 8, ".2f"),
-        ("objective", "objective", 11, ".4f"),
-        ("dead", "dead_rate", 8, ".3f"),
-        ("dense", "dense_rate", 8, ".3f"),
-        ("dense.2", "dense_rate_0_2", 8, ".3f"),
-        ("F1@1", "f1_at_1", 8, ".3f"),
-        ("ΔF1", "delta_f1", 8, ".4f"),
-        ("absorb", "absorption_rate", 8, ".3f"),
-        ("s/1k tok", "seconds_per_1k_tokens", 10, ".4f"),
-        ("λ", "l1_coefficient", 9, ".4g"),
+        ("NMSE", "nmse", ".4f"),
+        ("L0", "l0", ".2f"),
+        ("objective", "objective", ".4f"),
+        ("dead", "dead_rate", ".3f"),
+        ("dense", "dense_rate", ".3f"),
+        ("dense.2", "dense_rate_0_2", ".3f"),
+        ("F1@1", "f1_at_1", ".3f"),
+        ("ΔF1", "delta_f1", ".4f"),
+        ("absorb", "absorption_rate", ".3f"),
+        ("s/1k tok", "seconds_per_1k_tokens", ".4f"),
+        ("λ", "l1_coefficient", ".4g"),
     ]
     columns = [col for col in columns if any(row.get(col[1]) is not None for row in rows)]
-    lines = [
-        f"{sae_name} (λ {lam:.4g})",
-        f"{'mode':<15}" + "".join(f"{title:>{width}}" for title, _, width, _ in columns),
+    cells = [
+        [row["mode"]]
+        + [format(row[key], fmt) if row.get(key) is not None else "-" for _, key, fmt in columns]
+        for row in rows
     ]
-    for row in rows:
-        lines.append(
-            f"{row['mode']:<15}"
-            + "".join(
-                f"{row[key]:>{width}{fmt}}" if row.get(key) is not None else " " * (width - 1) + "-"
-                for _, key, width, fmt in columns
-            )
-        )
-    return "\n".join(lines)
+    header = ["mode"] + [title for title, _, _ in columns]
+    return "\n".join([f"{sae_name} (λ {lam:.4g})", *aligned(header, cells)])
 
 
 def gap_modes(config: AmortizationGapEvalConfig) -> list:
@@ -224,19 +221,32 @@ def gap_modes(config: AmortizationGapEvalConfig) -> list:
     return modes
 
 
-def evaluate(context: EvalContext) -> Evaluated:
-    """One SAE: every mode side by side on its decoder (and its LocA-SAE's row when one is paired)."""
-    config, spec, sae = context.config, context.spec, context.base_sae
-    source, inference = context.source, context.request.inference
+def check(requirements) -> dict | None:
+    """Before any work: the protocol, the modes, and the paired LocA-SAE (found, a LocA-SAE, same width);
+    the LocA-SAE's hash goes into the result's fingerprint."""
+    config, spec, sae = requirements.config, requirements.spec, requirements.sae
     if config.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol '{config.protocol}': choose {' or '.join(PROTOCOLS)}")
-    modes = gap_modes(config)
-    loca_of = loca_pairs(config, context.request.saes)
-    if spec.sae_name in loca_of and is_loca(sae):
+    gap_modes(config)
+    loca_of = loca_pairs(config, requirements.request.saes)
+    if spec.sae_name not in loca_of:
+        return None
+    if is_loca(sae):
         raise InputError(
             f"SAE {spec.sae_name} is itself a LocA-SAE (its encoder is the row 'loca'): "
             "drop --loca-path for it"
         )
+    loca = _load_loca(loca_of[spec.sae_name], sae)
+    check_sae(loca, f"--loca-path {loca_of[spec.sae_name]}")
+    return {"loca_weights_sha256": tensors_digest(loca.state_dict())}
+
+
+def evaluate(context: EvalContext) -> Evaluated:
+    """One SAE: every mode side by side on its decoder (and its LocA-SAE's row when one is paired)."""
+    config, spec, sae = context.config, context.spec, context.base_sae
+    source, inference = context.source, context.request.inference
+    modes = gap_modes(config)
+    loca_of = loca_pairs(config, context.request.saes)
     loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
     scope = inference.lambda_calibration or ("per_mode" if config.protocol == "paper" else "shared")
     lam, calibration = context.work.shared_lambda

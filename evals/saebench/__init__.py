@@ -176,6 +176,34 @@ def _api_key() -> dict[str, Any]:
     return {"api_key": key}
 
 
+def check(requirements) -> None:
+    """Before any work: the SAE names its hook and model (unless SAEBench loads it as published) and a
+    TransformerLens model is known (--model, the release's, or the SAE's metadata.model_name)."""
+    from sae_bench_amortization.modes import AMORTIZED
+
+    spec, request, sae = requirements.spec, requirements.request, requirements.sae
+    if not (request.inference.modes == [AMORTIZED] and spec.source == "release"):
+        for field in ("hook_name", "model_name"):
+            if not getattr(sae.cfg.metadata, field, None):
+                raise InputError(
+                    f"SAE {spec.sae_name} has no metadata.{field}; SAEBench evals need it"
+                )
+    if request.model_name or getattr(sae.cfg.metadata, "model_name", None):
+        return
+    if spec.source == "release":
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        directory = get_pretrained_saes_directory()
+        if spec.release in directory and directory[spec.release].model:
+            return
+    raise InputError("SAEBench evals need a TransformerLens model: pass --model NAME")
+
+
+def _check_api_key(requirements) -> None:
+    check(requirements)
+    _api_key()
+
+
 def _entry(name, description, evaluate, config, directions=None, defaults=None) -> EvalEntry:
     """An entry around SAEBench's eval ``name``; ``config`` = (its module, its config class)."""
     config_class = getattr(
@@ -184,6 +212,7 @@ def _entry(name, description, evaluate, config, directions=None, defaults=None) 
     return EvalEntry(
         name=name, description=description, evaluate=evaluate, config_class=config_class,
         config_defaults=defaults or {}, directions=directions or {}, needs="model", result_name=result_name,
+        check=_check_api_key if name == "autointerp" else check,
     )  # fmt: skip
 
 

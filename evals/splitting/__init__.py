@@ -7,6 +7,7 @@ EVAL = EvalEntry(
     name="splitting",
     description="Feature splitting: ΔF1 = F1@2 − F1@1 of k-sparse probes per labelled concept (needs concepts)",
     evaluate="sae_bench_amortization.evals.splitting.main:evaluate",
+    check="sae_bench_amortization.evals.splitting.main:check",
     config_class=SplittingEvalConfig,
     directions={"delta_f1": HIGHER_IS_WORSE},
     metric_names={"mean_delta_f1": "delta_f1"},

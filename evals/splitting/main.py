@@ -23,6 +23,11 @@ def splitting_metrics(rows: list[dict]) -> SplittingMetrics:
     )
 
 
+def check(requirements) -> None:
+    """Before any work: the source must carry concept labels."""
+    require_concepts(requirements.source, "splitting")
+
+
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: ΔF1 per concept of the source's labels."""
     require_concepts(context.source, "splitting")

@@ -103,6 +103,12 @@ class ActivationFile:
     def describe(self) -> str:
         return f"activation file {self.path} ({self.n_tokens} tokens, d_in {self.d_in})"
 
+    def identity(self) -> dict:
+        """The file's content (SHA-256) and token count: what results read from it depend on."""
+        from sae_bench_amortization.digest import file_digest
+
+        return {"activation_file_sha256": file_digest(self.path), "n_tokens": self.n_tokens}
+
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         """Yield float32 activation chunks (and bool concept chunks) of ``batch_size`` rows."""
         with safe_open(str(self.path), framework="pt") as handle:

@@ -79,6 +79,11 @@ class _ModelReader:
         """[n_kept_tokens, d_in] activations of the non-special tokens of ``documents``."""
         raise NotImplementedError
 
+    def _reading(self) -> dict:
+        """What the reading adds to the model's identity: the text, the tokens, the context."""
+        texts = self.texts.identity() if hasattr(self.texts, "identity") else repr(self.texts)
+        return {"text": texts, "n_tokens": self.n_tokens, "context_size": self.context_size}
+
     def _document_batches(self) -> Iterator[list[str]]:
         batch: list[str] = []
         for doc in self.texts():
@@ -183,6 +188,15 @@ class HFModelActivations(_ModelReader):
             f"transformers model {self.model_name} at {self.module_path} ({self.n_tokens} tokens)"
         )
 
+    def identity(self) -> dict:
+        from sae_bench_amortization.digest import folder_digest
+
+        path = resolve_hf_model(self.model_name)
+        model = (
+            {"hf_model_sha256": folder_digest(path)} if Path(path).is_dir() else {"hf_model": path}
+        )
+        return {**model, "module": self.module_path, **self._reading()}
+
     @torch.no_grad()
     def _activations(self, documents: list[str]) -> torch.Tensor:
         encoded = self.tokenizer(
@@ -261,6 +275,9 @@ class TransformerLensActivations(_ModelReader):
         return (
             f"TransformerLens model {self.model_name} at {self.hook_name} ({self.n_tokens} tokens)"
         )
+
+    def identity(self) -> dict:
+        return {"model": self.model_name, "hook": self.hook_name, **self._reading()}
 
     @torch.no_grad()
     def _activations(self, documents: list[str]) -> torch.Tensor:

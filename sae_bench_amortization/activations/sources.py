@@ -34,6 +34,9 @@ class TruncatedSource:
     def describe(self) -> str:
         return f"{self.source.describe()}, first {self.n_tokens} tokens"
 
+    def identity(self) -> dict:
+        return {**source_identity(self.source), "n_tokens": self.n_tokens}
+
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         return take_tokens(self.source.iter_batches(batch_size), self.n_tokens)
 
@@ -120,6 +123,12 @@ class HFActivationFactory:
         return self.source
 
 
+def source_identity(source: ActivationSource) -> dict:
+    """What determines the activations a source yields (``identity()``; else its one-line description)."""
+    identity = getattr(source, "identity", None)
+    return identity() if callable(identity) else {"describe": source.describe()}
+
+
 def check_width(sae: Any, source: ActivationSource) -> None:
     """One-line error when the SAE's d_in is not the activation width."""
     if int(sae.cfg.d_in) != int(source.d_in):
@@ -142,6 +151,14 @@ class TensorActivations:
 
     def describe(self) -> str:
         return f"in-memory tensor ({self.acts.shape[0]} tokens)"
+
+    def identity(self) -> dict:
+        from sae_bench_amortization.digest import tensors_digest
+
+        return {
+            "tensor_sha256": tensors_digest({"activations": self.acts}),
+            "n_tokens": self.acts.shape[0],
+        }
 
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         for start in range(0, self.acts.shape[0], batch_size):

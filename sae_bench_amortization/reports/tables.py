@@ -5,25 +5,41 @@ from __future__ import annotations
 from sae_bench_amortization.runner.request import SAEOutcome
 
 
+def aligned(header: list[str], rows: list[list[str]], gap: int = 2) -> list[str]:
+    """Lines of a table whose columns are as wide as their widest cell plus ``gap``: values never run
+    into each other, however large. The first column is left-aligned, the others right-aligned."""
+    table = [header, *rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return [
+        (
+            line[0].ljust(widths[0])
+            + "".join(
+                cell.rjust(width + gap) for cell, width in zip(line[1:], widths[1:], strict=True)
+            )
+        ).rstrip()
+        for line in table
+    ]
+
+
 def format_summary(rows: list[tuple[str, SAEOutcome]]) -> str:
     """One line per (eval, SAE): status and the eval's headline metrics."""
     if not rows:
         return "nothing was run"
-    header = ("eval", "sae", "status", "metrics")
-    lines = [header]
+    lines = []
     for eval_name, outcome in rows:
         metrics = "  ".join(
             f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}"
             for key, value in outcome.metrics.items()
         )
-        lines.append((eval_name, outcome.sae_name, outcome.status, metrics))
-    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+        lines.append([eval_name, outcome.sae_name, outcome.status, metrics])
+    header = ["eval", "sae", "status", "metrics"]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(3)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:3], widths, strict=True))
-        + "  "
-        + line[3]
-        for line in lines
-    ).rstrip()
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(line, [*widths, 0], strict=True)
+        ).rstrip()
+        for line in [header, *lines]
+    )
 
 
 def print_summary(rows: list[tuple[str, SAEOutcome]]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from sae_bench_amortization.errors import InputError, first_line
 from sae_bench_amortization.registry import EvalEntry
 from sae_bench_amortization.runner.loop import run_entry
+from sae_bench_amortization.runner.plan import plan_command
 from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
 
 EXECUTORS = ("sequential", "ray")
@@ -47,10 +48,12 @@ class RayOptions:
 
 
 def run_sequential(entries: list[EvalEntry], request: EvalRequest) -> list[tuple[str, SAEOutcome]]:
-    """Each eval on all SAEs, in this process (bad input stops the run with one line)."""
+    """Each eval on all SAEs, in this process; the whole command is checked first (bad input stops it with
+    one line before anything is written)."""
+    plan = plan_command(entries, request)
     rows = []
     for entry in entries:
-        rows.extend((entry.name, outcome) for outcome in run_entry(entry, request))
+        rows.extend((entry.name, outcome) for outcome in run_entry(entry, request, plan=plan))
     return rows
 
 
@@ -107,6 +110,9 @@ def run_ray(
         ) from None
     import logging
 
+    plan_command(
+        entries, dataclasses.replace(request, device="cpu")
+    )  # the whole command, before any task
     started_here = not ray.is_initialized()
     if started_here:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import shutil
 import sys
 import tempfile
@@ -31,12 +32,13 @@ from sae_bench_amortization.modes import (
 )
 from sae_bench_amortization.registry import EvalEntry
 from sae_bench_amortization.runner.memory import chunk_bytes, fit_batch_size, is_out_of_memory
+from sae_bench_amortization.runner.plan import Plan, plan_command, stored_metrics, stored_numbers
 from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
 from sae_bench_amortization.runner.results import (
     ResultLock,
     artifact_path,
-    ensure_output_dir,
-    result_path,
+    make_folder,
+    remove_if_empty,
     run_metadata,
     write_safetensors_atomic,
     write_text_atomic,
@@ -72,9 +74,11 @@ class SAEWork:
     ``calibration_tokens`` tokens, or the given ``--l1-coefficient``) and, with per-mode calibration, each
     semi mode's own (its mean L0 matched to the encoder's)."""
 
-    def __init__(self, spec: SAESpec, request: EvalRequest):
+    def __init__(self, spec: SAESpec, request: EvalRequest, sae: Any = None):
         self.spec, self.request = spec, request
         self._per_mode: dict[str, Any] = {}
+        if sae is not None:  # loaded (and checked) already when the command was planned
+            self.__dict__["sae"] = sae
 
     @cached_property
     def sae(self) -> Any:
@@ -267,49 +271,55 @@ def result_name(
 
 
 def run_entry(
-    entry: EvalEntry, request: EvalRequest, output_path: str | Path | None = None
+    entry: EvalEntry,
+    request: EvalRequest,
+    output_path: str | Path | None = None,
+    plan: Plan | None = None,
 ) -> list[SAEOutcome]:
     """``entry`` on every SAE × mode of ``request`` whose result is missing (all, with force_rerun), into
-    ``output_path`` (default ``request.output_dir / entry.name``)."""
-    output_path = ensure_output_dir(output_path or request.output_dir / entry.name)
-    modes = request.inference.modes if entry.per_mode else [None]
+    ``output_path`` (default ``request.output_dir / entry.name``). ``plan``: the command's checks and
+    decisions (:func:`~sae_bench_amortization.runner.plan.plan_command`), made here when not given."""
+    output_path = Path(output_path or request.output_dir / entry.name)
+    if plan is None:
+        plan = plan_command([entry], request, {entry.name: output_path})
     base_config = config_for(entry, request)
     keep_work = request.work_dir is not None
     work_dir = request.work_dir or Path(tempfile.mkdtemp(prefix=f"saebench-{entry.name}-"))
     outcomes: list[SAEOutcome] = []
     evaluate = entry.evaluate_fn()
+    created: list[Path] = []
     try:
         for spec in tqdm(
             request.saes, desc=f"{entry.name}: SAEs", unit="sae", leave=False, disable=None
         ):
-            paths = {
-                mode: result_path(
-                    output_path, *result_name(entry, spec, mode, request.inference.modes)
-                )
-                for mode in modes
-            }
-            locks = {}
-            for mode, path in paths.items():
-                claimed = claim(path, request.force_rerun)
+            planned, locks = {}, {}
+            for result in plan.for_sae(entry, spec):
+                if result.stored is not None:
+                    print(
+                        f"skipping {_stem(result.path)}: up to date ({stored_metrics(result.stored)})"
+                    )
+                    metrics = stored_numbers(result.stored)
+                    outcomes.append(SAEOutcome(_stem(result.path), "skipped", result.path, metrics))
+                    continue
+                created += make_folder(result.path.parent)
+                claimed = claim(result.path, request.force_rerun)
                 if isinstance(claimed, str):
-                    print(f"skipping {_stem(path)}: {claimed}")
-                    outcomes.append(SAEOutcome(_stem(path), "skipped", path))
+                    print(f"skipping {_stem(result.path)}: {claimed}")
+                    outcomes.append(SAEOutcome(_stem(result.path), "skipped", result.path))
                 else:
-                    locks[mode] = claimed
+                    planned[result.mode], locks[result.mode] = result, claimed
             if not locks:
                 continue
-            work = SAEWork(spec, request)
+            work = SAEWork(spec, request, plan.loaded.get(spec.sae_name))
             try:
-                for mode in [m for m in modes if m in locks]:
+                for mode, result in planned.items():
                     context = EvalContext(entry, spec, work, base_config, mode, work_dir)
                     with torch.no_grad(), out_of_memory_as_input_error(context):
-                        if entry.needs == "activations":
-                            context.source  # noqa: B018 - width checked before any work
                         evaluated = evaluate(context)
-                    write_evaluated(evaluated, paths[mode])
+                    write_evaluated(evaluated, result.path, result.fingerprint)
                     locks.pop(mode).release()
                     outcomes.append(
-                        SAEOutcome(_stem(paths[mode]), "written", paths[mode], evaluated.summary)
+                        SAEOutcome(_stem(result.path), "written", result.path, evaluated.summary)
                     )
             finally:
                 for lock in locks.values():
@@ -318,6 +328,7 @@ def run_entry(
     finally:
         if not keep_work:
             shutil.rmtree(work_dir, ignore_errors=True)
+        remove_if_empty(created)
     return outcomes
 
 
@@ -350,25 +361,28 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix("_eval_results.json")
 
 
-def write_evaluated(evaluated: Evaluated, path: Path) -> None:
-    """The artifacts beside the result, then the result JSON last (its presence marks the work done)."""
+def write_evaluated(evaluated: Evaluated, path: Path, fingerprint: dict | None = None) -> None:
+    """The artifacts beside the result, then the result JSON last (its presence marks the work done),
+    with the ``fingerprint`` of its inputs as a top-level key."""
     for suffix, (tensors, metadata) in evaluated.artifacts.items():
         write_safetensors_atomic(artifact_path(path, suffix), tensors, metadata)
     for suffix, text in evaluated.text_artifacts.items():
         write_text_atomic(artifact_path(path, suffix), text)
-    write_text_atomic(path, evaluated.output.to_json())
+    text = evaluated.output.to_json()
+    if fingerprint is not None:
+        text = json.dumps({**json.loads(text), "fingerprint": fingerprint}, indent=2)
+    write_text_atomic(path, text)
 
 
 def claim(path: Path, force_rerun: bool) -> ResultLock | str:
-    """The lock on a result this run will compute, or why it skips it (it exists; another run holds it)."""
-    if path.exists() and not force_rerun:
-        return f"{path} exists (--force-rerun to redo)"
+    """The lock on a result this run will compute, or why it skips it (another run holds it, or finished
+    it since the command was checked)."""
     lock = ResultLock(path)
     if not lock.acquire():
         return f"another run is computing it ({lock.path} is locked)"
     if path.exists() and not force_rerun:  # finished by another run while we looked
         lock.release()
-        return f"{path} exists (--force-rerun to redo)"
+        return f"another run wrote {path} meanwhile"
     return lock
 
 

@@ -7,6 +7,7 @@ place, so a killed run never leaves a half-written result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -47,6 +48,38 @@ def ensure_output_dir(path: str | Path) -> Path:
     if not os.access(path, os.W_OK):
         raise InputError(f"output folder is not writable: {path}")
     return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """One line when ``path`` could not be created or written; creates nothing (folders are made at the
+    first write, so a refused command leaves none behind)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot create output folder {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"output folder is not writable: {existing}")
+    return path
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create ``path`` (and parents) if missing; the folders it created, deepest first."""
+    created = []
+    missing = path
+    while not missing.exists():
+        created.append(missing)
+        missing = missing.parent
+    ensure_output_dir(path)
+    return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a run created that it left empty (deepest first)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

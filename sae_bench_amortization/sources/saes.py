@@ -19,6 +19,7 @@ import torch
 
 from sae_bench_amortization.errors import InputError, first_line, suggest
 from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
+from sae_bench_amortization.sources.sanity import check_folder_shapes, read_cfg, state_dict_problem
 
 if TYPE_CHECKING:  # sae_lens takes seconds to import: loaded only when an SAE is
     from sae_lens import SAE
@@ -78,19 +79,17 @@ def load_folder_sae(path: Path, device: str, dtype: str) -> SAE:
         raise InputError(f"SAE folder has no cfg.json: {path}")
     if not weights_path.is_file():
         raise InputError(f"SAE folder has no sae_weights.safetensors: {path}")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{cfg_path}: not valid JSON") from None
-    architecture = cfg.get("architecture", "standard") if isinstance(cfg, dict) else None
+    cfg = read_cfg(cfg_path)
+    architecture = cfg.get("architecture", "standard")
     if architecture not in SAE_CLASS_REGISTRY:
         raise InputError(
             f"{cfg_path}: unknown SAE architecture '{architecture}'{suggest(str(architecture), list(SAE_CLASS_REGISTRY))}"
         )
+    check_folder_shapes(cfg, weights_path)
     try:
         return SAE.load_from_disk(path, device=device, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - corrupt weights / config mismatch become one line
-        raise InputError(f"cannot load SAE folder {path}: {first_line(exc)}") from None
+        raise InputError(f"cannot load SAE folder {path}: {state_dict_problem(exc)}") from None
 
 
 def dictionary_learning_cfg(config: dict[str, Any], device: str) -> dict[str, Any]:
@@ -199,7 +198,9 @@ def load_dictionary_learning_sae(path: Path, device: str, dtype: str) -> SAE:
     try:
         sae.load_state_dict(state)
     except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not match config.json ({first_line(exc)})") from None
+        raise InputError(
+            f"{path}: weights do not match config.json ({state_dict_problem(exc)})"
+        ) from None
     return sae.to(device=device, dtype=getattr(torch, dtype))
 
 

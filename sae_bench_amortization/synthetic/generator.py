@@ -188,6 +188,10 @@ class SyntheticActivations:
         c = self.truth.config
         return f"synthetic benchmark (d_in {c.d_in}, {c.n_features} features, seed {c.seed}, {self.n_tokens} tokens)"
 
+    def identity(self) -> dict:
+        config = asdict(self.truth.config)
+        return {"synthetic": config, "start": self.start, "n_tokens": self.n_tokens}
+
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         return stream(self.truth, self.n_tokens, batch_size, self.start)
 

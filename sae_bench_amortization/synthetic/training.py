@@ -157,6 +157,10 @@ def train_sae_file(
     refuse_existing(out, "--out", overwrite)
     if architecture == "topk" and options.get("k") is None:
         raise InputError("--architecture topk needs --k")
+    if d_sae <= 0 or n_tokens <= 0:
+        raise InputError(f"--d-sae and --n-tokens must be positive, got {d_sae} and {n_tokens}")
+    if architecture == "topk" and not 0 < options["k"] <= d_sae:
+        raise InputError(f"--k must satisfy 0 < k <= --d-sae ({d_sae}), got {options['k']}")
     if not options.get("l1_coefficient", 0) >= 0:
         raise InputError(f"--l1-coefficient must be >= 0, got {options['l1_coefficient']}")
     meta = source.metadata

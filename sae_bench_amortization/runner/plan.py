@@ -1,0 +1,183 @@
+"""Before any work, the whole command is checked: every SAE loaded and sane (``sources.sanity``), every
+eval's requirements met on every SAE (activation width, concept labels, a model, its own ``check``), and every
+result's fingerprint compared with the stored one. The outcome, per eval × SAE × mode: compute it, or skip it
+(stored and up to date). A stored result made with other inputs stops the command here with one line naming
+what changed (``--force-rerun`` recomputes it), so nothing is written by a command that is then refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae_bench_amortization.activations.sources import check_width, source_identity
+from sae_bench_amortization.digest import tensors_digest
+from sae_bench_amortization.errors import InputError, first_line
+from sae_bench_amortization.modes import InferenceMode
+from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner import fingerprint as fp
+from sae_bench_amortization.runner.memory import is_out_of_memory
+from sae_bench_amortization.runner.request import EvalRequest
+from sae_bench_amortization.sources.saes import SAESpec
+from sae_bench_amortization.sources.sanity import check_sae
+
+
+@dataclass(frozen=True)
+class RequirementContext:
+    """What an eval's ``check`` sees for one SAE: the SAE as loaded, the source it will read (None for
+    evals that read a model themselves), its config and the request."""
+
+    entry: EvalEntry
+    spec: SAESpec
+    sae: Any
+    source: Any
+    config: Any
+    request: EvalRequest
+
+
+@dataclass
+class PlannedResult:
+    """One result file of the command: where, its fingerprint, and the stored result when up to date."""
+
+    mode: InferenceMode | None
+    path: Path
+    fingerprint: dict[str, Any]
+    stored: dict[str, Any] | None = None  # not None: up to date, skipped
+
+
+@dataclass
+class Plan:
+    results: dict[tuple[str, str], list[PlannedResult]] = field(default_factory=dict)
+    loaded: dict[str, Any] = field(default_factory=dict)  # SAE name → the SAE, kept for the work
+
+    def for_sae(self, entry: EvalEntry, spec: SAESpec) -> list[PlannedResult]:
+        return self.results[(entry.name, spec.sae_name)]
+
+
+def load_checked(spec: SAESpec, request: EvalRequest) -> Any:
+    """The SAE loaded as the run loads it, refused with one line when it is not fit to evaluate."""
+    try:
+        sae = spec.load(request.device, request.dtype)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise InputError(
+            f"out of memory on {request.device} loading {spec.sae_name}: pass --dtype bfloat16 or "
+            "another --device"
+        ) from None
+    check_sae(sae, spec.sae_name)
+    return sae
+
+
+def plan_command(
+    entries: list[EvalEntry],
+    request: EvalRequest,
+    output_paths: dict[str, Path] | None = None,
+) -> Plan:
+    """Check the whole command and decide each result (see the module doc). ``output_paths``: each eval's
+    folder (default ``request.output_dir / <eval name>``). A single SAE stays loaded for the work."""
+    from sae_bench_amortization.runner.loop import config_for, result_name
+    from sae_bench_amortization.runner.results import result_path
+
+    plan = Plan()
+    configs = {entry.name: config_for(entry, request) for entry in entries}
+    for spec in request.saes:
+        sae = load_checked(spec, request)
+        identity = {
+            "release": spec.release,
+            "sae_id": spec.sae_id,
+            "weights_sha256": tensors_digest(sae.state_dict()),
+        }
+        for entry in entries:
+            config = configs[entry.name]
+            source = None
+            if entry.needs == "activations":
+                source = request.activations.for_sae(sae)
+                check_width(sae, source)
+            check = entry.check_fn()
+            extra = (
+                check(RequirementContext(entry, spec, sae, source, config, request))
+                if check
+                else None
+            )
+            folder = (output_paths or {}).get(entry.name) or request.output_dir / entry.name
+            planned = []
+            for mode in request.inference.modes if entry.per_mode else [None]:
+                path = result_path(folder, *result_name(entry, spec, mode, request.inference.modes))
+                made_of = fp.fingerprint(
+                    eval=entry.name,
+                    config=fp.config_identity(config),
+                    inference=fp.inference_identity(request.inference, mode, entry.per_mode),
+                    sae=identity,
+                    activations=None if source is None else source_identity(source),
+                    model=request.model_name if entry.needs == "model" else None,
+                    dtype=request.dtype,
+                    seed=request.seed,
+                    eval_inputs=extra,
+                )
+                stored = stored_if_up_to_date(path, made_of, request.force_rerun)
+                planned.append(PlannedResult(mode, path, made_of, stored))
+            plan.results[(entry.name, spec.sae_name)] = planned
+        if len(request.saes) == 1:
+            plan.loaded[spec.sae_name] = sae
+        del sae
+    return plan
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(
+            f"cannot read the existing result {path} ({first_line(exc)}): pass --force-rerun to "
+            "recompute it"
+        ) from None
+    if not isinstance(stored, dict):
+        raise InputError(f"the existing result {path} is not a JSON object: pass --force-rerun")
+    return stored
+
+
+def stored_if_up_to_date(path: Path, made_of: dict, force_rerun: bool) -> dict[str, Any] | None:
+    """The stored result when it exists and was made of the same inputs; None when it is to be computed
+    (absent, or ``force_rerun``); one line naming what changed otherwise."""
+    if force_rerun or not path.exists():
+        return None
+    stored = read_result(path)
+    old = stored.get("fingerprint")
+    if old is None:
+        raise InputError(
+            f"{path} exists but records no fingerprint (made by SAEBench itself or an earlier version), so "
+            "what made it is unknown: pass --force-rerun to recompute it, or another --output-dir"
+        )
+    if old != made_of:
+        raise InputError(
+            f"{path} was made with other inputs ({fp.changes(old, made_of)}): pass --force-rerun to "
+            "recompute it, or another --output-dir"
+        )
+    return stored
+
+
+def stored_numbers(stored: dict[str, Any]) -> dict[str, float | None]:
+    """The metrics of a stored result's ``eval_result_metrics``, by name (categories flattened)."""
+    numbers: dict[str, float | None] = {}
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, key)
+        elif value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            numbers.setdefault(name, value)
+
+    walk(stored.get("eval_result_metrics") or {}, "")
+    return numbers
+
+
+def stored_metrics(stored: dict[str, Any], limit: int = 6) -> str:
+    """The first metrics of a stored result, as ``name value`` (4 significant digits; null as null)."""
+    shown = [
+        f"{name} {'null' if value is None else value if isinstance(value, int) else f'{value:.4g}'}"
+        for name, value in stored_numbers(stored).items()
+    ]
+    return ", ".join(shown[:limit]) + (", ..." if len(shown) > limit else "")
