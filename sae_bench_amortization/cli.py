@@ -79,7 +79,8 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
         ("--inference=MODE", f"{kinds}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
         ("--solver", "steps of semi:T: ista (the paper's update; default) or fista", {"choices": ["ista", "fista"]}, "ista"),
-        ("--calibration-tokens=N", "tokens used to calibrate λ (4096)", POS, 4096),
+        ("--calibration-tokens=N", "tokens used to calibrate λ (4096)", POS, 4096), ("--allow-many-steps",
+         f"run semi:T above T = {_lib('modes').MAX_STEPS} (the paper's relief comes by 5-50 steps)", {"action": "store_true"}),
         ("--lambda-calibration", "shared (one λ per SAE) or per_mode (each semi:T's own)", {"choices": ["shared", "per_mode"]}),
         ("--executor", "sequential, or ray (a Ray task per SAE x eval)", {"choices": ["sequential", "ray"]},
          "sequential"),
@@ -185,9 +186,8 @@ def cmd_run(args: argparse.Namespace, registry: dict):
     ray_options = ray.for_executor(
         args.executor, args.ray_address, args.gpus_per_task, args.cpus_per_task, args.device
     )
-    inference = modes.InferenceSettings(modes.parse_modes(args.inference), args.l1_coefficient, args.solver,
-                                        calibration_tokens=args.calibration_tokens, modes_given=bool(args.inference),
-                                        lambda_calibration=args.lambda_calibration)  # fmt: skip
+    inference = _fields(args, modes.InferenceSettings, modes=modes.parse_modes(args.inference), method=args.solver,
+                        modes_given=bool(args.inference))  # fmt: skip
     declared = _lib("registry").eval_options(registry).values()
     options = {option.dest: getattr(args, option.dest) for option, _ in declared}
     result = _lib("api").run(args.evals, selection=_fields(args, _lib("sources.selection").SAESelection),

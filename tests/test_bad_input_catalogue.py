@@ -367,6 +367,206 @@ CASES = {
         ],
         ["baseline not found"],
     ),
+    # SAEs not fit to evaluate (checked for the whole command before the first write)
+    "NaN in the decoder": (
+        lambda ws: ws.run(
+            sae=_sae_with(ws, "nan_dec", W_dec=lambda t: _nan_at(t, (2, 3), float("nan")))
+        ),
+        ["SAE local_nan_dec: W_dec holds 1 NaN and 0 Inf values"],
+    ),
+    "Inf in the encoder bias": (
+        lambda ws: ws.run(
+            sae=_sae_with(ws, "inf_b", b_enc=lambda t: _nan_at(t, (0,), float("inf")))
+        ),
+        ["b_enc holds 0 NaN and 1 Inf values"],
+    ),
+    "all-zero decoder": (
+        lambda ws: ws.run(sae=_sae_with(ws, "zero_dec", W_dec=torch.zeros_like)),
+        ["its decoder W_dec is all zeros"],
+    ),
+    "k > d_sae in cfg.json": (
+        lambda ws: ws.run(sae=_sae_with(ws, "k_big", _cfg_with(ws, architecture="topk", k=100))),
+        ["k must satisfy 0 < k <= d_sae (15), got 100"],
+    ),
+    "k = 0 in cfg.json": (
+        lambda ws: ws.run(sae=_sae_with(ws, "k_zero", _cfg_with(ws, architecture="topk", k=0))),
+        ["k must satisfy 0 < k <= d_sae (15), got 0"],
+    ),
+    "cfg.json d_sae disagrees with the weights": (
+        lambda ws: ws.run(sae=_sae_with(ws, "wide_cfg", _cfg_with(ws, d_sae=64))),
+        [
+            "says d_sae 64 but W_enc in sae_weights.safetensors has shape [20, 15] (expected [20, 64])"
+        ],
+    ),
+    "cfg.json d_in disagrees with the weights": (
+        lambda ws: ws.run(sae=_sae_with(ws, "narrow_cfg", _cfg_with(ws, d_in=8))),
+        ["says d_in 8 but W_enc", "has shape [20, 15] (expected [8, 15])"],
+    ),
+    "cfg.json d_sae not an integer": (
+        lambda ws: ws.run(sae=_sae_with(ws, "str_cfg", _cfg_with(ws, d_sae="15"))),
+        ["d_sae must be a positive integer, got '15'"],
+    ),
+    "cfg.json is a list": (
+        lambda ws: ws.run(sae=_broken_sae(ws, "list_cfg", "[1, 2]", _good_weights(ws))),
+        ["cfg.json: expected a JSON object"],
+    ),
+    "dictionary_learning weights of another width": (
+        lambda ws: ws.run(sae=_dictionary_learning_mismatch(ws)),
+        [
+            "weights do not match config.json",
+            "W_dec has shape [16, 20] in the weights but the config gives [15, 20]",
+        ],
+    ),
+    "the same SAE selected twice": (
+        lambda ws: ws.run("--sae-path", str(ws.sae)),
+        ["local_planted_sae is selected twice"],
+    ),
+    "two SAEs given one --sae-name": (
+        lambda ws: ws.run(
+            "--sae-path", str(_sae_with(ws, "other")), "--sae-name", "same", "--sae-name", "same"
+        ),
+        ["local_same is selected twice"],
+    ),
+    "SAE weights without W_dec": (
+        lambda ws: ws.run(
+            sae=_broken_sae(ws, "no_wdec", _good_cfg(ws), _weights_without(ws, "W_dec"))
+        ),
+        ["the weights lack", "W_dec"],
+    ),
+    "train: --k 0": (
+        lambda ws: [
+            "train",
+            "--activations",
+            str(ws.acts),
+            "--architecture",
+            "topk",
+            "--d-sae",
+            "64",
+            "--k",
+            "0",
+            "--n-tokens",
+            "100",
+            "--out",
+            str(ws.out / "trained"),
+        ],
+        ["argument --k: expected a positive integer, got '0'"],
+    ),  # fmt: skip
+    "train: --k above --d-sae": (
+        lambda ws: [
+            "train",
+            "--activations",
+            str(ws.acts),
+            "--architecture",
+            "topk",
+            "--d-sae",
+            "64",
+            "--k",
+            "100",
+            "--n-tokens",
+            "100",
+            "--out",
+            str(ws.out / "trained"),
+        ],
+        ["--k must satisfy 0 < k <= --d-sae (64), got 100"],
+    ),  # fmt: skip
+    # stale results and requirements of later evals
+    "a stored result made with other inputs": (
+        lambda ws: ws.run("--dense-threshold", "0.3"),
+        ["made with other inputs (config.dense_threshold: 0.1 → 0.3)", "--force-rerun"],
+    ),
+    "a later eval's requirement, before the first write": (
+        lambda ws: [
+            *ws.run(eval_name="amortization_gap"),
+            "--eval",
+            "splitting",
+            "--eval",
+            "dead_dense",
+        ],
+        ["splitting needs concept labels"],
+    ),
+    "semi:T above the bound without --allow-many-steps": (
+        lambda ws: ws.run("--inference", "semi:100000"),
+        ["semi:100000 runs 100000 solver steps", "--allow-many-steps to run more than 1000"],
+    ),
+    "all-zero activations and a λ to calibrate": (
+        lambda ws: ws.run(
+            eval_name="amortization_gap", acts=ws.file("zeros.safetensors", torch.zeros(64, 20))
+        ),
+        ["cannot calibrate λ", "pass --l1-coefficient"],
+    ),
+    # concept labels
+    "duplicate concept names": (
+        lambda ws: ws.run(
+            eval_name="splitting",
+            acts=_labelled(
+                ws, "dup.safetensors", torch.zeros(100, 3, dtype=torch.uint8), ["a", "b", "a"]
+            ),
+        ),
+        ["'concept_names' repeats 'a'"],
+    ),  # fmt: skip
+    "a concept label of 2": (
+        lambda ws: ws.run(
+            eval_name="splitting",
+            acts=_labelled(
+                ws,
+                "two.safetensors",
+                _nan_at(torch.zeros(9000, 2, dtype=torch.uint8), (8500, 1), 2),
+                ["a", "b"],
+            ),
+        ),
+        ["concept labels must be 0 or 1, found 2 at token 8500, concept 'b'"],
+    ),  # fmt: skip
+    "float concept labels": (
+        lambda ws: ws.run(
+            eval_name="splitting",
+            acts=_labelled(ws, "float.safetensors", torch.zeros(100, 1), ["a"]),
+        ),
+        ["'concepts' has dtype F32; expected bool or integer"],
+    ),  # fmt: skip
+    "a negative concept label": (
+        lambda ws: ws.run(
+            eval_name="splitting",
+            acts=_labelled(
+                ws,
+                "neg.safetensors",
+                _nan_at(torch.zeros(100, 1, dtype=torch.int64), (7, 0), -1),
+                ["a"],
+            ),
+        ),
+        ["found -1 at token 7"],
+    ),  # fmt: skip
+    # amortization_gap's LocA pairing
+    "--loca-path to an SAE that is not a LocA-SAE": (
+        lambda ws: ws.run("--loca-path", str(ws.sae), eval_name="amortization_gap"),
+        ["holds a 'standard' SAE, not a LocA-SAE"],
+    ),
+    "more --loca-path than SAEs": (
+        lambda ws: ws.run(
+            "--loca-path", str(ws.sae), "--loca-path", str(ws.sae), eval_name="amortization_gap"
+        ),
+        ["--loca-path pairs with the SAEs in order: got 2 for 1 SAEs"],
+    ),
+    # output folders
+    "--output-dir is a file": (
+        lambda ws: ws.run("--output-dir", str(ws.acts)),
+        ["is not a folder"],
+    ),
+    "--output-dir below a file": (
+        lambda ws: ws.run("--output-dir", str(ws.acts / "deeper")),
+        ["is not a folder"],
+    ),
+    "regress: negative --rtol": (
+        lambda ws: [
+            "regress",
+            "--results",
+            str(ws.out),
+            "--baseline",
+            str(_baseline(ws, "{}")),
+            "--rtol",
+            "-1",
+        ],
+        ["--rtol and --atol must be non-negative"],
+    ),
     # LocA training
     "train-loca: bad --group-k": (
         lambda ws: [
@@ -385,6 +585,55 @@ CASES = {
 }
 
 
+def _cfg_with(ws: Workspace, **changes) -> str:
+    return json.dumps({**json.loads(_good_cfg(ws)), **changes})
+
+
+def _weights_with(ws: Workspace, **changes) -> bytes:
+    """The planted SAE's weights with tensors changed: name → function of the tensor."""
+    from safetensors.torch import load_file, save
+
+    weights = load_file(str(ws.sae / "sae_weights.safetensors"))
+    return save(
+        {name: changes.get(name, lambda t: t)(t).contiguous() for name, t in weights.items()}
+    )
+
+
+def _sae_with(ws: Workspace, name: str, cfg: str | None = None, **weights) -> Path:
+    return _broken_sae(ws, name, cfg or _good_cfg(ws), _weights_with(ws, **weights))
+
+
+def _weights_without(ws: Workspace, name: str) -> bytes:
+    from safetensors.torch import load_file, save
+
+    weights = load_file(str(ws.sae / "sae_weights.safetensors"))
+    return save({key: tensor for key, tensor in weights.items() if key != name})
+
+
+def _nan_at(tensor: torch.Tensor, where: tuple, value: float) -> torch.Tensor:
+    tensor = tensor.clone()
+    tensor[where] = value
+    return tensor
+
+
+def _labelled(ws: Workspace, name: str, concepts: torch.Tensor, names: list[str]) -> Path:
+    acts = 2.0 * torch.eye(20)[torch.arange(concepts.shape[0]) % 20]
+    return _save(ws.root / name, {"activations": acts, "concepts": concepts},
+                 {"concept_names": json.dumps(names)})  # fmt: skip
+
+
+def _dictionary_learning_mismatch(ws: Workspace) -> Path:
+    folder = ws.root / "dl_mismatch"
+    folder.mkdir(exist_ok=True)
+    config = {"trainer": {"dict_class": "AutoEncoder", "activation_dim": 20, "dict_size": 15, "layer": 3,
+                          "lm_name": "tiny"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = {"encoder.weight": torch.zeros(16, 20), "encoder.bias": torch.zeros(16),
+               "decoder.weight": torch.ones(20, 16), "bias": torch.zeros(20)}  # fmt: skip
+    torch.save(weights, folder / "ae.pt")
+    return folder / "ae.pt"
+
+
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -396,7 +645,7 @@ def _save(path: Path, tensors: dict, metadata: dict | None = None) -> Path:
 
 
 def test_the_catalogue_has_at_least_30_cases():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 60
 
 
 @pytest.mark.parametrize("case", list(CASES))

@@ -6,18 +6,28 @@ from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
 
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
-from sae_bench_amortization.runner.outputs import eval_output, metric, metric_categories
+from sae_bench_amortization.runner.outputs import (
+    eval_output,
+    metric,
+    metric_categories,
+    optional_metric,
+)
 
 
 @dataclass
 class AbsorptionMetrics(BaseMetrics):
-    absorption_rate: float = metric(
-        "Absorption Rate", "Mean over concepts (conditional)", display=True
+    absorption_rate: float | None = metric(
+        "Absorption Rate",
+        "Mean over the concepts where it is defined (conditional; null when defined on none)",
+        display=True,
     )
-    full_absorption_rate: float = metric(
-        "Full Absorption Rate", "Mean over concepts (unconditional)"
+    full_absorption_rate: float | None = metric(
+        "Full Absorption Rate", "Mean over the concepts where it is defined (unconditional)"
     )
-    n_concepts: int = metric("Concepts", "Concepts measured")
+    n_concepts: int = metric("Concepts", "Concepts where the absorption rate is defined")
+    null_reason: str | None = optional_metric(
+        "Why Null", "Why absorption_rate could not be measured (null when it was)"
+    )
 
 
 AbsorptionMetricCategories = metric_categories(
@@ -32,11 +42,17 @@ AbsorptionMetricCategories = metric_categories(
 @dataclass
 class ConceptAbsorption(BaseResultDetail):
     concept: str = metric("Concept", "Concept name")
-    absorption_rate: float = metric("Absorption Rate", "Conditional on the main latents missing")
-    full_absorption_rate: float = metric("Full Absorption Rate", "Share of all counted tokens")
+    absorption_rate: float | None = metric(
+        "Absorption Rate",
+        "Conditional on the main latents missing (null when they never miss: 0/0)",
+    )
+    full_absorption_rate: float | None = metric(
+        "Full Absorption Rate", "Share of all counted tokens (null when none is counted)"
+    )
     n_tokens: int = metric("Tokens", "Sampled tokens where the concept holds and the probe fires")
     main_latents: list[int] = metric("Main Latents", "By the F1-jump rule")
     absorbing_latents: list[int] = metric("Absorbing Latents", "Aligned latents that fired instead")
+    reason: str | None = optional_metric("Why Null", "Why a rate of this concept is null")
 
 
 AbsorptionRateEvalOutput = eval_output(

@@ -27,6 +27,8 @@ from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
     absorption_scores,
     mean_over,
+    n_measured,
+    null_reason,
 )
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
@@ -50,7 +52,8 @@ def absorption_metrics(rows: list[dict]) -> AbsorptionMetrics:
     return AbsorptionMetrics(
         absorption_rate=mean_over(rows, "absorption_rate"),
         full_absorption_rate=mean_over(rows, "full_absorption_rate"),
-        n_concepts=len(rows),
+        n_concepts=n_measured(rows, "absorption_rate"),
+        null_reason=null_reason(rows, "absorption_rate", "absorption"),
     )
 
 

@@ -56,6 +56,8 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
         "ΔF1 and absorption per mode use up to this many concepts: planted roles (parent, "
         "child, composite) first, then the most frequent (the splitting and absorption_rate evals use all).",
     )
-    n_tokens: int | None = setting(None, "Evaluation Tokens", "Tokens requested.")
+    n_tokens: int | None = setting(
+        None, "Evaluation Tokens", "Tokens read (the longest pass over the source)."
+    )
     batch_size: int = setting(4096, "Batch Size", "Tokens per chunk.")
     activation_source: str = setting("", "Activation Source", "Where tokens came from.")

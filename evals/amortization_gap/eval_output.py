@@ -24,7 +24,7 @@ class AmortizationMetrics(BaseMetrics):
         "Mean over tokens of objective(amortized) − objective(non_amortized)",
         display=True,
     )
-    mean_relative_gap: float = metric(
+    mean_relative_gap: float | None = metric(
         "Mean Relative Gap", "mean_gap / mean non-amortized objective", display=True
     )
     median_gap: float | None = optional_metric(
@@ -44,7 +44,9 @@ AmortizationMetricCategories = metric_categories(
 @dataclass
 class ModeRow(BaseResultDetail):
     mode: str = metric("Mode", "amortized, semi:T or non_amortized")
-    nmse: float = metric("NMSE", "Σ‖x − x̂‖² / Σ‖x − x̄‖²")
+    nmse: float | None = metric(
+        "NMSE", "Σ‖x − x̂‖² / Σ‖x − x̄‖² (null when the activations have no variance)"
+    )
     l0: float = metric("L0", "Mean number of firing latents per token")
     objective: float = metric("Objective", "Mean ½‖x − x̂‖² + λ‖z‖₁ (sparse-coding space)")
     dead_rate: float = metric("Dead Rate", "Share of latents that never fire")
@@ -65,6 +67,9 @@ class ModeRow(BaseResultDetail):
     )
     f1_at_2: float | None = optional_metric(
         "F1@2", "2-sparse pseudo-label probe F1 (--protocol paper)"
+    )
+    undefined: dict[str, str] | None = optional_metric(
+        "Why Null", "Metric → why it could not be measured, for this row's null metrics"
     )
 
 

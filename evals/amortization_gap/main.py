@@ -28,12 +28,18 @@ from sae_bench_amortization.inference.solver import objective
 from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
     absorption_scores,
+    mean_over,
+    null_reason,
     select_concepts,
 )
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
 from sae_bench_amortization.metrics.paper import DEFINITIONS as PAPER_DEFINITIONS
 from sae_bench_amortization.metrics.paper import PAPER_MAX_TOKENS, PaperProtocolAccumulator
-from sae_bench_amortization.metrics.reconstruction import MeanAccumulator, ReconstructionAccumulator
+from sae_bench_amortization.metrics.reconstruction import (
+    NO_VARIANCE,
+    MeanAccumulator,
+    ReconstructionAccumulator,
+)
 from sae_bench_amortization.modes import (
     InferenceSettings,
     calibration_record,
@@ -50,6 +56,7 @@ from sae_bench_amortization.runner.loop import (
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.sanity import check_sae
 
+NO_SIGNAL = "the activations are all zero, so NMSE is 0/0"
 CSV_COLUMNS = (
     "mode",
     "nmse",
@@ -147,10 +154,6 @@ def compare_modes(
         name: absorption_scores(tokens, runs[name][1].W_dec, probe_cache=probes, only=subset)
         for name, tokens in splitting_accumulators.items()
     }
-    delta_f1 = {
-        name: sum(r["delta_f1"] for r in rows) / len(rows) if rows else None
-        for name, rows in splitting.items()
-    }
     rows = []
     for name, (_, _, mode_lam) in runs.items():
         stats = pathologies(firing[name], config.dense_threshold)
@@ -161,20 +164,32 @@ def compare_modes(
             "objective": objectives[name].mean,
             "dead_rate": stats.dead_rate,
             "dense_rate": stats.dense_rate,
-            "delta_f1": delta_f1.get(name),
-            "absorption_rate": _mean(absorption.get(name), "absorption_rate"),
+            "delta_f1": mean_over(splitting.get(name, []), "delta_f1"),
+            "absorption_rate": mean_over(absorption.get(name, []), "absorption_rate"),
             "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
             "l1_coefficient": mode_lam,
         }
         if paper:
             row.update(protocol[name].metrics())
             row["per_token_objective"] = torch.cat(per_token[name]) if per_token[name] else None
+        no_label = "the pseudo-label y = ‖x‖ > median has one class only (every norm equal)"
+        undefined = {
+            "nmse": (NO_SIGNAL if paper else NO_VARIANCE) if row["nmse"] is None else None,
+            **{
+                key: no_label
+                for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")
+                if paper and row.get(key) is None
+            },
+            "delta_f1": null_reason(splitting[name], "delta_f1", "ΔF1")
+            if name in splitting
+            else None,
+            "absorption_rate": null_reason(absorption[name], "absorption_rate", "absorption")
+            if name in absorption
+            else None,
+        }
+        row["undefined"] = {key: why for key, why in undefined.items() if why} or None
         rows.append(row)
     return rows
-
-
-def _mean(rows: list[dict] | None, key: str) -> float | None:
-    return sum(r[key] for r in rows) / len(rows) if rows else None
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -200,14 +215,22 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
         ("s/1k tok", "seconds_per_1k_tokens", ".4f"),
         ("λ", "l1_coefficient", ".4g"),
     ]
-    columns = [col for col in columns if any(row.get(col[1]) is not None for row in rows)]
+    always = {"nmse", "l0", "objective"}
+    columns = [
+        col
+        for col in columns
+        if col[1] in always or any(row.get(col[1]) is not None for row in rows)
+    ]
     cells = [
         [row["mode"]]
         + [format(row[key], fmt) if row.get(key) is not None else "-" for _, key, fmt in columns]
         for row in rows
     ]
     header = ["mode"] + [title for title, _, _ in columns]
-    return "\n".join([f"{sae_name} (λ {lam:.4g})", *aligned(header, cells)])
+    notes = {
+        f"null {key}: {why}" for row in rows for key, why in (row.get("undefined") or {}).items()
+    }
+    return "\n".join([f"{sae_name} (λ {lam:.4g})", *aligned(header, cells), *sorted(notes)])
 
 
 def gap_modes(config: AmortizationGapEvalConfig) -> list:
@@ -280,7 +303,9 @@ def evaluate(context: EvalContext) -> Evaluated:
     metrics = AmortizationMetrics(
         l1_coefficient=lam,
         mean_gap=gap,
-        mean_relative_gap=gap / max(by_mode["non_amortized"]["objective"], 1e-30),
+        mean_relative_gap=gap / by_mode["non_amortized"]["objective"]
+        if by_mode["non_amortized"]["objective"] > 0
+        else None,
         median_gap=median_gap,
     )
     print(format_table(spec.sae_name, rows, lam))

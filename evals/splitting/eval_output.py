@@ -6,15 +6,27 @@ from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
 
 from sae_bench_amortization.evals.splitting.eval_config import SplittingEvalConfig
-from sae_bench_amortization.runner.outputs import eval_output, metric, metric_categories
+from sae_bench_amortization.runner.outputs import (
+    eval_output,
+    metric,
+    metric_categories,
+    optional_metric,
+)
 
 
 @dataclass
 class SplittingMetrics(BaseMetrics):
-    mean_delta_f1: float = metric("Mean ΔF1", "Mean over concepts of F1@2 − F1@1", display=True)
-    mean_f1_at_1: float = metric("Mean F1@1", "Mean 1-sparse probe F1")
-    mean_f1_at_2: float = metric("Mean F1@2", "Mean 2-sparse probe F1")
+    mean_delta_f1: float | None = metric(
+        "Mean ΔF1",
+        "Mean of F1@2 − F1@1 over the concepts that could be probed (null when none could)",
+        display=True,
+    )
+    mean_f1_at_1: float | None = metric("Mean F1@1", "Mean 1-sparse probe F1")
+    mean_f1_at_2: float | None = metric("Mean F1@2", "Mean 2-sparse probe F1")
     n_concepts: int = metric("Concepts", "Concepts probed")
+    null_reason: str | None = optional_metric(
+        "Why Null", "Why mean_delta_f1 could not be measured (null when it was)"
+    )
 
 
 SplittingMetricCategories = metric_categories(
@@ -25,10 +37,11 @@ SplittingMetricCategories = metric_categories(
 @dataclass
 class ConceptSplitting(BaseResultDetail):
     concept: str = metric("Concept", "Concept name")
-    f1_at_1: float = metric("F1@1", "1-sparse probe F1")
-    f1_at_2: float = metric("F1@2", "2-sparse probe F1")
-    delta_f1: float = metric("ΔF1", "F1@2 − F1@1")
+    f1_at_1: float | None = metric("F1@1", "1-sparse probe F1")
+    f1_at_2: float | None = metric("F1@2", "2-sparse probe F1")
+    delta_f1: float | None = metric("ΔF1", "F1@2 − F1@1 (null when the concept cannot be probed)")
     top_latents: list[int] = metric("Top Latents", "Latents by mean activation difference")
+    reason: str | None = optional_metric("Why Null", "Why this concept could not be probed")
 
 
 SplittingEvalOutput = eval_output(

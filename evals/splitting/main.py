@@ -10,7 +10,12 @@ from sae_bench_amortization.evals.splitting.eval_output import (
     SplittingMetricCategories,
     SplittingMetrics,
 )
-from sae_bench_amortization.metrics.concepts import mean_over, splitting_scores
+from sae_bench_amortization.metrics.concepts import (
+    mean_over,
+    n_measured,
+    null_reason,
+    splitting_scores,
+)
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
@@ -19,7 +24,8 @@ def splitting_metrics(rows: list[dict]) -> SplittingMetrics:
         mean_delta_f1=mean_over(rows, "delta_f1"),
         mean_f1_at_1=mean_over(rows, "f1_at_1"),
         mean_f1_at_2=mean_over(rows, "f1_at_2"),
-        n_concepts=len(rows),
+        n_concepts=n_measured(rows, "delta_f1"),
+        null_reason=null_reason(rows, "delta_f1", "ΔF1"),
     )
 
 

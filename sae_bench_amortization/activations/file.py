@@ -71,6 +71,7 @@ class ActivationFile:
         if self.n_tokens == 0 or self.d_in == 0:
             raise InputError(f"{where}: 'activations' is empty (shape {list(shape)})")
         self.has_concepts = "concepts" in keys
+        self._concept_dtype = None
         self.concept_names: list[str] | None = None
         if not self.has_concepts:
             return
@@ -83,6 +84,7 @@ class ActivationFile:
             raise InputError(
                 f"{where}: 'concepts' has dtype {dtypes['concepts']}; expected bool or integer"
             )
+        self._concept_dtype = dtypes["concepts"]
         n_concepts = int(c_shape[1])
         raw_names = metadata.get("concept_names")
         if raw_names is None:
@@ -97,6 +99,12 @@ class ActivationFile:
         if len(names) != n_concepts:
             raise InputError(
                 f"{where}: 'concept_names' has {len(names)} names but 'concepts' has {n_concepts} columns"
+            )
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise InputError(
+                f"{where}: 'concept_names' repeats {', '.join(repr(n) for n in repeated[:3])}: each "
+                "concept needs its own name"
             )
         self.concept_names = names
 
@@ -121,7 +129,9 @@ class ActivationFile:
                 yield ActivationBatch(chunk, labels)
 
     def check_finite(self, batch_size: int = 8192) -> None:
-        """Raise InputError naming how many values are NaN/Inf and where the first one is."""
+        """Raise InputError naming how many values are NaN/Inf and where the first one is, or naming a
+        concept label other than 0/1."""
+        self._check_concepts_binary(batch_size)
         n_nan = n_inf = 0
         first: tuple[int, int] | None = None
         row = 0
@@ -139,6 +149,21 @@ class ActivationFile:
                 f"{self.path}: activations contain {n_nan} NaN and {n_inf} Inf values; "
                 f"first at token {first[0]}, dimension {first[1]}"
             )
+
+    def _check_concepts_binary(self, batch_size: int) -> None:
+        if not self.has_concepts or self._concept_dtype == "BOOL":
+            return
+        with safe_open(str(self.path), framework="pt") as handle:
+            concepts = handle.get_slice("concepts")
+            for start in range(0, self.n_tokens, batch_size):
+                chunk = concepts[start : min(start + batch_size, self.n_tokens)]
+                bad = (chunk != 0) & (chunk != 1)
+                if bool(bad.any()):
+                    row, column = (int(i) for i in bad.nonzero()[0])
+                    raise InputError(
+                        f"{self.path}: concept labels must be 0 or 1, found {int(chunk[row, column])} at "
+                        f"token {start + row}, concept '{self.concept_names[column]}'"
+                    )
 
 
 class ActivationFileWriter:

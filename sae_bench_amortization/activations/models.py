@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,6 +80,16 @@ class _ModelReader:
         """[n_kept_tokens, d_in] activations of the non-special tokens of ``documents``."""
         raise NotImplementedError
 
+    def _note_short_text(self, seen: int) -> None:
+        """Once per reader: the text ended before ``n_tokens`` (results record the tokens read)."""
+        if not getattr(self, "_noted", False):
+            self._noted = True
+            print(
+                f"note: the text ran out after {seen} tokens (asked for {self.n_tokens}); results "
+                "record the tokens read",
+                file=sys.stderr,
+            )
+
     def _reading(self) -> dict:
         """What the reading adds to the model's identity: the text, the tokens, the context."""
         texts = self.texts.identity() if hasattr(self.texts, "identity") else repr(self.texts)
@@ -117,6 +128,7 @@ class _ModelReader:
                     yield torch.cat([acts, labels.float()], dim=1)
                     if seen >= self.n_tokens:
                         return
+            self._note_short_text(seen)
 
         batches = (
             ActivationBatch(joined[:, : self.d_in].contiguous(), joined[:, self.d_in :].bool())

@@ -6,12 +6,14 @@ A file gives every SAE the same tokens; a model source reads the hook each SAE w
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.base import ActivationBatch, ActivationSource, take_tokens
 from sae_bench_amortization.activations.file import ActivationFile
@@ -41,6 +43,37 @@ class TruncatedSource:
         return take_tokens(self.source.iter_batches(batch_size), self.n_tokens)
 
 
+class CountingSource:
+    """Another source, counting what each pass over it yields: ``tokens_read`` is the longest pass (what an
+    eval recorded as its ``n_tokens`` read). With ``progress`` a bar over the tokens (on a terminal)."""
+
+    def __init__(self, source: ActivationSource, progress: str | None = None):
+        self.source, self.progress, self.tokens_read = source, progress, 0
+        self.d_in, self.concept_names = source.d_in, source.concept_names
+
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # the wrapped source's own attributes (model, hook_name, ...)
+        return getattr(self.__dict__["source"], name)
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+    def identity(self) -> dict:
+        return source_identity(self.source)
+
+    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
+        seen = 0
+        total = getattr(self.source, "n_tokens", None)
+        with tqdm(total=total, desc=self.progress, unit="tok", leave=False,
+                  disable=None if self.progress else True) as bar:  # fmt: skip
+            for batch in self.source.iter_batches(batch_size):
+                seen += batch.acts.shape[0]
+                self.tokens_read = max(self.tokens_read, seen)
+                bar.update(batch.acts.shape[0])
+                yield batch
+
+
 @dataclass
 class FileActivations:
     """``--activations FILE``: the same tokens for every SAE."""
@@ -56,6 +89,12 @@ class FileActivations:
         self.source: ActivationSource = file
         if self.n_tokens is not None and self.n_tokens < file.n_tokens:
             self.source = TruncatedSource(file, self.n_tokens)
+        elif self.n_tokens is not None and self.n_tokens > file.n_tokens:
+            print(
+                f"note: --n-tokens {self.n_tokens} asks for more than {self.path} holds: reading its "
+                f"{file.n_tokens} tokens",
+                file=sys.stderr,
+            )
 
     def for_sae(self, sae: Any) -> ActivationSource:
         return self.source

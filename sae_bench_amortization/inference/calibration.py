@@ -11,12 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
+from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.inference.dictionary import (
     Dictionary,
     dictionary_of,
     sparse_coding_targets,
 )
 from sae_bench_amortization.inference.solver import lambda_max, mean_l0, solve
+
+NO_CODES = (
+    "cannot calibrate λ: on the calibration tokens every x − b_dec is orthogonal to the decoder's positive "
+    "cone (e.g. all-zero activations), so no λ gives codes; pass --l1-coefficient X"
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,10 @@ def calibrate_lambda(
     sparser side), then on all tokens from there (outward steps until bracketed, then secant steps).
     """
     if not target_l0 > 0:
-        raise ValueError(f"target L0 must be positive, got {target_l0}")
+        raise InputError(
+            f"cannot calibrate λ: the target mean L0 is {target_l0} (the encoder never fires on the "
+            "calibration tokens); pass --l1-coefficient X"
+        )
     if codes_at is None:
 
         def codes_at(rows: slice, lam: float, warm: torch.Tensor | None, tol: float = solve_tol):
@@ -84,9 +93,7 @@ def calibrate_lambda(
     search_rows = slice(0, search_tokens)
     high = lambda_max(dictionary, targets[search_rows])
     if high <= 0:
-        raise ValueError(
-            "every target is orthogonal to the dictionary's positive cone: no λ gives codes"
-        )
+        raise InputError(NO_CODES)
     # searching needs no exact codes; half the tolerance on L0, so that all tokens land within it
     searched = _search(
         lambda lam, warm: codes_at(search_rows, lam, warm, max(solve_tol, 1e-2)), target_l0,
@@ -165,12 +172,13 @@ def _bracket_and_bisect(
     ``codes_at(λ, warm)`` → codes of all targets.
     """
     if not target_l0 > 0:
-        raise ValueError(f"target L0 must be positive, got {target_l0}")
+        raise InputError(
+            f"cannot calibrate λ: the target mean L0 is {target_l0} (the encoder never fires on the "
+            "calibration tokens); pass --l1-coefficient X"
+        )
     high = lambda_max(dictionary, targets)
     if high <= 0:
-        raise ValueError(
-            "every target is orthogonal to the dictionary's positive cone: no λ gives codes"
-        )
+        raise InputError(NO_CODES)
     history: list[tuple[float, float]] = []  # (λ, mean L0) of every solve
 
     def try_lambda(lam: float, warm: torch.Tensor | None) -> tuple[torch.Tensor, float]:

@@ -8,6 +8,9 @@ codes, from which the k-sparse probes and the absorption rates are computed.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
@@ -46,7 +49,7 @@ class LatentConceptMeans:
 
 def probe_f1(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float | None:
     """F1 on a held-out 20% (stratified) of a logistic-regression probe; None with too few positives."""
-    if labels.sum() < 10 or (~labels).sum() < 10:
+    if labels.sum() < MIN_PROBE_CLASS or (~labels).sum() < MIN_PROBE_CLASS:
         return None
     train_x, test_x, train_y, test_y = train_test_split(
         features, labels, test_size=0.2, random_state=seed, stratify=labels
@@ -138,23 +141,42 @@ class SplittingAccumulator:
         top = self.means.top_latents(max_k)
         out = []
         for c, name in enumerate(self.names):
-            if self.means.positive_count[c] < min_positives or (only is not None and c not in only):
+            if only is not None and c not in only:
                 continue
+            reason = unmeasurable(self.means, c, min_positives)
             features = codes[:, top[c].numpy()].toarray()
-            f1_1 = k_sparse_f1(features, labels[:, c], 1, self.seed)
-            f1_2 = k_sparse_f1(features, labels[:, c], 2, self.seed)
-            if f1_1 is None or f1_2 is None:
-                continue
+            f1_1 = None if reason else k_sparse_f1(features, labels[:, c], 1, self.seed)
+            f1_2 = None if reason else k_sparse_f1(features, labels[:, c], 2, self.seed)
+            if not reason and (f1_1 is None or f1_2 is None):
+                reason = (
+                    f"fewer than {MIN_PROBE_CLASS} positive or negative tokens in the probe sample"
+                )
             out.append(
                 {
                     "concept": name,
                     "f1_at_1": f1_1,
                     "f1_at_2": f1_2,
-                    "delta_f1": f1_2 - f1_1,
-                    "top_latents": [int(j) for j in top[c]],
+                    "delta_f1": None if reason else f1_2 - f1_1,
+                    "top_latents": [] if reason else [int(j) for j in top[c]],
+                    "reason": reason,
                 }
             )
         return out
+
+
+MIN_PROBE_CLASS = 10  # a probe needs this many positive and negative tokens
+
+
+def unmeasurable(means: LatentConceptMeans, concept: int, min_positives: int) -> str | None:
+    """Why a concept cannot be probed (None when it can): it never occurs, occurs too rarely, or always."""
+    positives = int(means.positive_count[concept])
+    if positives == 0:
+        return "the concept never occurs"
+    if positives < min_positives:
+        return f"fewer positive tokens than min_positives {min_positives}: {positives}"
+    if means.n_tokens - positives < MIN_PROBE_CLASS:
+        return f"fewer negative tokens than {MIN_PROBE_CLASS}: {means.n_tokens - positives}"
+    return None
 
 
 def select_concepts(tokens: SplittingAccumulator, max_concepts: int) -> set[int]:
@@ -222,7 +244,14 @@ def absorption_scores(
         y = labels[:, c]
         if only is not None and c not in only:
             continue
-        if tokens.means.positive_count[c] < min_positives or y.sum() < 10 or (~y).sum() < 10:
+        reason = unmeasurable(tokens.means, c, min_positives)
+        if not reason and (y.sum() < MIN_PROBE_CLASS or (~y).sum() < MIN_PROBE_CLASS):
+            reason = f"fewer than {MIN_PROBE_CLASS} positive or negative tokens in the probe sample"
+        if reason:
+            out.append(
+                {"concept": name, "absorption_rate": None, "full_absorption_rate": None,
+                 "n_tokens": 0, "main_latents": [], "absorbing_latents": [], "reason": reason}
+            )  # fmt: skip
             continue
         top_c = [int(j) for j in top[c]]
         main = main_latents(codes[:, top_c].toarray(), y, top_c, f1_jump_threshold, tokens.seed)
@@ -246,16 +275,22 @@ def absorption_scores(
         )
         absorbed = missed & firing.any(axis=1)
         n = counted.shape[0]
+        reason = None
+        if n == 0:
+            reason = "the ground-truth probe never fires on the concept's tokens (0/0)"
+        elif not missed.any():
+            reason = "the main latents never miss the concept (absorption 0/0)"
         out.append(
             {
                 "concept": name,
-                "absorption_rate": float(absorbed.sum() / missed.sum()) if missed.any() else 0.0,
-                "full_absorption_rate": float(absorbed.sum() / n) if n else 0.0,
+                "absorption_rate": float(absorbed.sum() / missed.sum()) if missed.any() else None,
+                "full_absorption_rate": float(absorbed.sum() / n) if n else None,
                 "n_tokens": int(n),
                 "main_latents": main,
                 "absorbing_latents": sorted(
                     int(aligned[j]) for j in np.flatnonzero(firing[absorbed].any(axis=0))
                 ),
+                "reason": reason,
             }
         )
     return out
@@ -272,6 +307,23 @@ def splitting_scores(
     return accumulator.scores(min_positives)
 
 
-def mean_over(rows: list[dict], key: str) -> float:
-    """Mean of ``row[key]`` over per-concept rows (0.0 when there are none, reported with n_concepts 0)."""
-    return sum(row[key] for row in rows) / len(rows) if rows else 0.0
+def mean_over(rows: list[dict], key: str) -> float | None:
+    """Mean of ``row[key]`` over the per-concept rows where it was measured (None when it never was: a
+    metric that cannot be measured is null, not 0)."""
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def n_measured(rows: list[dict], key: str) -> int:
+    return sum(row.get(key) is not None for row in rows)
+
+
+def null_reason(rows: list[dict], key: str, what: str) -> str | None:
+    """Why the mean of ``key`` is null (None when it is not): no concept, or each concept's reason."""
+    if any(row.get(key) is not None for row in rows):
+        return None
+    if not rows:
+        return f"no concept to measure {what} on"
+    kinds = Counter(re.sub(r": \d+$", "", row.get("reason") or "not measured") for row in rows)
+    counted = "; ".join(f"{kind} ({n})" for kind, n in kinds.most_common())
+    return f"{what} measured on none of {len(rows)} concepts: {counted}"

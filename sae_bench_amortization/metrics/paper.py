@@ -92,7 +92,9 @@ class PaperProtocolAccumulator:
         standardized = (top - mean[ranking[:6]]) / (std[ranking[:6]] + 1e-6)
         f1 = {k: probe_f1(standardized[:, :k], y) for k in (1, 2)}
         return {
-            "nmse": (self.squared_error / n) / (self.squared_norm / n + 1e-9),
+            "nmse": (self.squared_error / n) / (self.squared_norm / n + 1e-9)
+            if self.squared_norm > 0
+            else None,  # all-zero activations: the 1e-9 would turn 0/0 into any number
             "dead_rate": float((frequency <= 1e-6).double().mean()),
             "dense_rate": float((frequency >= 0.1).double().mean()),
             "dense_rate_0_2": float((frequency >= 0.2).double().mean()),

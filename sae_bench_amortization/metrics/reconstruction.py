@@ -27,11 +27,23 @@ class ReconstructionAccumulator:
         self.n_tokens += x.shape[0]
 
     @property
-    def nmse(self) -> float:
+    def variance(self) -> float:
+        """Σ‖x − x̄‖² (float64)."""
         if self.n_tokens == 0 or self.sum_x is None:
             raise ValueError("no tokens were seen")
-        variance = self.sum_squared_norm - float((self.sum_x * self.sum_x).sum()) / self.n_tokens
-        return self.squared_error / max(variance, 1e-300)
+        return self.sum_squared_norm - float((self.sum_x * self.sum_x).sum()) / self.n_tokens
+
+    @property
+    def nmse(self) -> float | None:
+        """None when the tokens have no variance (every token the same: 0/0, see :data:`NO_VARIANCE`);
+        rounding below 1e-12 of Σ‖x‖² counts as none."""
+        variance = self.variance
+        if variance <= 1e-12 * self.sum_squared_norm or variance <= 0:
+            return None
+        return self.squared_error / variance
+
+
+NO_VARIANCE = "the activations have no variance (every token is the same vector), so NMSE is 0/0"
 
 
 class MeanAccumulator:

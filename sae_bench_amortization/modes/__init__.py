@@ -161,6 +161,9 @@ def split_mode(stem: str) -> tuple[str, str | None]:
 LAMBDA_CALIBRATIONS = ("shared", "per_mode")
 
 
+MAX_STEPS = 1000  # semi:T above this needs --allow-many-steps (minutes per chunk at width)
+
+
 @dataclass
 class InferenceSettings:
     """Which modes to run and how λ is chosen (given, or calibrated to the amortized L0 per SAE)."""
@@ -172,8 +175,15 @@ class InferenceSettings:
     calibration_tokens: int = 4096
     modes_given: bool = False  # False: the user named no mode, so an eval may use its own defaults
     lambda_calibration: str | None = None  # "shared" | "per_mode"; None: the eval's default
+    allow_many_steps: bool = False  # semi:T above MAX_STEPS only when asked for
 
     def __post_init__(self) -> None:
+        many = [mode for mode in self.modes if (mode.n_steps or 0) > MAX_STEPS]
+        if many and not self.allow_many_steps:
+            raise InputError(
+                f"{many[0].name} runs {many[0].n_steps} solver steps on every token (the paper's relief "
+                f"comes by 5-50): pass --allow-many-steps to run more than {MAX_STEPS}"
+            )
         if self.lambda_calibration not in (None, *LAMBDA_CALIBRATIONS):
             raise InputError(
                 f"--lambda-calibration must be one of {', '.join(LAMBDA_CALIBRATIONS)}, "

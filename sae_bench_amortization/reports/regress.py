@@ -145,6 +145,11 @@ def status_of(
     return "worse" if direction * diff > 0 else "better"
 
 
+def check_tolerances(rtol: float, atol: float) -> None:
+    if not (rtol >= 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
+        raise InputError(f"--rtol and --atol must be non-negative numbers, got {rtol} and {atol}")
+
+
 def compare_with_baseline(
     frame: pd.DataFrame,
     baseline: dict[str, Any],
@@ -157,8 +162,7 @@ def compare_with_baseline(
     """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one
     or were computed under another metric protocol than the baseline (``protocols``)."""
     registry = discover_evals() if registry is None else registry
-    if not (rtol >= 0 and atol >= 0 and math.isfinite(rtol) and math.isfinite(atol)):
-        raise InputError(f"--rtol and --atol must be non-negative numbers, got {rtol} and {atol}")
+    check_tolerances(rtol, atol)
     wanted = set(metrics or [])
     known = {
         m
@@ -254,6 +258,7 @@ def regress(
     """``saebench regress``: (the report, whether something got worse or changed)."""
     if baseline == "":
         raise InputError("--baseline / --write-baseline must name a file")
+    check_tolerances(rtol, atol)
     frame = load_results(results, registry)
     expected, protocols = read_baseline_document(baseline)
     checks = compare_with_baseline(frame, expected, rtol, atol, metrics, registry, protocols)

@@ -28,7 +28,7 @@ class PerModeEvalConfig(BaseEvalConfig):
         "How λ was found: target L0 (the amortized L0), achieved non-amortized L0, tokens, solves.",
     )
     n_tokens: int | None = setting(
-        None, "Evaluation Tokens", "Tokens requested (None: every token of the source)."
+        None, "Evaluation Tokens", "Tokens read (the longest pass over the source)."
     )
     batch_size: int = setting(4096, "Batch Size", "Tokens per chunk.")
     activation_source: str = setting(

@@ -14,9 +14,13 @@ import dataclasses
 import json
 from typing import Any
 
-# config fields that schedule the work rather than define it (the token count is the source's)
+# config fields that schedule the work rather than define it (the token count is the source's), and
+# the fields the runner fills per mode (recorded under ``inference`` and ``activations`` instead)
 SCHEDULING_FIELDS = frozenset(
     {"batch_size", "llm_batch_size", "sae_batch_size", "n_tokens", "device", "llm_dtype"}
+)
+RUN_FIELDS = frozenset(
+    {"inference_mode", "l1_coefficient", "lambda_calibration", "activation_source"}
 )
 
 
@@ -26,7 +30,9 @@ def config_identity(config: Any) -> dict[str, Any]:
         values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     else:
         values = dict(vars(config))
-    return {name: value for name, value in values.items() if name not in SCHEDULING_FIELDS}
+    return {
+        name: value for name, value in values.items() if name not in SCHEDULING_FIELDS | RUN_FIELDS
+    }
 
 
 def inference_identity(settings: Any, mode: Any, per_mode: bool) -> dict[str, Any]:

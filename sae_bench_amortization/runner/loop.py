@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sae_bench_amortization.activations.sources import check_width
+from sae_bench_amortization.activations.sources import CountingSource, check_width
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import (
     InferenceMode,
@@ -150,9 +150,12 @@ class EvalContext:
     def base_sae(self) -> Any:
         return self.work.sae
 
-    @property
+    @cached_property
     def source(self) -> Any:
-        return self.work.source
+        """The SAE's source, counting the tokens the eval reads (with a progress bar for slow modes)."""
+        modes = [self.mode] if self.mode is not None else self.request.inference.modes
+        slow = any((mode.n_steps or 0) > SLOW_STEPS for mode in modes)
+        return CountingSource(self.work.source, self.run_name if slow else None)
 
     @property
     def lambda_scope(self) -> str:
@@ -316,6 +319,7 @@ def run_entry(
                     context = EvalContext(entry, spec, work, base_config, mode, work_dir)
                     with torch.no_grad(), out_of_memory_as_input_error(context):
                         evaluated = evaluate(context)
+                    record_tokens_read(evaluated, context)
                     write_evaluated(evaluated, result.path, result.fingerprint)
                     locks.pop(mode).release()
                     outcomes.append(
@@ -330,6 +334,19 @@ def run_entry(
             shutil.rmtree(work_dir, ignore_errors=True)
         remove_if_empty(created)
     return outcomes
+
+
+SLOW_STEPS = 100  # semi:T above this shows a progress bar over the tokens
+
+
+def record_tokens_read(evaluated: Evaluated, context: EvalContext) -> None:
+    """The result's ``eval_config.n_tokens`` = the tokens the eval read (its longest pass over the source),
+    not the tokens requested."""
+    source = context.__dict__.get("source")
+    config = getattr(evaluated.output, "eval_config", None)
+    if source is None or not source.tokens_read or not hasattr(config, "n_tokens"):
+        return
+    config.n_tokens = source.tokens_read
 
 
 @contextlib.contextmanager

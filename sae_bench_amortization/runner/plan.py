@@ -81,6 +81,13 @@ def plan_command(
     from sae_bench_amortization.runner.loop import config_for, result_name
     from sae_bench_amortization.runner.results import result_path
 
+    names = [spec.sae_name for spec in request.saes]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated:
+        raise InputError(
+            f"SAE {repeated} is selected twice (its results would overwrite each other): select it once, "
+            "or name the --sae-path copies apart with --sae-name"
+        )
     plan = Plan()
     configs = {entry.name: config_for(entry, request) for entry in entries}
     for spec in request.saes:
