@@ -125,6 +125,11 @@ class TransformerLensActivationFactory:
             self._models[name] = load_transformer_lens_model(name, self.device, self.dtype)
         return self._models[name]
 
+    def unload(self) -> None:
+        """Drop the models loaded so far (before this factory is sent to Ray workers)."""
+        self._models.clear()
+        self._sources.clear()
+
     def for_sae(self, sae: Any) -> ActivationSource:
         name = self.model_name or _sae_meta(sae, "model_name")
         hook = self.hook or _sae_meta(sae, "hook_name")

@@ -24,6 +24,7 @@ from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import direction_of, discover_evals
 from sae_bench_amortization.reports.compare import KEY_COLUMNS, load_results
+from sae_bench_amortization.reports.tables import aligned
 
 FORMAT = "sae-bench-amortization-baseline"
 
@@ -227,15 +228,13 @@ def format_checks(checks: list[Check]) -> str:
     changed = [c for c in checks if c.current != c.baseline]
     lines = []
     if changed:
-        width = max(len(c.sae) for c in changed)
-        lines.append(
-            f"{'sae':<{width}}  {'eval':<17}{'mode':<15}{'metric':<22}{'baseline':>11}{'current':>11}  status"
-        )
         order = {"worse": 0, "changed": 1, "better": 2, "within tolerance": 3}
-        for c in sorted(changed, key=lambda c: order[c.status]):
-            lines.append(
-                f"{c.sae:<{width}}  {c.eval:<17}{c.mode:<15}{c.metric:<22}{c.baseline:>11.4g}{c.current:>11.4g}  {c.status}"
-            )
+        rows = [
+            [c.sae, c.eval, c.mode, c.metric, f"{c.baseline:.4g}", f"{c.current:.4g}", c.status]
+            for c in sorted(changed, key=lambda c: order[c.status])
+        ]
+        header = ["sae", "eval", "mode", "metric", "baseline", "current", "status"]
+        lines = [line for line in aligned(header, rows, left=4)]
     counts = {
         s: sum(c.status == s for c in checks)
         for s in ("worse", "changed", "better", "within tolerance")

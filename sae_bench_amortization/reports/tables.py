@@ -5,20 +5,18 @@ from __future__ import annotations
 from sae_bench_amortization.runner.request import SAEOutcome
 
 
-def aligned(header: list[str], rows: list[list[str]], gap: int = 2) -> list[str]:
+def aligned(header: list[str], rows: list[list[str]], gap: int = 2, left: int = 1) -> list[str]:
     """Lines of a table whose columns are as wide as their widest cell plus ``gap``: values never run
-    into each other, however large. The first column is left-aligned, the others right-aligned."""
+    into each other, however large. The first ``left`` columns are left-aligned, the others right-aligned."""
     table = [header, *rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    return [
-        (
-            line[0].ljust(widths[0])
-            + "".join(
-                cell.rjust(width + gap) for cell, width in zip(line[1:], widths[1:], strict=True)
-            )
-        ).rstrip()
-        for line in table
-    ]
+
+    def cell(i: int, text: str) -> str:
+        if i < left:
+            return text.ljust(widths[i] + (gap if i else 0))
+        return text.rjust(widths[i] + gap)
+
+    return ["".join(cell(i, text) for i, text in enumerate(line)).rstrip() for line in table]
 
 
 def format_summary(rows: list[tuple[str, SAEOutcome]]) -> str:

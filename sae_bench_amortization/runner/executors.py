@@ -110,9 +110,11 @@ def run_ray(
         ) from None
     import logging
 
-    plan_command(
-        entries, dataclasses.replace(request, device="cpu")
-    )  # the whole command, before any task
+    # the whole command is checked before any task; the workers then load their own models
+    plan_command(entries, dataclasses.replace(request, device="cpu"))
+    unload = getattr(request.activations, "unload", None)
+    if unload is not None:  # no loaded model travels in the object store
+        unload()
     started_here = not ray.is_initialized()
     if started_here:
         try:

@@ -119,7 +119,7 @@ def plan_command(
                     inference=fp.inference_identity(request.inference, mode, entry.per_mode),
                     sae=identity,
                     activations=None if source is None else source_identity(source),
-                    model=request.model_name if entry.needs == "model" else None,
+                    model=model_identity(request) if entry.needs == "model" else None,
                     dtype=request.dtype,
                     seed=request.seed,
                     eval_inputs=extra,
@@ -131,6 +131,17 @@ def plan_command(
             plan.loaded[spec.sae_name] = sae
         del sae
     return plan
+
+
+def model_identity(request: EvalRequest) -> dict[str, Any]:
+    """What an eval that reads a model itself reads: the model named (else the SAE's) and the text."""
+    text = request.text
+    named = text.text_file or text.dataset
+    return {
+        "model": request.model_name,
+        "text": text.texts(text.dataset or "").identity() if named else None,
+        "context_size": text.context_size,
+    }
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -29,10 +29,9 @@ EXPECTED_SHAPES = {
 def check_sae(sae: Any, name: str) -> None:
     """One-line :class:`InputError` when ``sae`` cannot give meaningful codes."""
     for parameter, tensor in sae.state_dict().items():
-        if not tensor.is_floating_point():
-            continue
-        finite = torch.isfinite(tensor)
-        if not bool(finite.all()):
+        if not tensor.is_floating_point() or bool(torch.isfinite(tensor.sum())):
+            continue  # a finite sum: every value is finite (NaN, Inf propagate; overflow falls through)
+        if not bool(torch.isfinite(tensor).all()):
             n_nan, n_inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
             raise InputError(f"SAE {name}: {parameter} holds {n_nan} NaN and {n_inf} Inf values")
     d_sae = int(sae.cfg.d_sae)
@@ -42,7 +41,7 @@ def check_sae(sae: Any, name: str) -> None:
     group_k = getattr(sae.cfg, "group_k", None)
     if group_k is not None and any(int(budget) <= 0 for budget in group_k):
         raise InputError(f"SAE {name}: every group_k must be positive, got {list(group_k)}")
-    if not bool(sae.W_dec.detach().ne(0).any()):
+    if not bool(sae.W_dec.detach().any()):
         raise InputError(f"SAE {name}: its decoder W_dec is all zeros")
 
 
