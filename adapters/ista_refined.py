@@ -67,7 +67,8 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
 
     base: SAE
 
-    _base_given: SAE | None = None  # from_sae: the SAE to wrap (no placeholder weights are allocated)
+    # from_sae: the SAE to wrap (no placeholder weights are allocated)
+    _base_given: SAE | None = None
 
     def initialize_weights(self) -> None:
         given = type(self)._base_given

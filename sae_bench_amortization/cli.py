@@ -26,7 +26,7 @@ def _positive_int(text: str) -> int:
 
 
 POS, FLOAT, INT = {"type": _positive_int}, {"type": float}, {"type": int}
-MANY = {"action": "append", "default": []}
+MANY, FLAG = {"action": "append", "default": []}, {"action": "store_true"}
 DTYPES = {"default": "float32", "choices": ["float32", "float16", "bfloat16"]}
 
 
@@ -80,7 +80,7 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
         ("--solver", "steps of semi:T: ista (the paper's update; default) or fista", {"choices": ["ista", "fista"]}, "ista"),
         ("--calibration-tokens=N", "tokens used to calibrate λ (4096)", POS, 4096), ("--allow-many-steps",
-         f"run semi:T above T = {_lib('modes').MAX_STEPS} (the paper's relief comes by 5-50 steps)", {"action": "store_true"}),
+         f"run semi:T above T = {_lib('modes').MAX_STEPS} (the paper's relief comes by 5-50 steps)", FLAG),
         ("--lambda-calibration", "shared (one λ per SAE) or per_mode (each semi:T's own)", {"choices": ["shared", "per_mode"]}),
         ("--executor", "sequential, or ray (a Ray task per SAE x eval)", {"choices": ["sequential", "ray"]},
          "sequential"),
@@ -102,27 +102,26 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
     _run_args(add("run", help="run evals on SAEs, write their results"), registry)
     _run_args(add("dynamics", help="amortization_gap over ordered checkpoints"), registry)
     acts = add("activations", help="write an activation file from a model")
-    _options(acts, None, ("--out=FILE", "activation file to write", {"required": True}),
-             ("--device", "cuda when available"), ("--dtype", "stored dtype", DTYPES))  # fmt: skip
+    _options(acts, None, ("--out=FILE", "activation file to write", {"required": True}), ("--device", "cuda when available"),
+             ("--dtype", "stored dtype", DTYPES), ("--no-concepts", "omit the first-letter concept labels", FLAG))  # fmt: skip
     _source_args(acts, "hook name (required with --model)")
     _options(
         add("synth", help="write the synthetic benchmark / its reference SAEs"), None,
         ("--out=FILE", "activation file to write (truth sidecar beside it)"),
         ("--reference-saes=DIR", "write the reference SAEs (SAE-Lens folders) here"),
         ("--n-tokens", "(50000)", POS, 50_000), ("--d-in", "(128)", POS, 128),
-        ("--n-features", "(256)", POS, 256), ("--n-hierarchies", "(4)", INT, 4),
-        ("--n-composites", "(2)", INT, 2), ("--seed", "(0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02),
-        ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
+        ("--n-features", "(256)", POS, 256), ("--n-hierarchies", "(4)", INT, 4), ("--n-composites", "(2)", INT, 2),
+        ("--seed", "(0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02), ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
     )  # fmt: skip
     _options(
         add("train", help="train a TopK or standard SAE-Lens SAE on an activation file"), None,
         ("--activations=FILE", "activation file", {"required": True}),
         ("--architecture", "SAE-Lens architecture", {"required": True, "choices": ["topk", "standard"]}),
-        ("--d-sae=M", "latents", POS, {"required": True}), ("--k", "actives per token (topk)", POS),
-        ("--l1-coefficient=X", "L1 penalty (standard; 5.0)", FLOAT, 5.0),
+        ("--d-sae=M", "latents", POS, {"required": True}), ("--k", "actives per token (required for topk)", POS),
+        ("--l1-coefficient=X", "L1 penalty of standard (5.0)", FLOAT, 5.0), ("--lr", "Adam learning rate (1e-3)", FLOAT, 1e-3),
         ("--n-tokens=N", "training tokens (re-reads the file)", POS, {"required": True}),
-        ("--out=DIR", "SAE-Lens folder to write", {"required": True}), ("--lr", "(1e-3)", FLOAT, 1e-3),
-        ("--batch-size", "(1024)", POS, 1024), ("--seed", "(0)", INT, 0), ("--device", "cuda when available"),
+        ("--out=DIR", "SAE-Lens folder to write, with training_log.csv", {"required": True}),
+        ("--batch-size", "tokens per step (1024)", POS, 1024), ("--seed", "(0)", INT, 0), ("--device", "(cuda when available, else cpu)"),
     )  # fmt: skip
     compare = add("compare", help="result files → summary.csv / .md and plots")
     compare.add_argument("results_dir", metavar="RESULTS_DIR", help="an --output-dir of 'run'")
@@ -131,7 +130,8 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
     _options(
         regress, None, ("--results=DIR", "an --output-dir of 'run'", {"required": True}),
         ("--rtol", "relative tolerance (0.05)", FLOAT, 0.05), ("--atol", "absolute tolerance (0.01)", FLOAT, 0.01),
-        ("--metric=KEY", "check only these metrics (repeatable)", {"action": "append"}),
+        ("--metric=KEY", "check only these metrics (repeatable)", {"action": "append"}), ("--require-all",
+         "fail (exit 1) when a baseline metric, mode or SAE is missing", FLAG),
     )  # fmt: skip
     _options(regress.add_mutually_exclusive_group(required=True), None, ("--baseline=FILE", "baseline "
              "JSON to compare with"), ("--write-baseline=FILE", "write the results as a baseline"))  # fmt: skip
@@ -212,7 +212,7 @@ def cmd_dynamics(args: argparse.Namespace, registry: dict):
 
 def cmd_activations(args: argparse.Namespace, registry: dict):
     export = _lib("sources.selection").export_activations
-    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), args.overwrite)  # fmt: skip
+    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), args.overwrite, not args.no_concepts)  # fmt: skip
     return f"wrote {n_tokens} tokens x {d_in} to {args.out}"
 
 
@@ -223,11 +223,11 @@ def cmd_synth(args: argparse.Namespace, registry: dict):
 
 def cmd_train(args: argparse.Namespace, registry: dict):
     options = {name: getattr(args, name) for name in ("k", "l1_coefficient", "batch_size", "lr")}
-    _lib("synthetic.training").train_sae_file(
+    done = _lib("synthetic.training").train_sae_file(
         args.activations, args.architecture, args.d_sae, args.n_tokens, Path(args.out),
         args.overwrite, seed=args.seed, device=_device(args), **options,
     )  # fmt: skip
-    return f"wrote {args.architecture} SAE ({args.n_tokens} tokens) to {args.out}"
+    return f"wrote {args.architecture} SAE ({args.n_tokens} tokens) to {args.out}: {done.summary()}"
 
 
 def cmd_train_loca(args: argparse.Namespace, registry: dict):
@@ -248,7 +248,7 @@ def cmd_regress(args: argparse.Namespace, registry: dict):
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
         return regress.write_baseline(args.results, args.write_baseline, registry, args.overwrite)
-    report, failed = regress.regress(args.results, args.baseline, args.rtol, args.atol, args.metric, registry)  # fmt: skip
+    report, failed = regress.regress(args.results, args.baseline, args.rtol, args.atol, args.metric, registry, args.require_all)  # fmt: skip
     return report, 1 if failed else 0
 
 

@@ -82,6 +82,7 @@ class EvalEntry:
     metric_names: renames into the names ``compare`` shares across evals (e.g. ``mean_l0`` → ``l0``).
     needs: "activations" (any activation source) or "model" (it reads a TransformerLens model itself).
     result_name(spec, mode, modes) → (release, sae_id) of the result file; None: this package's naming.
+    lambda_dependent: metrics only comparable at equal λ (``regress`` does not judge them across λ).
     check(requirements) → dict | None: called for every SAE of a command before any result is written
         (``runner.plan.RequirementContext``: the SAE, its source, the config); raises InputError when the
         eval cannot run there, and may return what else the eval reads (e.g. a file's hash) for the
@@ -100,6 +101,7 @@ class EvalEntry:
     needs: str = "activations"
     result_name: Callable[..., tuple[str, str]] | None = None
     check: Callable[[Any], dict | None] | str | None = None
+    lambda_dependent: tuple[str, ...] = ()
 
     def evaluate_fn(self) -> Callable[[Any], Any]:
         return _resolve(self.evaluate)

@@ -336,27 +336,6 @@ CASES = {
         ],
         ["is not a sae-bench-amortization-baseline file"],
     ),
-    "regress: SAE missing from results": (
-        lambda ws: [
-            "regress",
-            "--results",
-            str(ws.out),
-            "--baseline",
-            str(
-                _baseline(
-                    ws,
-                    json.dumps(
-                        {
-                            "format": "sae-bench-amortization-baseline",
-                            "version": 1,
-                            "results": {"gone": {"dead_dense": {"amortized": {"dead_rate": 0.1}}}},
-                        }
-                    ),
-                )
-            ),
-        ],
-        ["SAE gone is in the baseline but has no results"],
-    ),  # fmt: skip
     "regress: missing baseline file": (
         lambda ws: [
             "regress",

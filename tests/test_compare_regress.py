@@ -105,8 +105,15 @@ def test_regress_identical_worse_better_and_bad_baselines(results, tmp_path, cli
         '{"format": "sae-bench-amortization-baseline", "version": 1, "results": {"a": 3}}'
     )
     (tmp_path / "notjson.json").write_text("{nope")
+    missing = cli("regress", "--results", results, "--baseline", tmp_path / "extra.json")
+    assert missing.code == 0, missing.err  # listed, not a failure unless --require-all
+    rows = [line for line in missing.out.splitlines() if line.startswith("missing_sae")]
+    assert rows and all(line.split()[-1] == "missing" for line in rows), missing.out
+    assert f"{len(rows)} missing" in missing.out.splitlines()[-1]
+    required = cli("regress", "--results", results, "--baseline", tmp_path / "extra.json",
+                   "--require-all")  # fmt: skip
+    assert required.code == 1 and required.out == missing.out
     for bad, message in [
-        (tmp_path / "extra.json", "SAE missing_sae is in the baseline but has no results"),
         (tmp_path / "broken.json", "results['a'] must be an object of evals"),
         (tmp_path / "notjson.json", "is not readable JSON"),
         (tmp_path / "absent.json", "baseline not found"),
@@ -196,3 +203,46 @@ def test_result_files_are_readable_like_any_file(results):
     os.umask(mask)
     for path in (results / "dead_dense").glob("*.json"):
         assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_regress_reports_a_changed_lambda_first_and_does_not_judge_the_objective(
+    results, tmp_path, cli
+):
+    """Objectives and gaps are only comparable at equal λ: with another λ they are 'not judged' (a note
+    first says so) while the λ-free metrics are still judged; a missing mode is listed as missing."""
+    baseline = tmp_path / "baseline.json"
+    assert cli("regress", "--results", results, "--write-baseline", baseline).code == 0
+    copy = tmp_path / "moved"
+    shutil.copytree(results, copy)
+    path = copy / "amortization_gap" / "local_first_eval_results.json"
+    data = json.loads(path.read_text())
+    data["eval_result_metrics"]["amortization"]["l1_coefficient"] *= 2
+    data["eval_result_metrics"]["amortization"]["mean_gap"] *= 3  # would be "worse" at equal λ
+    for row in data["eval_result_details"]:
+        row["objective"] *= 3
+        if row["l1_coefficient"] is not None:
+            row["l1_coefficient"] *= 2
+    data["eval_result_details"] = [r for r in data["eval_result_details"] if r["mode"] != "semi:10"]
+    path.write_text(json.dumps(data))
+    result = cli("regress", "--results", copy, "--baseline", baseline)
+    lines = result.out.splitlines()
+    assert result.code == 0, result.out
+    assert lines[0].startswith("λ changed for local_first amortization_gap")
+    assert "not judged across different λ" in lines[0]
+    statuses = {
+        (line.split()[2], line.split()[3]): " ".join(line.split()[6:])
+        for line in lines
+        if line.startswith("local_first ")
+    }
+    assert statuses[("amortized", "objective")] == "not judged (λ changed)"
+    assert statuses[("amortized", "mean_gap")] == "not judged (λ changed)"
+    assert statuses[("semi:10", "nmse")] == "missing"
+    assert "worse" not in statuses.values()
+    assert cli("regress", "--results", copy, "--baseline", baseline, "--require-all").code == 1
+
+
+def test_compare_keeps_the_gap_evals_concept_subset_apart(results):
+    frame = load_results(results)
+    gap = frame[frame["eval"] == "amortization_gap"]
+    assert "delta_f1" not in gap.dropna(axis=1, how="all").columns
+    assert {"nmse_refit", "explained_variance"} <= set(gap.columns)

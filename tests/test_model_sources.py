@@ -313,3 +313,37 @@ def test_splitting_and_absorption_run_on_the_offline_minilm_path(tmp_path, cli):
         data = read_result(tmp_path / "out", eval_name)
         concepts = [row["concept"] for row in data["eval_result_details"]]
         assert concepts and all(c.startswith("first_letter_") for c in concepts)
+
+
+def test_exported_activations_carry_the_readers_first_letter_concepts(tmp_path, cli):
+    """`saebench activations` writes, token by token, the labels the reader yields for the same text;
+    `--no-concepts` writes none; `saebench run --eval splitting` reads the exported file."""
+    from safetensors import safe_open
+
+    from sae_bench_amortization.activations.models import FIRST_LETTER_NAMES
+
+    read = ("activations", "--hf-model", MINILM, "--hf-module", "encoder.layer.0", "--n-tokens")
+    labelled, bare = tmp_path / "labelled.safetensors", tmp_path / "bare.safetensors"
+    assert cli(*read, "300", "--out", labelled, "--device", "cpu").code == 0
+    assert cli(*read, "300", "--out", bare, "--device", "cpu", "--no-concepts").code == 0
+    reader = HFModelActivations(
+        MINILM, "encoder.layer.0", lambda: iter_fortunes(seed=0), n_tokens=300, context_size=128
+    )
+    batches = list(reader.iter_batches(64))
+    expected = torch.cat([b.concepts for b in batches])
+    written = load_file(labelled)
+    with safe_open(str(labelled), framework="pt") as handle:
+        names = json.loads(handle.metadata()["concept_names"])
+    assert names == [f"first_letter_{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
+    assert names == FIRST_LETTER_NAMES and written["concepts"].shape == (300, 26)
+    assert torch.equal(written["concepts"], expected) and 50 < int(expected.sum()) < 300
+    torch.testing.assert_close(written["activations"], torch.cat([b.acts for b in batches]))
+    with safe_open(str(bare), framework="pt") as handle:
+        assert set(handle.keys()) == {"activations"}
+        assert "concept_names" not in (handle.metadata() or {})
+    random_sae(tmp_path / "s", 384)
+    run = ("run", "--eval", "splitting", "--sae-path", tmp_path / "s", "--device", "cpu")
+    result = cli(*run, "--activations", labelled, "--output-dir", tmp_path / "out")
+    assert result.code == 0, result.err
+    result = cli(*run, "--activations", bare, "--output-dir", tmp_path / "out_bare")
+    assert result.code == 2 and "concept" in result.err

@@ -197,4 +197,8 @@ def test_printed_tables_never_merge_columns(huge):
         {"mode": "semi:100000", "nmse": 0.1, "l0": 3.0, "objective": huge, "dead_rate": None},
     ]
     lines = format_table("sae", rows, 0.1).splitlines()
-    assert [len(line.split()) for line in lines[1:]] == [5, 5, 5]
+    assert [len(line.split()) for line in lines[1:]] == [
+        6,
+        6,
+        6,
+    ]  # mode, NMSE, NMSE-refit, L0, objective, dead

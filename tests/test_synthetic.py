@@ -245,6 +245,13 @@ def test_splitting_is_high_on_the_split_concept_only(tmp_path, cli):
     ]
     assert split[split_concept]["delta_f1"] > 0.1
     assert split[split_concept]["delta_f1"] > 3 * max(clean)  # clearly above every clean concept
+    from safetensors import safe_open
+
+    with safe_open(str(acts), "pt") as handle:  # ΔF1's positives, counted in the file
+        names = json.loads(handle.metadata()["concept_names"])
+        positives = int(handle.get_tensor("concepts")[:, names.index(split_concept)].sum())
+    assert positives <= 2000 and split[split_concept]["n_positives"] == positives
+    assert split[split_concept]["n_negatives"] > 0
     assert abs(results["oracle"][split_concept]["delta_f1"]) < 0.05
     assert set(split[split_concept]["top_latents"]) == {
         255,
@@ -309,3 +316,15 @@ def test_absorption_is_high_on_the_absorbed_concept_and_near_zero_for_the_oracle
     assert oracle_rows[concept]["absorption_rate"] == 0.0
     assert oracle_data["eval_result_metrics"]["absorption"]["absorption_rate"] < 0.01
     assert absorbed_data["eval_config"]["cosine_threshold"] == 0.3
+    # the denominators: counted independently in the file, and the rates are their ratios
+    from safetensors import safe_open
+
+    with safe_open(str(acts), "pt") as handle:
+        names = json.loads(handle.metadata()["concept_names"])
+        positives = int(handle.get_tensor("concepts")[:, names.index(concept)].sum())
+    row = absorbed_rows[concept]
+    assert positives <= 2000  # every positive is in the sample (the cap is 2,000 per concept)
+    assert row["n_concept_tokens"] == positives
+    assert row["n_probe_fires"] == row["n_tokens"] <= positives
+    assert row["absorption_rate"] == pytest.approx(row["n_absorbed"] / row["n_main_silent"])
+    assert row["full_absorption_rate"] == pytest.approx(row["n_absorbed"] / row["n_probe_fires"])

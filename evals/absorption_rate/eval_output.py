@@ -52,6 +52,20 @@ class ConceptAbsorption(BaseResultDetail):
     n_tokens: int = metric("Tokens", "Sampled tokens where the concept holds and the probe fires")
     main_latents: list[int] = metric("Main Latents", "By the F1-jump rule")
     absorbing_latents: list[int] = metric("Absorbing Latents", "Aligned latents that fired instead")
+    n_concept_tokens: int | None = optional_metric(
+        "Concept Tokens", "Sampled tokens where the concept holds"
+    )
+    n_probe_fires: int | None = optional_metric(
+        "Probe Fires",
+        "Of those, where the ground-truth probe fires (full_absorption_rate's denominator)",
+    )
+    n_main_silent: int | None = optional_metric(
+        "Main Latents Silent",
+        "Of those, where every main latent is silent (absorption_rate's denominator)",
+    )
+    n_absorbed: int | None = optional_metric(
+        "Absorbed", "Of those, where an aligned latent fires instead (both rates' numerator)"
+    )
     reason: str | None = optional_metric("Why Null", "Why a rate of this concept is null")
 
 

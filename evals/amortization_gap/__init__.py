@@ -4,7 +4,12 @@ from pathlib import Path
 
 from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
 from sae_bench_amortization.evals.dead_dense import DENSE_THRESHOLD
-from sae_bench_amortization.registry import HIGHER_IS_WORSE, EvalEntry, EvalOption
+from sae_bench_amortization.registry import (
+    HIGHER_IS_WORSE,
+    LOWER_IS_WORSE,
+    EvalEntry,
+    EvalOption,
+)
 
 
 def _existing(path: str) -> str | None:
@@ -42,15 +47,23 @@ EVAL = EvalEntry(
         name: HIGHER_IS_WORSE
         for name in (
             "nmse",
+            "nmse_refit",
             "objective",
             "dead_rate",
             "dense_rate",
             "delta_f1",
             "absorption_rate",
+            "delta_f1_subset",
+            "absorption_rate_subset",
             "mean_gap",
             "mean_relative_gap",
             "median_gap",
             "dense_rate_0_2",
         )
-    },
+    }
+    | {"explained_variance": LOWER_IS_WORSE},
+    # default protocol: ΔF1 and absorption over a concept subset, kept apart from splitting's and
+    # absorption_rate's all-concept means in compare and regress
+    metric_names={"delta_f1": "delta_f1_subset", "absorption_rate": "absorption_rate_subset"},
+    lambda_dependent=("objective", "mean_gap", "mean_relative_gap", "median_gap"),
 )

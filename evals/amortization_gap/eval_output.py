@@ -68,6 +68,25 @@ class ModeRow(BaseResultDetail):
     f1_at_2: float | None = optional_metric(
         "F1@2", "2-sparse pseudo-label probe F1 (--protocol paper)"
     )
+    nmse_refit: float | None = optional_metric(
+        "NMSE Refit",
+        "NMSE after refitting each token's codes by non-negative least squares on their own support "
+        "(same decoder): the support's quality without the L1 shrinkage (null: no variance)",
+    )
+    explained_variance: float | None = optional_metric(
+        "Explained Variance",
+        "As SAEBench's core reports it: 1 − mean‖x − x̂‖² / (mean‖x‖² − (mean over tokens and dims of "
+        "x²)²)",
+    )
+    n_concepts_delta_f1: int | None = optional_metric(
+        "ΔF1 Concepts",
+        "Concepts delta_f1 is the mean over (of at most max_concepts: planted roles first, then the most "
+        "frequent; splitting's mean_delta_f1 takes every concept)",
+    )
+    n_concepts_absorption: int | None = optional_metric(
+        "Absorption Concepts",
+        "Concepts absorption_rate is the mean over (defined, of the same subset)",
+    )
     undefined: dict[str, str] | None = optional_metric(
         "Why Null", "Metric → why it could not be measured, for this row's null metrics"
     )

@@ -29,6 +29,7 @@ from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
     absorption_scores,
     mean_over,
+    n_measured,
     null_reason,
     select_concepts,
 )
@@ -40,6 +41,7 @@ from sae_bench_amortization.metrics.reconstruction import (
     MeanAccumulator,
     ReconstructionAccumulator,
 )
+from sae_bench_amortization.metrics.refit import refit_on_support
 from sae_bench_amortization.modes import (
     InferenceSettings,
     calibration_record,
@@ -60,6 +62,8 @@ NO_SIGNAL = "the activations are all zero, so NMSE is 0/0"
 CSV_COLUMNS = (
     "mode",
     "nmse",
+    "nmse_refit",
+    "explained_variance",
     "l0",
     "objective",
     "dead_rate",
@@ -107,6 +111,9 @@ def compare_modes(
     dictionaries = {key: dictionary_of(decoder) for key, decoder in decoders.items()}
     firing = {name: FiringCounter(decoder.cfg.d_sae) for name, (_, decoder, _) in runs.items()}
     reconstruction = {name: ReconstructionAccumulator() for name in runs}
+    refitted = {
+        name: ReconstructionAccumulator() for name in runs
+    }  # codes refitted on their support
     objectives = {name: MeanAccumulator() for name in runs}
     protocol = {name: PaperProtocolAccumulator(run[1].cfg.d_sae) for name, run in runs.items()}
     per_token = {name: [] for name in runs}  # objectives per token (paper: the median gap)
@@ -132,6 +139,9 @@ def compare_modes(
                 key = id(decoder)
                 x_hat = decoder.decode(codes)
                 reconstruction[name].update(x, x_hat)
+                for rows in _token_groups(x.shape[0], int(decoder.cfg.d_sae)):
+                    refit = refit_on_support(dictionaries[key].D, targets[key][rows], codes[rows])
+                    refitted[name].update(x[rows], decoder.decode(refit))
                 token_objectives = objective(dictionaries[key].D, targets[key], codes, lam)
                 objectives[name].update(token_objectives)
                 firing[name].update(codes)
@@ -160,21 +170,33 @@ def compare_modes(
         row = {
             "mode": name,
             "nmse": reconstruction[name].nmse,
+            "nmse_refit": refitted[name].nmse,
+            "explained_variance": reconstruction[name].explained_variance,
             "l0": stats.mean_l0,
             "objective": objectives[name].mean,
             "dead_rate": stats.dead_rate,
             "dense_rate": stats.dense_rate,
             "delta_f1": mean_over(splitting.get(name, []), "delta_f1"),
             "absorption_rate": mean_over(absorption.get(name, []), "absorption_rate"),
+            "n_concepts_delta_f1": n_measured(splitting[name], "delta_f1")
+            if name in splitting
+            else None,
+            "n_concepts_absorption": n_measured(absorption[name], "absorption_rate")
+            if name in absorption
+            else None,
             "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
             "l1_coefficient": mode_lam,
         }
         if paper:
             row.update(protocol[name].metrics())
+            row["nmse_refit"] = refitted[name].nmse_over_mean_norm
             row["per_token_objective"] = torch.cat(per_token[name]) if per_token[name] else None
         no_label = "the pseudo-label y = ‖x‖ > median has one class only (every norm equal)"
         undefined = {
             "nmse": (NO_SIGNAL if paper else NO_VARIANCE) if row["nmse"] is None else None,
+            "nmse_refit": (NO_SIGNAL if paper else NO_VARIANCE)
+            if row["nmse_refit"] is None
+            else None,
             **{
                 key: no_label
                 for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")
@@ -192,6 +214,13 @@ def compare_modes(
     return rows
 
 
+def _token_groups(n_tokens: int, d_sae: int, budget: int = 256 * 2**20) -> list[slice]:
+    """Rows of a chunk in groups whose dense [group, d_sae] float32 codes take at most ``budget`` bytes
+    (refitted codes are built and decoded a group at a time: no second chunk-sized code buffer)."""
+    size = max(1, budget // (4 * d_sae))
+    return [slice(start, start + size) for start in range(0, n_tokens, size)]
+
+
 def rows_to_csv(rows: list[dict]) -> str:
     columns = CSV_COLUMNS + tuple(c for c in PAPER_CSV_COLUMNS if any(c in row for row in rows))
     lines = [",".join(columns)]
@@ -204,6 +233,8 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     """The rows as a fixed-width table (ΔF1 and absorption shown when measured)."""
     columns = [
         ("NMSE", "nmse", ".4f"),
+        ("NMSE-refit", "nmse_refit", ".4f"),
+        ("EV", "explained_variance", ".4f"),
         ("L0", "l0", ".2f"),
         ("objective", "objective", ".4f"),
         ("dead", "dead_rate", ".3f"),
@@ -215,7 +246,7 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
         ("s/1k tok", "seconds_per_1k_tokens", ".4f"),
         ("λ", "l1_coefficient", ".4g"),
     ]
-    always = {"nmse", "l0", "objective"}
+    always = {"nmse", "nmse_refit", "l0", "objective"}
     columns = [
         col
         for col in columns

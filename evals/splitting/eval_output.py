@@ -41,6 +41,12 @@ class ConceptSplitting(BaseResultDetail):
     f1_at_2: float | None = metric("F1@2", "2-sparse probe F1")
     delta_f1: float | None = metric("ΔF1", "F1@2 − F1@1 (null when the concept cannot be probed)")
     top_latents: list[int] = metric("Top Latents", "Latents by mean activation difference")
+    n_positives: int | None = optional_metric(
+        "Positives", "Tokens of the probe sample where the concept holds (ΔF1's positives)"
+    )
+    n_negatives: int | None = optional_metric(
+        "Negatives", "Tokens of the probe sample where it does not (ΔF1's negatives)"
+    )
     reason: str | None = optional_metric("Why Null", "Why this concept could not be probed")
 
 

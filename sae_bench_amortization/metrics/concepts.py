@@ -151,6 +151,7 @@ class SplittingAccumulator:
                 reason = (
                     f"fewer than {MIN_PROBE_CLASS} positive or negative tokens in the probe sample"
                 )
+            positives = int(labels[:, c].sum())
             out.append(
                 {
                     "concept": name,
@@ -158,6 +159,8 @@ class SplittingAccumulator:
                     "f1_at_2": f1_2,
                     "delta_f1": None if reason else f1_2 - f1_1,
                     "top_latents": [] if reason else [int(j) for j in top[c]],
+                    "n_positives": positives,
+                    "n_negatives": int(labels.shape[0]) - positives,
                     "reason": reason,
                 }
             )
@@ -250,7 +253,9 @@ def absorption_scores(
         if reason:
             out.append(
                 {"concept": name, "absorption_rate": None, "full_absorption_rate": None,
-                 "n_tokens": 0, "main_latents": [], "absorbing_latents": [], "reason": reason}
+                 "n_tokens": 0, "main_latents": [], "absorbing_latents": [],
+                 "n_concept_tokens": int(y.sum()), "n_probe_fires": None, "n_main_silent": None,
+                 "n_absorbed": None, "reason": reason}
             )  # fmt: skip
             continue
         top_c = [int(j) for j in top[c]]
@@ -290,6 +295,10 @@ def absorption_scores(
                 "absorbing_latents": sorted(
                     int(aligned[j]) for j in np.flatnonzero(firing[absorbed].any(axis=0))
                 ),
+                "n_concept_tokens": int(y.sum()),
+                "n_probe_fires": int(n),
+                "n_main_silent": int(missed.sum()),
+                "n_absorbed": int(absorbed.sum()),
                 "reason": reason,
             }
         )

@@ -42,6 +42,32 @@ class ReconstructionAccumulator:
             return None
         return self.squared_error / variance
 
+    @property
+    def explained_variance(self) -> float | None:
+        """Explained variance as SAEBench 0.6's core eval reports it:
+
+            EV = 1 − mean_t ‖x_t − x̂_t‖² / (mean_t ‖x_t‖² − (mean_{t,d} x_{t,d}²)²)
+
+        (its ``total_variance`` squares the mean of x², not of x: close to the spread about zero, not
+        about the mean; 1 − NMSE is the conventional variant). Token-weighted, equal to SAEBench's
+        per-batch means when its batches are the same size. None when that total variance is not positive.
+        """
+        if self.n_tokens == 0 or self.sum_x is None:
+            raise ValueError("no tokens were seen")
+        mean_squared_norm = self.sum_squared_norm / self.n_tokens
+        total_variance = mean_squared_norm - (mean_squared_norm / self.sum_x.shape[0]) ** 2
+        if total_variance <= 0:
+            return None
+        return 1.0 - (self.squared_error / self.n_tokens) / total_variance
+
+    @property
+    def nmse_over_mean_norm(self) -> float | None:
+        """The paper's NMSE: mean‖x − x̂‖² / (mean‖x‖² + 1e-9); None for all-zero activations."""
+        if self.n_tokens == 0 or self.sum_squared_norm <= 0:
+            return None
+        n = self.n_tokens
+        return (self.squared_error / n) / (self.sum_squared_norm / n + 1e-9)
+
 
 NO_VARIANCE = "the activations have no variance (every token is the same vector), so NMSE is 0/0"
 

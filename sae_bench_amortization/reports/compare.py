@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sae_bench_amortization.atomic import refuse_existing
@@ -98,6 +100,11 @@ def _numbers(metrics: dict) -> dict[str, float]:
     return out
 
 
+def _renames(eval_type: str, registry: dict | None) -> dict[str, str]:
+    entry = (registry if registry is not None else discover_evals()).get(eval_type)
+    return dict(entry.metric_names) if entry is not None else {}
+
+
 def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[dict[str, Any]]:
     """One result JSON → rows (dicts with sae, eval, mode and metric columns); MalformedResult when the
     content does not have a SAEBench result's shape. An eval comparing modes (details with a ``mode`` per
@@ -120,20 +127,23 @@ def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[
         if len(set(modes)) != len(modes):
             raise MalformedResult(f"{eval_type} result lists a mode twice: {modes}")
         encoder = "loca" if "loca" in modes and "amortized" not in modes else "amortized"
+        protocol = _protocol_of(data)
+        # renames name this eval's definitions apart (the paper protocol's are its own: one protocol a table)
+        renames = _renames(eval_type, registry) if protocol in (None, "default") else {}
         rows = []
         for mode, detail in zip(modes, details, strict=True):
-            row = {"sae": sae, "eval": eval_type, "mode": mode, **_metric_values(detail)}
+            values = {renames.get(k, k): v for k, v in _metric_values(detail).items()}
+            row = {"sae": sae, "eval": eval_type, "mode": mode, **values}
             if mode == encoder:  # the gap is the encoder's excess objective
                 row["mean_gap"] = numbers.get("mean_gap")
                 row["mean_relative_gap"] = numbers.get("mean_relative_gap")
             row.setdefault(
                 "l1_coefficient", numbers.get("l1_coefficient")
             )  # encoders: the shared λ
-            row["protocol"] = _protocol_of(data)
+            row["protocol"] = protocol
             rows.append(row)
         return rows
-    entry = (registry if registry is not None else discover_evals()).get(eval_type)
-    renames = dict(entry.metric_names) if entry is not None else {}
+    renames = _renames(eval_type, registry)
     row = {
         "sae": sae,
         "eval": eval_type,
@@ -191,19 +201,50 @@ def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.Da
     return frame.reset_index(drop=True)
 
 
+def format_number(value: Any, digits: int = 4) -> str:
+    """A number as a table shows it: integers, and floats that are whole (token counts, n_concepts), in
+    full (``20000``); other floats to ``digits`` significant digits in plain notation (``0.1235``),
+    scientific only below 1e-4 or from 1e6 on (``1.5e-05``); "" for null/NaN; inf as ``inf``."""
+    if value is None or isinstance(value, bool | np.bool_):
+        return "" if value is None else str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return ""
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    magnitude = abs(number)
+    if number.is_integer() and magnitude < 1e15:
+        return str(int(number))
+    if magnitude < 1e-4 or magnitude >= 1e6:
+        return f"{number:.{digits}g}"
+    decimals = digits - 1 - math.floor(math.log10(magnitude))  # to ``digits`` significant digits
+    text = f"{round(number, decimals):.{max(decimals, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-markdown table of ``frame`` (numbers to ``digits`` significant digits, blanks for NaN)."""
+    """A GitHub-markdown table of ``frame``: numbers as :func:`format_number` writes them (integral
+    values as integers, others to ``digits`` significant digits), empty cells for null/NaN."""
 
     def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "" if math.isnan(value) else f"{value:.{digits}g}"
-        return str(value).replace("|", "\\|")
+        if value is None or value is pd.NA or value is pd.NaT:
+            return ""
+        if isinstance(value, numbers.Real | np.bool_):
+            return format_number(value, digits)
+        return _escape(str(value))
 
-    columns = list(frame.columns)
+    columns = [_escape(str(column)) for column in frame.columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for record in frame.itertuples(index=False):
         lines.append("| " + " | ".join(cell(v) for v in record) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _escape(text: str) -> str:
+    """Text safe inside a markdown table cell (no column breaks, one line)."""
+    return " ".join(text.splitlines()).replace("|", "\\|")
 
 
 SUMMARY_FILES = (

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 PLOTTED = (
     ("nmse", "NMSE"),
+    ("nmse_refit", "NMSE refit on the support"),
     ("dead_rate", "dead rate"),
     ("dense_rate", "dense rate"),
     ("delta_f1", "ΔF1 (splitting)"),
@@ -43,37 +49,86 @@ def dynamics_table(output_dir: Path, sae_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
-    """2 × 3 line plots against checkpoint: NMSE, dead, dense, ΔF1, absorption per mode, and the gap."""
+def dynamics_figure(table: pd.DataFrame) -> Figure:
+    """2 × 4 plots against checkpoint: NMSE, NMSE refit, dead, dense, ΔF1, absorption per mode, and the gap. Lines
+    join the checkpoints; a single checkpoint is drawn as points. A legend only where something is
+    drawn, and a panel whose values are all the same (all 0, say) gets a readable range."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from sae_bench_amortization.reports.plots import METRIC_BOUNDS, settle_flat_axis
+
+    checkpoints = sorted(pd.to_numeric(table["checkpoint"]).unique())
+    single = len(checkpoints) == 1
+    style = {"marker": "o", "linestyle": "none" if single else "-"}
+    modes = list(dict.fromkeys(table["mode"]))
+    figure, axes = plt.subplots(2, 4, figsize=(18, 7.5), layout="constrained")
+    for axis in axes.flat:
+        if single:  # one checkpoint: its tick only, with room for the modes' points side by side
+            axis.set_xticks(checkpoints)
+            axis.set_xlim(checkpoints[0] - 0.5, checkpoints[0] + 0.5)
+        else:
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axis.set_xlim(checkpoints[0] - 0.25, checkpoints[-1] + 0.25)
+        axis.set_xlabel("checkpoint (training order)")
+        axis.grid(alpha=0.3)
+    handles = {}  # mode → a line drawn for it: one legend for the figure, colour = mode everywhere
+    for axis, (column, title) in zip(axes.flat, PLOTTED, strict=False):
+        shown = []
+        for j, (mode, group) in enumerate(table.groupby("mode", sort=False)):
+            values = pd.to_numeric(group.get(column, pd.Series(dtype=float)), errors="coerce")
+            if values.notna().any():
+                # one checkpoint: the modes' points a little apart, so equal values do not hide
+                dodge = (j - (len(modes) - 1) / 2) * 0.06 if single else 0.0
+                (line,) = axis.plot(
+                    group["checkpoint"] + dodge, values, color=f"C{j}", label=mode, **style
+                )
+                handles.setdefault(mode, line)
+                shown.extend(values.dropna())
+        axis.set_title(f"{title} by inference mode")
+        axis.set_ylabel(title)
+        if not shown:
+            _say(axis, "no values (not computed for these checkpoints)")
+        else:
+            settle_flat_axis(axis, shown, METRIC_BOUNDS.get(column, (None, None)))
+    gap_axis = axes.flat[len(PLOTTED)]
+    for spare in axes.flat[len(PLOTTED) + 1 :]:
+        spare.set_visible(False)
+    gap = table.drop_duplicates("checkpoint")
+    gaps = pd.to_numeric(gap.get("mean_gap", pd.Series(dtype=float)), errors="coerce")
+    gap_axis.set_title("mean amortization gap")
+    gap_axis.set_ylabel("objective(amortized) − objective(optimal)")
+    if gaps.notna().any():
+        gap_axis.plot(gap["checkpoint"], gaps, color="black", **style)
+        settle_flat_axis(gap_axis, gaps.dropna())
+    else:
+        _say(gap_axis, "no values")
+    if handles:  # a legend only when something labelled was drawn
+        ordered = [handles[mode] for mode in modes if mode in handles]
+        figure.legend(
+            handles=ordered,
+            title="inference mode",
+            loc="outside lower center",
+            ncols=len(ordered),
+            fontsize=9,
+        )
+    figure.suptitle("Pathologies across training checkpoints, on each checkpoint's own decoder")
+    return figure
+
+
+def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
+    """:func:`dynamics_figure` of ``table`` as a PNG at ``path``."""
     from sae_bench_amortization.reports.plots import write_png
 
-    figure, axes = plt.subplots(2, 3, figsize=(14, 7.5), constrained_layout=True)
-    for axis in axes.flat:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for axis, (column, title) in zip(axes.flat, PLOTTED, strict=False):
-        for mode, group in table.groupby("mode", sort=False):
-            values = pd.to_numeric(group[column], errors="coerce")
-            if values.notna().any():
-                axis.plot(group["checkpoint"], values, marker="o", label=mode)
-        axis.set_title(f"{title} by inference mode")
-        axis.set_xlabel("checkpoint (training order)")
-        axis.set_ylabel(title)
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-    gap = table.drop_duplicates("checkpoint")
-    axes.flat[5].plot(gap["checkpoint"], gap["mean_gap"], marker="o", color="black")
-    axes.flat[5].set_title("mean amortization gap")
-    axes.flat[5].set_xlabel("checkpoint (training order)")
-    axes.flat[5].set_ylabel("objective(amortized) − objective(optimal)")
-    axes.flat[5].grid(alpha=0.3)
-    figure.suptitle("Pathologies across training checkpoints, on each checkpoint's own decoder")
-    write_png(figure, path, dpi=110)
+    write_png(dynamics_figure(table), path, dpi=110)
+
+
+def _say(axis: Axes, text: str) -> None:
+    """A note in the middle of an empty panel."""
+    axis.text(0.5, 0.5, text, transform=axis.transAxes, ha="center", va="center", color="0.35")
 
 
 def write_dynamics(output_dir: Path, sae_names: list[str]) -> tuple[Path, Path]:

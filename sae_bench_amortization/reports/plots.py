@@ -3,24 +3,46 @@ ISTA-steps ablation, and the L0–NMSE Pareto scatter."""
 
 from __future__ import annotations
 
+import math
+import textwrap
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from sae_bench_amortization.modes import mode_order  # noqa: E402
 from sae_bench_amortization.runner.results import write_file_atomic  # noqa: E402
 
 PATHOLOGY_METRICS = {
     "nmse": "NMSE (lower is better)",
+    "nmse_refit": "NMSE, codes refitted on their support",
     "dead_rate": "dead latents (share)",
     "dense_rate": "dense latents (share)",
     "delta_f1": "ΔF1 = F1@2 − F1@1 (splitting)",
+    "delta_f1_subset": "ΔF1 (amortization_gap's concepts)",
     "absorption_rate": "absorption rate",
+    "absorption_rate_subset": "absorption (amortization_gap's concepts)",
+}
+# the range a metric can take (None: unbounded), used to draw a panel whose values are all the same
+METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "nmse": (0.0, None),
+    "nmse_refit": (0.0, None),
+    "l0": (0.0, None),
+    "dead_rate": (0.0, 1.0),
+    "dense_rate": (0.0, 1.0),
+    "absorption_rate": (0.0, 1.0),
+    "absorption_rate_subset": (0.0, 1.0),
+    "delta_f1": (-1.0, 1.0),
+    "delta_f1_subset": (-1.0, 1.0),
 }
 # where a (sae, mode) metric is read from when several evals have it: the side-by-side eval first
 EVAL_PRIORITY = [
@@ -31,6 +53,8 @@ EVAL_PRIORITY = [
     "core",
     "absorption_first_letter",
 ]
+# one marker per SAE in the Pareto scatter (colour is the inference mode)
+SAE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def per_sae_and_mode(frame: pd.DataFrame) -> pd.DataFrame:
@@ -49,6 +73,85 @@ def _modes(table: pd.DataFrame) -> list[str]:
     return sorted(table["mode"].unique(), key=mode_order)
 
 
+def _finite(values: Iterable[Any]) -> list[float]:
+    """The finite numbers among ``values`` (None, NaN, ±inf and non-numbers left out)."""
+    out = []
+    for value in values:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out.append(number)
+    return out
+
+
+def settle_flat_axis(
+    ax: Axes,
+    values: Iterable[Any],
+    bounds: tuple[float | None, float | None] = (None, None),
+    include_zero: bool = False,
+) -> bool:
+    """When every value a panel shows is the same (all 0, say), give its y axis a readable range and say
+    so in the panel; matplotlib would pad a constant 0 by ±0.04. ``bounds`` is the range the metric can
+    take (a rate: 0 to 1), ``include_zero`` keeps 0 in view (bars start there). True when it did."""
+    finite = _finite(values)
+    if not finite or min(finite) != max(finite):
+        return False
+    value = finite[0]
+    pad = abs(value) / 2 if value else 1.0
+    low, high = value - pad, value + pad
+    lower, upper = bounds
+    if lower is not None and lower <= value:
+        low = max(low, lower)
+    if upper is not None and value <= upper:
+        high = min(high, upper)
+    if include_zero:  # bars: from 0, no margin below them
+        low, high = min(low, 0.0), max(high, 0.0)
+    else:  # points and lines: a margin so that markers on a bound are not cut
+        margin = 0.04 * (high - low)
+        low, high = low - margin, high + margin
+    ax.set_ylim(low, high)
+    if value == 0 or len(finite) > 1:
+        label = "all 0" if value == 0 else f"all {value:.4g}"
+        ax.text(
+            0.5,
+            0.3 if (value - low) / (high - low) >= 0.5 else 0.7,  # away from the values
+            label,
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="0.35",
+            fontsize=11,
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7", "alpha": 0.9},
+            zorder=5,
+        )
+    return True
+
+
+def fit_text(figure: Figure, text: Text, width_inches: float) -> Text:
+    """Wrap ``text`` (a title or label of ``figure``) onto as many lines as it needs to be at most
+    ``width_inches`` wide when drawn."""
+    renderer = figure.canvas.get_renderer()
+    limit = width_inches * figure.dpi
+    original = " ".join(text.get_text().split())
+    width = len(original)
+    while text.get_window_extent(renderer).width > limit and width > 12:
+        width = max(12, int(width * 0.9))
+        text.set_text(textwrap.fill(original, width, break_long_words=False))
+    return text
+
+
+def _suptitle(fig: Figure, title: str) -> Text:
+    """A figure title wrapped to the figure's width (constrained layout reserves room for its lines)."""
+    return fit_text(fig, fig.suptitle(title), fig.get_figwidth() - 0.3)
+
+
+def _panel_width(fig: Figure, ncols: int) -> float:
+    """Inches a panel's title or x label can take in a row of ``ncols`` panels."""
+    return fig.get_figwidth() / ncols - 0.5
+
+
 def plot_pathologies(table: pd.DataFrame) -> Figure | None:
     """Grouped bars: one panel per pathology metric, SAEs on the x axis, one bar per inference mode."""
     metrics = [m for m in PATHOLOGY_METRICS if m in table and table[m].notna().any()]
@@ -57,10 +160,15 @@ def plot_pathologies(table: pd.DataFrame) -> Figure | None:
     saes, modes = list(dict.fromkeys(table["sae"])), _modes(table)
     colors = plt.get_cmap("viridis")([i / max(len(modes) - 1, 1) for i in range(len(modes))])
     fig, axes = plt.subplots(
-        1, len(metrics), figsize=(3.6 * len(metrics) + 1.5, 4.2), squeeze=False
+        1,
+        len(metrics),
+        figsize=(3.6 * len(metrics) + 1.5, 4.4),
+        squeeze=False,
+        layout="constrained",
     )
     width = 0.8 / len(modes)
     for ax, metric in zip(axes[0], metrics, strict=True):
+        shown = []
         for j, mode in enumerate(modes):
             values = [
                 table.loc[(table["sae"] == sae) & (table["mode"] == mode), metric].squeeze()
@@ -68,19 +176,21 @@ def plot_pathologies(table: pd.DataFrame) -> Figure | None:
                 else float("nan")
                 for sae in saes
             ]
+            shown.extend(values)
             positions = [i - 0.4 + width * (j + 0.5) for i in range(len(saes))]
             ax.bar(positions, values, width, color=colors[j], label=mode)
-        ax.set_title(PATHOLOGY_METRICS[metric], fontsize=10)
+        fit_text(fig, ax.set_title(PATHOLOGY_METRICS[metric], fontsize=10), 3.0)
         ax.set_xticks(range(len(saes)))
         ax.set_xticklabels([_short(s) for s in saes], rotation=20, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+        settle_flat_axis(ax, shown, METRIC_BOUNDS.get(metric, (None, None)), include_zero=True)
     axes[0][0].set_ylabel("value")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="inference mode", loc="center right", fontsize=8)
-    fig.suptitle(
-        "Pathology metrics by inference mode (one decoder per SAE; loca: its own fine-tuned decoder)"
+    fig.legend(handles, labels, title="inference mode", loc="outside right center", fontsize=8)
+    _suptitle(
+        fig,
+        "Pathology metrics by inference mode (one decoder per SAE; loca: its own fine-tuned decoder)",
     )
-    fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 0.95))
     return fig
 
 
@@ -92,11 +202,18 @@ def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
     saes = list(counts[counts >= 2].index)
     if not saes:
         return None
-    metrics = [m for m in ("nmse", "absorption_rate") if m in table and table[m].notna().any()]
+    metrics = [
+        m
+        for m in ("nmse", "nmse_refit", "absorption_rate", "absorption_rate_subset")
+        if m in table and table[m].notna().any()
+    ]
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.0), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(5.6 * len(metrics), 4.4), squeeze=False, layout="constrained"
+    )
     for ax, metric in zip(axes[0], metrics, strict=True):
+        shown = []
         for i, sae in enumerate(saes):
             rows = table[table["sae"] == sae]
             points = [(0, rows.loc[rows["mode"] == "amortized", metric])] + [
@@ -106,46 +223,110 @@ def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
             ]
             xs = [x for x, v in points if len(v) and pd.notna(v.iloc[0])]
             ys = [v.iloc[0] for _, v in points if len(v) and pd.notna(v.iloc[0])]
+            shown.extend(ys)
             color = f"C{i}"
-            ax.plot(xs, ys, "o-", color=color, label=_short(sae))
+            ax.plot(xs, ys, "o-" if len(xs) > 1 else "o", color=color, label=_short(sae))
             optimum = rows.loc[rows["mode"] == "non_amortized", metric]
             if len(optimum) and pd.notna(optimum.iloc[0]):
                 ax.axhline(optimum.iloc[0], color=color, ls="--", lw=1, alpha=0.7)
-        ax.set_xlabel("ISTA/FISTA steps T from the encoder's codes (0 = amortized)")
+                shown.append(optimum.iloc[0])
+        width = _panel_width(fig, len(metrics))
+        fit_text(
+            fig, ax.set_xlabel("ISTA/FISTA steps T from the encoder's codes (0 = amortized)"), width
+        )
         ax.set_ylabel(PATHOLOGY_METRICS[metric])
-        ax.set_title(f"{PATHOLOGY_METRICS[metric]} vs steps (dashed: non-amortized)", fontsize=10)
+        title = f"{PATHOLOGY_METRICS[metric]} vs steps (dashed: non-amortized)"
+        fit_text(fig, ax.set_title(title, fontsize=10), width)
         ax.grid(alpha=0.3)
+        settle_flat_axis(ax, shown, METRIC_BOUNDS.get(metric, (None, None)))
     axes[0][0].legend(title="SAE", fontsize=8)
-    fig.suptitle("ISTA-steps ablation: how fast per-sample refinement relieves the pathologies")
-    fig.tight_layout()
+    _suptitle(fig, "ISTA-steps ablation: how fast per-sample refinement relieves the pathologies")
     return fig
 
 
 def plot_pareto(table: pd.DataFrame) -> Figure | None:
-    """L0 (x) against NMSE (y), one colour per inference mode, one point per SAE × mode; each mode's
-    Pareto frontier (no point with both lower L0 and lower NMSE) joined by a line."""
+    """L0 (x) against NMSE (y), one point per SAE × mode: colour = inference mode, marker = SAE (both in
+    legends; with more SAEs than markers each point is also numbered after its SAE's legend entry).
+    Each mode's Pareto frontier (no point with both lower L0 and lower NMSE) is joined by a line."""
     points = (
         table.dropna(subset=["l0", "nmse"]) if {"l0", "nmse"} <= set(table) else table.iloc[0:0]
     )
     if points.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for i, mode in enumerate(_modes(points)):
+    saes = list(dict.fromkeys(points["sae"]))
+    numbered = len(saes) > len(SAE_MARKERS)
+    marker = {sae: SAE_MARKERS[k % len(SAE_MARKERS)] for k, sae in enumerate(saes)}
+    fig, ax = plt.subplots(figsize=(8.4, 4.8), layout="constrained")
+    modes = _modes(points)
+    for i, mode in enumerate(modes):
         rows = points[points["mode"] == mode].sort_values("l0")
-        ax.scatter(rows["l0"], rows["nmse"], color=f"C{i}", label=mode, zorder=3)
+        for sae, group in rows.groupby("sae", sort=False):
+            ax.scatter(
+                group["l0"],
+                group["nmse"],
+                color=f"C{i}",
+                marker=marker[sae],
+                s=42,
+                edgecolors="black",
+                linewidths=0.4,
+                zorder=3,
+            )
+            if "nmse_refit" in group and group["nmse_refit"].notna().any():
+                ax.scatter(group["l0"], group["nmse_refit"], facecolors="none", edgecolors=f"C{i}",
+                           marker=marker[sae], s=42, linewidths=1.0, zorder=3)  # fmt: skip
+            if numbered:
+                for l0, nmse in zip(group["l0"], group["nmse"], strict=True):
+                    ax.annotate(
+                        str(saes.index(sae) + 1),
+                        (l0, nmse),
+                        xytext=(4, 3),
+                        textcoords="offset points",
+                        fontsize=7,
+                    )
         frontier, best = [], float("inf")
         for l0, nmse in zip(rows["l0"], rows["nmse"], strict=True):
             if nmse < best:
                 frontier.append((l0, nmse))
                 best = nmse
         if len(frontier) > 1:
-            ax.plot(*zip(*frontier, strict=True), color=f"C{i}", alpha=0.6)
+            ax.plot(*zip(*frontier, strict=True), color=f"C{i}", alpha=0.6, zorder=2)
     ax.set_xlabel("L0 (mean active latents per token)")
     ax.set_ylabel("NMSE (lower is better)")
-    ax.set_title("Sparsity–fidelity trade-off per inference mode (lower left is better)")
+    title = "Sparsity–fidelity trade-off per SAE and inference mode (lower left is better)"
+    fit_text(fig, ax.set_title(title, fontsize=11), fig.get_figwidth() - 2.6)
     ax.grid(alpha=0.3)
-    ax.legend(title="inference mode", fontsize=8)
-    fig.tight_layout()
+    settle_flat_axis(ax, points["nmse"], METRIC_BOUNDS["nmse"])
+    mode_handles = [
+        Line2D([], [], color=f"C{i}", marker="o", linestyle="none", label=mode)
+        for i, mode in enumerate(modes)
+    ]
+    if "nmse_refit" in points and points["nmse_refit"].notna().any():
+        mode_handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="none",
+                linestyle="none",
+                label="hollow: codes refitted\non their support",
+            )  # fmt: skip
+        )
+    sae_handles = [
+        Line2D(
+            [],
+            [],
+            color="0.45",
+            marker=marker[sae],
+            linestyle="none",
+            label=f"{k + 1}: {_short(sae)}" if numbered else _short(sae),
+        )
+        for k, sae in enumerate(saes)
+    ]
+    fig.legend(
+        handles=mode_handles, title="inference mode (colour)", loc="outside right upper", fontsize=8
+    )
+    fig.legend(handles=sae_handles, title="SAE (marker)", loc="outside right lower", fontsize=8)
     return fig
 
 

@@ -36,8 +36,8 @@ class Check:
     mode: str
     metric: str
     baseline: float
-    current: float
-    status: str  # "worse", "better", "within tolerance", "changed" (no direction, beyond tolerance)
+    current: float | None  # None: missing from the results
+    status: str  # worse, better, within tolerance, changed (no direction), missing, not judged (λ changed)
 
 
 NOT_IN_BASELINE = {"seconds_per_1k_tokens"}  # timings depend on the machine
@@ -159,9 +159,13 @@ def compare_with_baseline(
     metrics: list[str] | None = None,
     registry: dict | None = None,
     protocols: dict[str, dict[str, str]] | None = None,
-) -> list[Check]:
-    """Every baseline metric (or only ``metrics``) against the results; InputError when results lack one
-    or were computed under another metric protocol than the baseline (``protocols``)."""
+) -> tuple[list[Check], list[str]]:
+    """(every baseline metric — or only ``metrics`` — against the results, notes to report first).
+
+    A metric, mode or SAE the results lack is a check with status "missing". Where λ differs from the
+    baseline's, the metrics the eval declares λ-dependent (``lambda_dependent``: objective, gaps) are
+    "not judged" and a note says so. Results computed under another metric protocol than the baseline's
+    (``protocols``) are refused (InputError), as is a ``--metric`` the baseline lacks."""
     registry = discover_evals() if registry is None else registry
     check_tolerances(rtol, atol)
     wanted = set(metrics or [])
@@ -177,71 +181,96 @@ def compare_with_baseline(
         raise InputError(
             f"--metric {unknown[0]} is not in the baseline (it has: {', '.join(sorted(known))})"
         )
-    present = set(frame["sae"])
-    missing = sorted(set(baseline) - present)
-    if missing:
-        raise InputError(f"SAE {missing[0]} is in the baseline but has no results")
     indexed = {(r["sae"], r["eval"], r["mode"]): r for r in frame.to_dict("records")}
-    checks = []
+    checks, notes = [], []
     for sae, evals in baseline.items():
         for eval_name, modes in evals.items():
+            entry = registry.get(eval_name)
+            dependent = set(entry.lambda_dependent) if entry is not None else set()
             for mode, values in modes.items():
                 record = indexed.get((sae, eval_name, mode))
-                if record is None:
-                    raise InputError(
-                        f"no {eval_name} result for SAE {sae} in mode {mode} (in the baseline)"
+                if record is not None:
+                    _check_protocol(
+                        record, (protocols or {}).get(sae, {}).get(eval_name, "default")
                     )
-                expected = (protocols or {}).get(sae, {}).get(eval_name, "default")
-                found = record.get("protocol")
-                if isinstance(found, str) and found != expected:
-                    raise InputError(
-                        f"{eval_name} results for SAE {sae} were computed with --protocol {found}, the "
-                        f"baseline with --protocol {expected}: compare like with like"
+                moved = _lambda_moved(values, record)
+                if moved and dependent & set(values):
+                    notes.append(
+                        f"λ changed for {sae} {eval_name} {mode}: {moved} — "
+                        f"{', '.join(sorted(dependent & set(values)))} not judged across different λ"
                     )
                 for metric, base_value in values.items():
                     direction = direction_of(eval_name, metric, registry)
-                    gated = metric in wanted if wanted else direction != 0
-                    if not gated:
+                    if not (metric in wanted if wanted else direction != 0):
                         continue
-                    current = record.get(metric)
+                    current = None if record is None else record.get(metric)
                     if current is None or (isinstance(current, float) and math.isnan(current)):
-                        raise InputError(
-                            f"{eval_name} result for SAE {sae} ({mode}) has no {metric} (in the baseline)"
+                        status, current = "missing", None
+                    elif moved and metric in dependent:
+                        status = "not judged (λ changed)"
+                    else:
+                        status = status_of(
+                            metric, float(base_value), float(current), rtol, atol, direction
                         )
-                    status = status_of(
-                        metric, float(base_value), float(current), rtol, atol, direction
-                    )
+                    value = None if current is None else float(current)
                     checks.append(
-                        Check(
-                            sae, eval_name, mode, metric, float(base_value), float(current), status
-                        )
+                        Check(sae, eval_name, mode, metric, float(base_value), value, status)
                     )
     if not checks:
         raise InputError(
             "the baseline holds no metric to check (none with a direction; name some with --metric)"
         )
-    return checks
+    return checks, notes
 
 
-def format_checks(checks: list[Check]) -> str:
-    """The changed metrics as a table, then one summary line."""
-    changed = [c for c in checks if c.current != c.baseline]
-    lines = []
-    if changed:
-        order = {"worse": 0, "changed": 1, "better": 2, "within tolerance": 3}
+def _check_protocol(record: dict, expected: str) -> None:
+    found = record.get("protocol")
+    if isinstance(found, str) and found != expected:
+        raise InputError(
+            f"{record['eval']} results for SAE {record['sae']} were computed with --protocol {found}, the "
+            f"baseline with --protocol {expected}: compare like with like"
+        )
+
+
+def _lambda_moved(values: dict, record: dict | None) -> str | None:
+    """'old → new' when the row's λ differs from the baseline's (relative 1e-6), else None."""
+    old = values.get("l1_coefficient")
+    new = None if record is None else record.get("l1_coefficient")
+    if old is None or new is None or (isinstance(new, float) and math.isnan(new)):
+        return None
+    if abs(float(new) - float(old)) <= 1e-6 * max(abs(float(old)), 1e-30):
+        return None
+    return f"{float(old):.4g} → {float(new):.4g}"
+
+
+STATUS_ORDER = (
+    "worse",
+    "changed",
+    "missing",
+    "not judged (λ changed)",
+    "better",
+    "within tolerance",
+)
+
+
+def format_checks(checks: list[Check], notes: list[str] = ()) -> str:
+    """Notes first (λ changes), then every check whose value moved or could not be made, as a table, then
+    one summary line."""
+    shown = [c for c in checks if c.current != c.baseline]
+    lines = list(notes)
+    if shown:
         rows = [
-            [c.sae, c.eval, c.mode, c.metric, f"{c.baseline:.4g}", f"{c.current:.4g}", c.status]
-            for c in sorted(changed, key=lambda c: order[c.status])
-        ]
+            [c.sae, c.eval, c.mode, c.metric, f"{c.baseline:.4g}",
+             "missing" if c.current is None else f"{c.current:.4g}", c.status]
+            for c in sorted(shown, key=lambda c: STATUS_ORDER.index(c.status))
+        ]  # fmt: skip
         header = ["sae", "eval", "mode", "metric", "baseline", "current", "status"]
-        lines = [line for line in aligned(header, rows, left=4)]
-    counts = {
-        s: sum(c.status == s for c in checks)
-        for s in ("worse", "changed", "better", "within tolerance")
-    }
+        lines += aligned(header, rows, left=4)
+    counts = {status: sum(c.status == status for c in checks) for status in STATUS_ORDER}
     lines.append(
         f"{len(checks)} metrics checked: {counts['worse']} worse, {counts['changed']} changed (no direction), "
-        f"{counts['better']} better, {counts['within tolerance']} within tolerance"
+        f"{counts['better']} better, {counts['within tolerance']} within tolerance, "
+        f"{counts['missing']} missing, {counts['not judged (λ changed)']} not judged (λ changed)"
     )
     return "\n".join(lines)
 
@@ -253,15 +282,23 @@ def regress(
     atol: float = 0.01,
     metrics: list[str] | None = None,
     registry: dict | None = None,
+    require_all: bool = False,
 ) -> tuple[str, bool]:
-    """``saebench regress``: (the report, whether something got worse or changed)."""
+    """``saebench regress``: (the report, whether it fails: something got worse or changed; something is
+    missing with ``require_all``; or nothing of the baseline was found at all)."""
     if baseline == "":
         raise InputError("--baseline / --write-baseline must name a file")
     check_tolerances(rtol, atol)
     frame = load_results(results, registry)
     expected, protocols = read_baseline_document(baseline)
-    checks = compare_with_baseline(frame, expected, rtol, atol, metrics, registry, protocols)
-    return format_checks(checks), any(c.status in ("worse", "changed") for c in checks)
+    checks, notes = compare_with_baseline(frame, expected, rtol, atol, metrics, registry, protocols)
+    missing = [c for c in checks if c.status == "missing"]
+    failed = (
+        any(c.status in ("worse", "changed") for c in checks)
+        or (require_all and bool(missing))
+        or len(missing) == len(checks)
+    )
+    return format_checks(checks, notes), failed
 
 
 def write_baseline(

@@ -12,9 +12,8 @@ def aligned(header: list[str], rows: list[list[str]], gap: int = 2, left: int = 
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 
     def cell(i: int, text: str) -> str:
-        if i < left:
-            return text.ljust(widths[i] + (gap if i else 0))
-        return text.rjust(widths[i] + gap)
+        pad = " " * gap if i else ""
+        return pad + (text.ljust(widths[i]) if i < left else text.rjust(widths[i]))
 
     return ["".join(cell(i, text) for i, text in enumerate(line)).rstrip() for line in table]
 

@@ -135,10 +135,16 @@ def as_spec(item: Any) -> loading.SAESpec:
 
 
 def export_activations(
-    source: SourceSettings, out: Path, dtype: str, device: str, overwrite: bool = False
+    source: SourceSettings,
+    out: Path,
+    dtype: str,
+    device: str,
+    overwrite: bool = False,
+    concepts: bool = True,
 ) -> tuple[int, int]:
-    """Write the activations a model source reads to an activation file (``saebench activations``);
-    returns (tokens, d_in)."""
+    """Write the activations a model source reads to an activation file (``saebench activations``),
+    with the reader's concept labels (``concepts`` [N, C], names in the metadata) unless ``concepts``
+    is False; returns (tokens, d_in)."""
     from sae_bench_amortization.activations.file import ActivationFileWriter
     from sae_bench_amortization.activations.models import (
         HFModelActivations,
@@ -181,7 +187,8 @@ def export_activations(
             model_name=source.model,
         )
         metadata = {"model_name": source.model, "hook_name": source.hook}
-    with ActivationFileWriter(out, reader.d_in, getattr(torch, dtype), metadata=metadata) as writer:
+    names = reader.concept_names if concepts else None
+    with ActivationFileWriter(out, reader.d_in, getattr(torch, dtype), names, metadata) as writer:
         for batch in reader.iter_batches(8192):
-            writer.write(batch.acts)
+            writer.write(batch.acts, batch.concepts if names is not None else None)
     return writer.n_tokens, reader.d_in

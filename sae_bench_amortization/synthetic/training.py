@@ -1,9 +1,16 @@
 """A small, deterministic SAE trainer on SAE-Lens's own training SAEs (their losses and aux losses),
-streaming from any activation source: TopK (``TopKTrainingSAE``) or standard L1 (``StandardTrainingSAE``)."""
+streaming from any activation source: TopK (``TopKTrainingSAE``) or standard L1 (``StandardTrainingSAE``).
+
+``saebench train`` writes into ``out``: the SAE-Lens folder, and ``training_log.csv`` with one row
+(:data:`LOG_FIELDS`) about every 1% of the steps and at the last step."""
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +21,14 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.metrics.reconstruction import (
+    ReconstructionAccumulator,
+)
 
 ARCHITECTURES = ("topk", "standard")
+# step; tokens trained on; SAE-Lens's training loss and its mse (mean ‖x − x̂‖²); the batch's NMSE; mean L0
+LOG_FIELDS = ("step", "tokens", "loss", "mse", "nmse", "l0")
+EVAL_TOKENS = 20_000  # the final report reads at most this many tokens from the start of the file
 
 
 def shuffled_batches(
@@ -70,12 +83,14 @@ def train_sae(
     dead_after_tokens: int = 20_000,
     metadata: dict | None = None,
     device: str = "cpu",
+    log: list[dict] | None = None,
 ):
     """Train an SAE-Lens TopK or standard SAE on ``n_tokens`` activations of ``source`` with Adam.
 
     Decoder bias starts at the mean of the first batch; weights start as SAE-Lens initialises them.
     TopK latents silent for ``dead_after_tokens`` tokens get SAE-Lens's auxiliary loss. Returns the
-    SAE-Lens training SAE (``save_inference_model`` writes an inference SAE-Lens folder).
+    SAE-Lens training SAE (``save_inference_model`` writes an inference SAE-Lens folder). A ``log``
+    list receives a :data:`LOG_FIELDS` row every :func:`log_interval` steps and at the last step.
     """
     if architecture not in ARCHITECTURES:
         raise InputError(
@@ -106,7 +121,7 @@ def train_sae(
         for name, value in sae.get_coefficients().items()
     }
     tokens_since_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
-    step = 0
+    step, tokens, every = 0, 0, log_interval(n_tokens, batch_size)
     with tqdm(
         total=n_tokens, desc=f"training {architecture} SAE", unit="tok", leave=False, disable=None
     ) as bar:
@@ -129,10 +144,84 @@ def train_sae(
             optimizer.step()
             fired = (output.feature_acts > 0).any(dim=0)
             tokens_since_fired = torch.where(fired, 0, tokens_since_fired + x.shape[0])
-            step += 1
+            step, tokens = step + 1, tokens + x.shape[0]
+            if log is not None and (step % every == 0 or tokens >= n_tokens):
+                log.append(_log_row(step, tokens, x, output))
             bar.update(x.shape[0])
             bar.set_postfix(mse=f"{output.losses['mse_loss'].item():.3g}")
     return sae
+
+
+def log_interval(n_tokens: int, batch_size: int) -> int:
+    """Steps between training-log rows: about 1% of the steps, at least 1."""
+    return max(1, math.ceil(n_tokens / batch_size) // 100)
+
+
+def _log_row(step: int, tokens: int, x: torch.Tensor, output) -> dict:
+    """A :data:`LOG_FIELDS` row for the batch x [B, d_in] just trained on (NMSE None: no variance)."""
+    batch = ReconstructionAccumulator()
+    batch.update(x, output.sae_out)
+    l0 = (output.feature_acts > 0).sum(dim=-1).double().mean()
+    mse = output.losses["mse_loss"]
+    return {"step": step, "tokens": tokens, "loss": output.loss.item(), "mse": mse.item(),
+            "nmse": batch.nmse, "l0": l0.item()}  # fmt: skip
+
+
+def log_csv(rows: list[dict]) -> str:
+    """training_log.csv's text: a header of :data:`LOG_FIELDS`, floats to 6 digits, None empty."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    return text.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What ``saebench train`` trained: the last step's training loss, and the saved SAE's NMSE and
+    explained variance (SAEBench core's definition) on the file's first ``n_eval_tokens`` tokens."""
+
+    sae: Any
+    log: list[dict]
+    loss: float
+    nmse: float | None
+    explained_variance: float | None
+    n_eval_tokens: int
+
+    def summary(self) -> str:
+        return (
+            f"final loss {self.loss:.6g}, NMSE {_shown(self.nmse)}, explained variance "
+            f"{_shown(self.explained_variance)} (on the file's first {self.n_eval_tokens} tokens)"
+        )
+
+
+def _shown(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.6g}"
+
+
+def reconstruction_quality(
+    sae_folder: Path, source, device: str, n_tokens: int = EVAL_TOKENS, batch_size: int = 4096
+) -> tuple[float | None, float | None, int]:
+    """(NMSE, explained variance, tokens read) of the SAE saved at ``sae_folder`` on the first
+    ``n_tokens`` tokens of ``source``, in one streamed pass of [batch_size, d_in] chunks."""
+    from sae_lens import SAE
+
+    from sae_bench_amortization.activations.base import take_tokens
+
+    sae = SAE.load_from_disk(str(sae_folder), device=device)
+    quality = ReconstructionAccumulator()
+    with torch.no_grad():
+        for batch in take_tokens(source.iter_batches(batch_size), n_tokens):
+            x = batch.acts.to(device, sae.W_dec.dtype)
+            quality.update(x, sae.decode(sae.encode(x)))
+    return quality.nmse, quality.explained_variance, quality.n_tokens
 
 
 def train_sae_file(
@@ -145,7 +234,8 @@ def train_sae_file(
     **options: Any,
 ):
     """``saebench train``: :func:`train_sae` on an activation file (``options``: its keyword arguments),
-    saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata)."""
+    saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata) with
+    ``training_log.csv`` beside it; returns a :class:`TrainingReport`."""
     from sae_bench_amortization.activations.file import ActivationFile
 
     source = ActivationFile(activations)
@@ -168,6 +258,11 @@ def train_sae_file(
         "model_name": meta.get("model_name") or meta.get("hf_model") or "unknown",
         "hook_name": meta.get("hook_name") or meta.get("hf_module") or "unknown",
     }
-    sae = train_sae(source, architecture, d_sae, n_tokens, metadata=metadata, **options)
+    log: list[dict] = []
+    sae = train_sae(source, architecture, d_sae, n_tokens, metadata=metadata, log=log, **options)
     sae.save_inference_model(out)
-    return sae
+    from sae_bench_amortization.runner.results import write_text_atomic
+
+    write_text_atomic(out / "training_log.csv", log_csv(log))
+    quality = reconstruction_quality(out, source, options.get("device", "cpu"))
+    return TrainingReport(sae, log, log[-1]["loss"], *quality)

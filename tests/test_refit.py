@@ -1,0 +1,62 @@
+"""Refitting each token's codes on its own support: equal to scipy's NNLS on the token's atoms (an
+independent solve on the [d_in, |S|] matrix), with negative least-squares solutions, collinear atoms,
+empty supports and padding between tokens of different support sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from sae_bench_amortization.metrics.refit import refit_on_support
+
+
+def _problem(seed: int, d_sae=40, d_in=12, tokens=60, max_size=9):
+    generator = torch.Generator().manual_seed(seed)
+    D = torch.randn(d_sae, d_in, generator=generator, dtype=torch.float64)
+    D[7] = 2.0 * D[3]  # collinear atoms
+    D[8] = -D[5]  # opposite atoms: least squares goes negative on supports holding both
+    targets = torch.randn(tokens, d_in, generator=generator, dtype=torch.float64)
+    codes = torch.rand(tokens, d_sae, generator=generator, dtype=torch.float64)
+    sizes = torch.randint(0, max_size, (tokens,), generator=generator)
+    keep = torch.rand(tokens, d_sae, generator=generator).argsort(dim=1) < sizes[:, None]
+    keep[0] = False  # an empty support
+    keep[1, [3, 7, 5, 8]] = True
+    return D, targets, codes * keep
+
+
+def test_refit_equals_scipy_nnls_on_each_tokens_atoms():
+    for seed, max_size in ((0, 9), (1, 9), (2, 40)):  # one group; groups by support size
+        D, targets, codes = _problem(seed, max_size=max_size)
+        refit = refit_on_support(D, targets, codes)
+        assert torch.all(refit[codes == 0] == 0) and torch.all(refit >= 0)
+        for t in range(codes.shape[0]):
+            support = torch.nonzero(codes[t]).flatten().numpy()
+            if support.size == 0:
+                assert torch.all(refit[t] == 0)
+                continue
+            A, b = D[support].T.numpy(), targets[t].numpy()
+            c, _ = nnls(A, b)
+            expected = np.sum((A @ c - b) ** 2)
+            found = np.sum((A @ refit[t, support].numpy() - b) ** 2)
+            assert found <= expected * (1 + 1e-9) + 1e-12, (seed, t, found, expected)
+
+
+def test_refit_never_reconstructs_worse_than_the_codes_it_starts_from():
+    D, targets, codes = _problem(5)
+    refit = refit_on_support(D, targets, codes)
+    before = ((targets - codes @ D) ** 2).sum(dim=1)
+    after = ((targets - refit @ D) ** 2).sum(dim=1)
+    assert torch.all(after <= before + 1e-9)
+
+
+def test_float32_codes_on_a_wide_support_in_groups():
+    generator = torch.Generator().manual_seed(0)
+    D = torch.nn.functional.normalize(torch.randn(300, 64, generator=generator), dim=1)
+    codes = torch.zeros(500, 300)
+    rows = torch.arange(500)[:, None]
+    codes[rows, torch.randint(0, 300, (500, 20), generator=generator)] = 1.0
+    targets = codes @ D * 1.7  # the support's exact coefficients are 1.7 (repeats add up)
+    refit = refit_on_support(D, targets, codes)
+    assert refit.dtype == torch.float32
+    assert torch.allclose(refit @ D, targets, atol=1e-4)
