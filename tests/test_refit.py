@@ -60,3 +60,21 @@ def test_float32_codes_on_a_wide_support_in_groups():
     refit = refit_on_support(D, targets, codes)
     assert refit.dtype == torch.float32
     assert torch.allclose(refit @ D, targets, atol=1e-4)
+
+
+def test_supports_too_wide_for_a_gram_matrix_are_solved_on_their_atoms(monkeypatch):
+    """Above MAX_GRAM_SUPPORT latents (thousands, for semi:T codes on an overcomplete decoder) a token is
+    solved on its [K, d_in] atoms: the same optimum as scipy on the token's matrix."""
+    import sae_bench_amortization.metrics.refit as refit_module
+
+    monkeypatch.setattr(refit_module, "MAX_GRAM_SUPPORT", 4)
+    D, targets, codes = _problem(7, max_size=40)
+    assert int((codes > 0).sum(dim=1).max()) > 4
+    refit = refit_on_support(D, targets, codes)
+    for t in range(codes.shape[0]):
+        support = torch.nonzero(codes[t]).flatten().numpy()
+        if support.size == 0:
+            continue
+        A, b = D[support].T.numpy(), targets[t].numpy()
+        expected = np.sum((A @ nnls(A, b)[0] - b) ** 2)
+        assert np.sum((A @ refit[t, support].numpy() - b) ** 2) <= expected * (1 + 1e-9) + 1e-12

@@ -6,8 +6,9 @@ Per token with support S = {j : z_j > 0}:  c* = argmin_{c ≥ 0} ‖r − c·D_S
 rows of S, r the sparse-coding target (:mod:`inference.dictionary`). Solved on the |S| × |S| Gram matrix:
 the unconstrained least-squares solution (batched Cholesky) is the answer wherever it is non-negative; the
 other tokens go to scipy's exact NNLS (Lawson–Hanson) on a square root of the Gram matrix. Tokens are taken
-in groups of similar support size (little padding) whose gathered atoms stay under 64 MiB, so memory does
-not grow with the chunk.
+in groups of similar support size (little padding) whose gathered atoms and Gram matrices stay under 64 MiB,
+so memory does not grow with the chunk; a support wider than 1,024 latents (semi:T codes on an overcomplete
+decoder can have thousands) is solved by NNLS on its atoms directly, never as a K × K matrix.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from scipy.optimize import nnls
 
 GATHER_BYTES = 64 * 2**20
+MAX_GRAM_SUPPORT = 1024  # wider supports are solved on their atoms, not on a K × K Gram matrix
 
 
 def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -26,7 +28,14 @@ def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor
     refit = torch.zeros_like(codes)
     sizes = (codes > 0).sum(dim=1)
     order = torch.argsort(sizes)  # tokens of similar support size together: little padding
-    for start, stop in _groups(sizes[order].tolist(), D.shape[1] * D.element_size()):
+    sorted_sizes = sizes[order].tolist()
+    narrow = sum(size <= MAX_GRAM_SUPPORT for size in sorted_sizes)
+    for row in order[
+        narrow:
+    ].tolist():  # huge supports: NNLS on the atoms themselves, token by token
+        support = torch.nonzero(codes[row] > 0).flatten()
+        refit[row, support] = _nnls_on_atoms(D[support], targets[row]).to(codes.dtype)
+    for start, stop in _groups(sorted_sizes[:narrow], D.shape[1] * D.element_size()):
         rows = order[start:stop]
         # the support's latents first, padded with off-support latents (masked out)
         values, index = torch.topk(codes[rows], int(sizes[order[stop - 1]]), dim=1)
@@ -41,10 +50,17 @@ def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor
     return refit
 
 
+def _nnls_on_atoms(atoms: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """argmin_{c ≥ 0} ‖target − c·atoms‖ for one token with atoms [K, d_in] (no K × K matrix)."""
+    A = atoms.to(torch.float64).T.cpu().numpy()
+    c, _ = nnls(A, target.to(torch.float64).cpu().numpy(), maxiter=50 * A.shape[1])
+    return torch.as_tensor(c, device=atoms.device)
+
+
 def _groups(sorted_sizes: list[int], atom_bytes: int) -> list[tuple[int, int]]:
     """[start, stop) groups of tokens sorted by support size, empty supports left out: a group grows while
-    its gathered atoms [b, K, d_in] fit :data:`GATHER_BYTES` and its widest support is at most twice its
-    narrowest (or 8), so padding stays small."""
+    its gathered atoms [b, K, d_in] and Gram matrices [b, K, K] fit :data:`GATHER_BYTES` and its widest
+    support is at most twice its narrowest (or 8), so padding stays small."""
     groups, start = (
         [],
         next((i for i, size in enumerate(sorted_sizes) if size > 0), len(sorted_sizes)),
@@ -54,7 +70,8 @@ def _groups(sorted_sizes: list[int], atom_bytes: int) -> list[tuple[int, int]]:
         while (
             stop < len(sorted_sizes)
             and sorted_sizes[stop] <= max(2 * low, 8)
-            and (stop - start + 1) * sorted_sizes[stop] * atom_bytes <= GATHER_BYTES
+            and (stop - start + 1) * sorted_sizes[stop] * max(atom_bytes, 8 * sorted_sizes[stop])
+            <= GATHER_BYTES
         ):
             stop += 1
         groups.append((start, stop))
