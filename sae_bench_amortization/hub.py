@@ -17,6 +17,13 @@ from urllib.parse import urlparse
 OFFLINE_HINT = "the Hugging Face hub cannot be reached and it is not in the local cache"
 
 
+def cache_folder() -> str:
+    """The Hugging Face hub cache the libraries read (``HF_HUB_CACHE``, by default ``$HF_HOME/hub``)."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the hub's host name resolves (a DNS lookup only) and offline mode is not set."""
     from huggingface_hub import constants

@@ -285,7 +285,11 @@ CASES = {
             "--output-dir",
             str(ws.out),
         ],
-        ["hub cannot be reached", "--sae-path"],
+        [
+            "hub cannot be reached",
+            "hf download jbloom/GPT2-Small-SAEs-Reformatted --include 'blocks.0.hook_resid_pre/*'",
+            "--sae-path",
+        ],
     ),  # fmt: skip
     "two activation sources": (lambda ws: ws.run("--model", "gpt2"), ["one activation source"]),
     "--hf-module without --hf-model": (

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from sae_bench_amortization.errors import InputError, first_line, suggest
-from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
+from sae_bench_amortization.hub import OFFLINE_HINT, cache_folder, hub_access
 from sae_bench_amortization.sources.sanity import check_folder_shapes, read_cfg, state_dict_problem
 
 if TYPE_CHECKING:  # sae_lens takes seconds to import: loaded only when an SAE is
@@ -60,10 +60,17 @@ def load_release_sae(release: str, sae_id: str, device: str, dtype: str) -> SAE:
         try:
             return SAE.from_pretrained(release, sae_id, device=device, dtype=dtype)
         except Exception as exc:  # noqa: BLE001 - hub failures become one line
-            why = first_line(exc) if online else OFFLINE_HINT
+            if online:
+                raise InputError(
+                    f"cannot load SAE '{release}/{sae_id}': {first_line(exc)}; offline, save it with "
+                    "SAE.save_model and pass --sae-path DIR"
+                ) from None
+            entry = directory[release]
+            path = entry.saes_map[sae_id]
             raise InputError(
-                f"cannot load SAE '{release}/{sae_id}': {why}; "
-                "offline, save it with SAE.save_model and pass --sae-path DIR"
+                f"cannot load SAE '{release}/{sae_id}': {OFFLINE_HINT} ({cache_folder()}); on a networked "
+                f"machine run: hf download {entry.repo_id} --include '{path}/*' and carry HF_HOME over "
+                "(README: Air-gapped machines), or pass --sae-path DIR"
             ) from None
 
 

