@@ -6,7 +6,8 @@
 #         reader on CUDA (an offline HookedTransformer); (4) benchmarks/bench_sparse_coding.py --device cuda
 #         (semi:25 tokens/s at Gemma-2-2B width); (5) benchmarks/bench_wide.py on CUDA in fp32 and bf16
 #         (every mode's tokens/s at d_sae 16k and 65k, share of the GEMM limit); and times dead_dense on
-#         cuda vs cpu side by side.
+#         cuda vs cpu side by side; (6) amortization_gap on a published release read from a local Hugging
+#         Face cache (tests/hf_cache.py) with every offline switch on, --device cuda.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.gpu_check
@@ -77,4 +78,9 @@ python3 benchmarks/bench_sparse_coding.py --device cuda --repeats 3
 echo "== 5. wide SAEs on CUDA: every mode's tokens/s at d_in 2304, d_sae 16k and 65k, fp32 and bf16"
 python3 benchmarks/bench_wide.py --device cuda --widths 16384 65536 --dtype float32
 python3 benchmarks/bench_wide.py --device cuda --widths 16384 65536 --dtype bfloat16
+echo "== 6. the published-release path from a carried Hugging Face cache, offline, on CUDA"
+python3 tests/hf_cache.py /tmp/hf_home   # the test cache: pythia-70m-deduped, SAEBench's sweep, the dataset
+HF_HOME=/tmp/hf_home HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+  $S run --eval amortization_gap --sae-release sae_bench_pythia70m_sweep_topk_ctx128_0730 \
+  --sae-id blocks.3.hook_resid_post__trainer_0 --n-tokens 20000 --device cuda --output-dir "$OUT/release_cuda"
 echo "gpu_check: all passed"
