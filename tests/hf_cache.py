@@ -45,6 +45,12 @@ NATIVE_SAE_ID = "blocks.3.hook_resid_post"
 NATIVE_FOLDER = "3-res-sm"
 NATIVE_D_SAE = 32768  # Marks et al.'s pythia-70m-deduped dictionaries: 64 x 512
 
+GEMMA_RELEASE = "gemma-scope-2b-pt-res-canonical"  # SAE-Lens converts its params.npz (gemma_2)
+GEMMA_REPO = "google/gemma-scope-2b-pt-res"
+GEMMA_SAE_ID = "layer_12/width_16k/canonical"
+GEMMA_FOLDER = "layer_12/width_16k/average_l0_82"  # the registry's path for that id
+GEMMA_D_IN, GEMMA_D_SAE = 2304, 16384  # the smallest Gemma Scope width
+
 DATASET = "Skylion007/openwebtext"
 DATASET_CONFIG = "plain_text"
 N_DOCUMENTS = 600
@@ -232,6 +238,28 @@ def write_dictionary_learning(hub: Path) -> dict[str, Path]:
     return written
 
 
+def write_gemma_scope(hub: Path) -> Path:
+    """google/gemma-scope-2b-pt-res/<path>/params.npz with Gemma Scope's keys (W_enc, W_dec, b_enc, b_dec,
+    threshold) at the real shapes, in float16 (151 MB; SAE-Lens's converter casts to float32)."""
+    import numpy as np
+
+    folder = snapshot(hub, "model", GEMMA_REPO) / GEMMA_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(11)
+    W_dec = torch.randn(GEMMA_D_SAE, GEMMA_D_IN, generator=generator)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    params = {
+        "W_enc": W_dec.T.contiguous(),
+        "W_dec": W_dec,
+        "b_enc": torch.zeros(GEMMA_D_SAE),
+        "b_dec": torch.zeros(GEMMA_D_IN),
+        "threshold": torch.full((GEMMA_D_SAE,), 0.5),
+    }
+    path = folder / "params.npz"
+    np.savez(path, **{key: value.to(torch.float16).numpy() for key, value in params.items()})
+    return path
+
+
 def write_native_sae(hub: Path) -> Path:
     """ctigges/pythia-70m-deduped__res-sm_processed/3-res-sm: a pre-6.0 SAE-Lens ``cfg.json`` and
     ``sae_weights.safetensors`` (stored in float16 to halve the size; SAE-Lens casts to the cfg dtype)."""
@@ -334,6 +362,7 @@ def build_hf_cache(root: Path) -> dict:
     pythia = write_pythia(hub, documents)
     trainers = write_dictionary_learning(hub)
     native = write_native_sae(hub)
+    gemma = write_gemma_scope(hub)
     prepared = write_dataset(root, documents)
     for lock in (root / "datasets").rglob("*.lock"):  # the builder's lock files, named after root
         lock.unlink()
@@ -368,7 +397,14 @@ def build_hf_cache(root: Path) -> dict:
             ),
             "prepared": rel(prepared),
         },
-        "gemma_scope": None,  # not built: one 2304 x 16k params.npz is ~300 MB
+        "gemma_scope": {
+            "release": GEMMA_RELEASE,
+            "repo_id": GEMMA_REPO,
+            "sae_ids": [GEMMA_SAE_ID],
+            "path": rel(gemma),
+            "d_in": GEMMA_D_IN,
+            "d_sae": GEMMA_D_SAE,
+        },
     }
 
 

@@ -159,6 +159,7 @@ def test_cache_is_in_the_hub_layout(hf_cache):
         "models--EleutherAI--pythia-70m-deduped",
         "models--canrager--lm_sae",
         "models--ctigges--pythia-70m-deduped__res-sm_processed",
+        "models--google--gemma-scope-2b-pt-res",
     ]
     for repo in repos:
         folder = hf_home / "hub" / repo
@@ -322,3 +323,55 @@ def test_hf_home_alone_is_enough_when_the_hub_does_not_resolve(offline, tmp_path
         result_file(tmp_path, "dead_dense", NATIVE_RELEASE, NATIVE_SAE_ID)["sae_lens_id"]
         == NATIVE_SAE_ID
     )
+
+
+CORE_ON_A_RELEASE = """
+import json, sys
+import sae_bench_amortization as sba
+from sae_bench_amortization.activations.text import TextSettings
+from sae_bench_amortization.registry import discover_evals
+entry = discover_evals()["core"]
+config = entry.config_class(**{**entry.config_defaults, "n_eval_reconstruction_batches": 2,
+                               "n_eval_sparsity_variance_batches": 2, "batch_size_prompts": 2})
+result = sba.run(evals=["core"], saes=[(sys.argv[1], sys.argv[2])], output_dir=sys.argv[3], device="cpu",
+                 source=sba.SourceSettings(text=TextSettings(context_size=32)), configs={"core": config})
+print(json.dumps([(name, outcome.status) for name, outcome in result.rows]))
+"""
+
+
+def test_saebench_core_through_the_registry_on_a_cached_release(offline, tmp_path):
+    """SAEBench's own core eval, run by the registry on a release SAEBench loads itself (by name, from the
+    cache), its model by name and the default dataset by name: SAEBench's file name and metrics."""
+    done = subprocess.run(
+        [sys.executable, "-c", CORE_ON_A_RELEASE, NATIVE_RELEASE, NATIVE_SAE_ID, str(tmp_path)],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [["core", "written"]]
+    result = result_file(tmp_path, "core", NATIVE_RELEASE, NATIVE_SAE_ID)
+    assert result["eval_type_id"] == "core"
+    assert result["sae_lens_release_id"] == NATIVE_RELEASE
+    quality = result["eval_result_metrics"]["reconstruction_quality"]
+    assert math.isfinite(quality["explained_variance"])
+
+
+def test_a_gemma_scope_params_npz_release_converts_offline(offline, tmp_path):
+    """SAE-Lens's Gemma Scope converter (params.npz → JumpReLU SAE) on the cached release, evaluated on an
+    activation file of Gemma-2-2B's width: the release's names and shapes."""
+    import torch
+
+    from conftest import write_activations
+
+    _, manifest = offline
+    gemma = manifest["gemma_scope"]
+    acts = write_activations(tmp_path / "acts.safetensors", torch.randn(300, gemma["d_in"]))
+    saebench("run", "--eval", "dead_dense", "--sae-release", gemma["release"], "--sae-id",
+             gemma["sae_ids"][0], "--activations", acts, "--device", "cpu", "--output-dir", tmp_path)  # fmt: skip
+    result = result_file(tmp_path, "dead_dense", gemma["release"], gemma["sae_ids"][0])
+    cfg = result["sae_cfg_dict"]
+    assert (cfg["architecture"], cfg["d_in"], cfg["d_sae"]) == (
+        "jumprelu",
+        gemma["d_in"],
+        gemma["d_sae"],
+    )
+    assert cfg["metadata"]["hook_name"] == "blocks.12.hook_resid_post"
