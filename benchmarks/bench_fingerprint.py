@@ -19,15 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def best_of(function, repeats: int = 3) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of
 
 
 def main() -> None:

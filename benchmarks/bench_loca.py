@@ -10,25 +10,14 @@ scattered over the index range) against an SAE-Lens ``TopKSAE`` with k = 26. Als
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+from timing import best_of
 
 from sae_bench_amortization.adapters.loca import LocASAE, LocASAEConfig
 
 GROUP_K = [6, 5, 4, 3, 3, 2, 2, 1]
-
-
-def best_time(fn, repeats: int, sync) -> float:
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def loop_encode(loca: LocASAE, x: torch.Tensor) -> torch.Tensor:
@@ -71,10 +60,10 @@ def main() -> None:
     with torch.no_grad():
         assert torch.equal(loop_encode(loca, x) > 0, loca.encode(x) > 0)
         times = {
-            "SAE-Lens TopK encode": best_time(lambda: topk.encode(x), args.repeats, sync),
-            "LocA encode (fused)": best_time(lambda: loca.encode(x), args.repeats, sync),
-            "LocA encode (loop over groups)": best_time(
-                lambda: loop_encode(loca, x), args.repeats, sync
+            "SAE-Lens TopK encode": best_of(lambda: topk.encode(x), args.repeats, False, sync),
+            "LocA encode (fused)": best_of(lambda: loca.encode(x), args.repeats, False, sync),
+            "LocA encode (loop over groups)": best_of(
+                lambda: loop_encode(loca, x), args.repeats, False, sync
             ),
         }
     print(

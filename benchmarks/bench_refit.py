@@ -10,16 +10,8 @@ ragged case where supports range from 1 to 4k latents (semi:T codes look like th
 from __future__ import annotations
 
 import argparse
-import time
 
-
-def best_of(function, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from timing import best_of
 
 
 def main() -> None:
@@ -43,7 +35,7 @@ def main() -> None:
     ranks = torch.arange(4 * args.k)[None, :]
     wide_values, wide_index = (x @ D.T).topk(4 * args.k, dim=1)
     ragged = torch.zeros_like(topk).scatter_(1, wide_index, wide_values.relu() * (ranks < sizes))
-    encode = best_of(lambda: x @ D.T)
+    encode = best_of(lambda: x @ D.T, warmup=False)
     print(
         f"d_sae {args.d_sae}, d_in {args.d_in}, {args.tokens} tokens; encoder GEMM {encode:.3f} s"
     )
@@ -51,7 +43,7 @@ def main() -> None:
         (f"top-{args.k} codes", topk),
         (f"ragged supports 1..{4 * args.k}", ragged),
     ):
-        seconds = best_of(lambda codes=codes: refit_on_support(D, x, codes))
+        seconds = best_of(lambda codes=codes: refit_on_support(D, x, codes), warmup=False)
         print(f"refit, {name:24s} {seconds:7.3f} s   x{seconds / encode:.2f} of the encoder GEMM")
 
 

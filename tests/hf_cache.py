@@ -238,6 +238,13 @@ def write_dictionary_learning(hub: Path) -> dict[str, Path]:
     return written
 
 
+def unit_rows(n_rows: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """A random decoder [n_rows, width] with unit rows, and its generator (to draw more from)."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randn(n_rows, width, generator=generator)
+    return rows / rows.norm(dim=1, keepdim=True), generator
+
+
 def write_gemma_scope(hub: Path) -> Path:
     """google/gemma-scope-2b-pt-res/<path>/params.npz with Gemma Scope's keys (W_enc, W_dec, b_enc, b_dec,
     threshold) at the real shapes, in float16 (151 MB; SAE-Lens's converter casts to float32)."""
@@ -245,9 +252,7 @@ def write_gemma_scope(hub: Path) -> Path:
 
     folder = snapshot(hub, "model", GEMMA_REPO) / GEMMA_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(11)
-    W_dec = torch.randn(GEMMA_D_SAE, GEMMA_D_IN, generator=generator)
-    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    W_dec, _ = unit_rows(GEMMA_D_SAE, GEMMA_D_IN, seed=11)
     params = {
         "W_enc": W_dec.T.contiguous(),
         "W_dec": W_dec,
@@ -267,9 +272,7 @@ def write_native_sae(hub: Path) -> Path:
 
     folder = snapshot(hub, "model", NATIVE_REPO) / NATIVE_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(7)
-    W_dec = torch.randn(NATIVE_D_SAE, D_MODEL, generator=generator)
-    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    W_dec, generator = unit_rows(NATIVE_D_SAE, D_MODEL, seed=7)
     weights = {
         "W_enc": W_dec.T.clone(),
         "b_enc": -0.1 * torch.ones(NATIVE_D_SAE),

@@ -30,6 +30,11 @@ class Workspace:
             "--activations", str(acts or self.acts), "--output-dir", str(self.out), "--device", "cpu", *extra,
         ]  # fmt: skip
 
+    def train(self, *extra) -> list[str]:
+        """``saebench train`` of a TopK SAE on the planted activations (``extra``: width and k)."""
+        return ["train", "--activations", str(self.acts), "--architecture", "topk", "--n-tokens", "100",
+                "--out", str(self.out / "trained"), *extra]  # fmt: skip
+
     def file(self, name: str, acts: torch.Tensor, **tensors) -> Path:
         path = self.root / name
         save_file({"activations": acts, **tensors}, str(path), metadata=tensors.pop("_meta", None))
@@ -417,41 +422,13 @@ CASES = {
         ["the weights lack", "W_dec"],
     ),
     "train: --k 0": (
-        lambda ws: [
-            "train",
-            "--activations",
-            str(ws.acts),
-            "--architecture",
-            "topk",
-            "--d-sae",
-            "64",
-            "--k",
-            "0",
-            "--n-tokens",
-            "100",
-            "--out",
-            str(ws.out / "trained"),
-        ],
+        lambda ws: ws.train("--d-sae", "64", "--k", "0"),
         ["argument --k: expected a positive integer, got '0'"],
-    ),  # fmt: skip
+    ),
     "train: --k above --d-sae": (
-        lambda ws: [
-            "train",
-            "--activations",
-            str(ws.acts),
-            "--architecture",
-            "topk",
-            "--d-sae",
-            "64",
-            "--k",
-            "100",
-            "--n-tokens",
-            "100",
-            "--out",
-            str(ws.out / "trained"),
-        ],
+        lambda ws: ws.train("--d-sae", "64", "--k", "100"),
         ["--k must satisfy 0 < k <= --d-sae (64), got 100"],
-    ),  # fmt: skip
+    ),
     # stale results and requirements of later evals
     "a stored result made with other inputs": (
         lambda ws: ws.run("--dense-threshold", "0.3"),

@@ -192,11 +192,9 @@ def compare_modes(
             row["nmse_refit"] = refitted[name].nmse_over_mean_norm
             row["per_token_objective"] = torch.cat(per_token[name]) if per_token[name] else None
         no_label = "the pseudo-label y = ‖x‖ > median has one class only (every norm equal)"
+        no_nmse = NO_SIGNAL if paper else NO_VARIANCE
         undefined = {
-            "nmse": (NO_SIGNAL if paper else NO_VARIANCE) if row["nmse"] is None else None,
-            "nmse_refit": (NO_SIGNAL if paper else NO_VARIANCE)
-            if row["nmse_refit"] is None
-            else None,
+            **{key: no_nmse for key in ("nmse", "nmse_refit") if row[key] is None},
             **{
                 key: no_label
                 for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")

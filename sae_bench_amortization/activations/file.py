@@ -117,53 +117,50 @@ class ActivationFile:
 
         return {"activation_file_sha256": file_digest(self.path), "n_tokens": self.n_tokens}
 
-    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
-        """Yield float32 activation chunks (and bool concept chunks) of ``batch_size`` rows."""
+    def _chunks(self, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+        """(first row, float32 activations [b, d_in], concept labels as stored [b, C] or None)."""
         with safe_open(str(self.path), framework="pt") as handle:
             acts = handle.get_slice("activations")
             concepts = handle.get_slice("concepts") if self.has_concepts else None
             for start in range(0, self.n_tokens, batch_size):
                 stop = min(start + batch_size, self.n_tokens)
-                chunk = acts[start:stop].to(torch.float32)
-                labels = None if concepts is None else concepts[start:stop].to(torch.bool)
-                yield ActivationBatch(chunk, labels)
+                labels = None if concepts is None else concepts[start:stop]
+                yield start, acts[start:stop].to(torch.float32), labels
+
+    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
+        """Yield float32 activation chunks (and bool concept chunks) of ``batch_size`` rows."""
+        for _, chunk, labels in self._chunks(batch_size):
+            yield ActivationBatch(chunk, None if labels is None else labels.to(torch.bool))
 
     def check_finite(self, batch_size: int = 8192) -> None:
         """Raise InputError naming how many values are NaN/Inf and where the first one is, or naming a
-        concept label other than 0/1."""
-        self._check_concepts_binary(batch_size)
+        concept label other than 0/1 (one pass over the file)."""
         n_nan = n_inf = 0
         first: tuple[int, int] | None = None
-        row = 0
-        for batch in self.iter_batches(batch_size):
-            bad = ~torch.isfinite(batch.acts)
+        for start, acts, labels in self._chunks(batch_size):
+            if labels is not None and self._concept_dtype != "BOOL":
+                self._check_binary(start, labels)
+            bad = ~torch.isfinite(acts)
             if bad.any():
-                n_nan += int(torch.isnan(batch.acts).sum())
-                n_inf += int(torch.isinf(batch.acts).sum())
+                n_nan += int(torch.isnan(acts).sum())
+                n_inf += int(torch.isinf(acts).sum())
                 if first is None:
                     r, c = (int(i) for i in bad.nonzero()[0])
-                    first = (row + r, c)
-            row += batch.acts.shape[0]
+                    first = (start + r, c)
         if first is not None:
             raise InputError(
                 f"{self.path}: activations contain {n_nan} NaN and {n_inf} Inf values; "
                 f"first at token {first[0]}, dimension {first[1]}"
             )
 
-    def _check_concepts_binary(self, batch_size: int) -> None:
-        if not self.has_concepts or self._concept_dtype == "BOOL":
-            return
-        with safe_open(str(self.path), framework="pt") as handle:
-            concepts = handle.get_slice("concepts")
-            for start in range(0, self.n_tokens, batch_size):
-                chunk = concepts[start : min(start + batch_size, self.n_tokens)]
-                bad = (chunk != 0) & (chunk != 1)
-                if bool(bad.any()):
-                    row, column = (int(i) for i in bad.nonzero()[0])
-                    raise InputError(
-                        f"{self.path}: concept labels must be 0 or 1, found {int(chunk[row, column])} at "
-                        f"token {start + row}, concept '{self.concept_names[column]}'"
-                    )
+    def _check_binary(self, start: int, labels: torch.Tensor) -> None:
+        bad = (labels != 0) & (labels != 1)
+        if bool(bad.any()):
+            row, column = (int(i) for i in bad.nonzero()[0])
+            raise InputError(
+                f"{self.path}: concept labels must be 0 or 1, found {int(labels[row, column])} at "
+                f"token {start + row}, concept '{self.concept_names[column]}'"
+            )
 
 
 class ActivationFileWriter:

@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 import torch
 
+from sae_bench_amortization.metrics.reconstruction import ReconstructionAccumulator
+
 PAPER_MAX_TOKENS = 50_000
 DEFINITIONS = {
     "codes": "z⁺ = max(z, 0); x̂ = the SAE's decode of z; over the first 50,000 evaluated tokens at most",
@@ -45,8 +47,7 @@ class PaperProtocolAccumulator:
 
     def __init__(self, d_sae: int, max_tokens: int = PAPER_MAX_TOKENS):
         self.d_sae, self.max_tokens = d_sae, max_tokens
-        self.squared_error = 0.0
-        self.squared_norm = 0.0
+        self.reconstruction = ReconstructionAccumulator()
         self.norms: list[torch.Tensor] = []
         self.rows: list[torch.Tensor] = []
         self.columns: list[torch.Tensor] = []
@@ -58,8 +59,7 @@ class PaperProtocolAccumulator:
         if take <= 0:
             return
         x, x_hat, codes = x[:take].double(), x_hat[:take].double(), codes[:take].clamp(min=0)
-        self.squared_error += float(((x - x_hat) ** 2).sum())
-        self.squared_norm += float((x * x).sum())
+        self.reconstruction.update(x, x_hat)
         self.norms.append(x.norm(dim=-1).cpu())
         row, column = codes.nonzero(as_tuple=True)
         self.rows.append((row + self.n_tokens).cpu())
@@ -92,9 +92,7 @@ class PaperProtocolAccumulator:
         standardized = (top - mean[ranking[:6]]) / (std[ranking[:6]] + 1e-6)
         f1 = {k: probe_f1(standardized[:, :k], y) for k in (1, 2)}
         return {
-            "nmse": (self.squared_error / n) / (self.squared_norm / n + 1e-9)
-            if self.squared_norm > 0
-            else None,  # all-zero activations: the 1e-9 would turn 0/0 into any number
+            "nmse": self.reconstruction.nmse_over_mean_norm,
             "dead_rate": float((frequency <= 1e-6).double().mean()),
             "dense_rate": float((frequency >= 0.1).double().mean()),
             "dense_rate_0_2": float((frequency >= 0.2).double().mean()),
