@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import shutil
+import string
 import tempfile
 from pathlib import Path
 
@@ -57,7 +58,10 @@ N_DOCUMENTS = 600
 
 D_MODEL = 512
 VOCAB = 50304
-BPE_VOCAB = 8192
+BPE_VOCAB = 1024
+LETTER_STRENGTH = 1.0
+BLOCK_OUTPUT_SCALE = 0.05
+RARE_INITIAL_WORDS = " jab jam jet jog kid kit key kin quiz quip quo vat vet vow van yak yam yes yet zap zed zip zoo xi xu xor xis"
 SPECIAL_TOKENS = ("<|endoftext|>", "<|padding|>")  # ids 0 and 1, as in the GPT-NeoX tokenizer
 
 # The real EleutherAI/pythia-70m-deduped config.json (transformers 4.24 era), field for field.
@@ -158,11 +162,31 @@ def write_tokenizer(folder: Path, corpus: list[str]) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(corpus, trainer)
+    # SAEBench's spelling prompts must tokenize as with GPT-NeoX's tokenizer: " has", " the", " first",
+    # " letter", ":" and each answer " A" … " Z" one token, so that every prompt has the same length (it
+    # batches them unpadded-aware and reads the word at a fixed offset from the end).
+    # Words of the letters rare at the start of English tokens, so that each letter has words on both
+    # sides of SAEBench's 80/20 probe split (a letter without positives makes its probe weights NaN).
+    spelling = [f"word has the first letter: {letter}" for letter in string.ascii_uppercase]
+    tokenizer.train_from_iterator([*corpus, *spelling * 200, *[RARE_INITIAL_WORDS] * 200], trainer)
     assert tokenizer.get_vocab_size() <= VOCAB
     tokenizer.save(str(folder / "tokenizer.json"))
     write_json(folder / "tokenizer_config.json", TOKENIZER_CONFIG)
     write_json(folder / "special_tokens_map.json", SPECIAL_TOKENS_MAP)
+    return tokenizer
+
+
+def plant_first_letters(
+    embedding: torch.Tensor, tokenizer, strength: float = LETTER_STRENGTH
+) -> None:
+    """Add to each alphabetic token's embedding [vocab, d_model] a fixed random unit direction of its first
+    letter (times ``strength``), in place: a random model otherwise has no spelling for SAEBench's
+    first-letter probe to find."""
+    directions, _ = unit_rows(26, embedding.shape[1], seed=26)
+    for index in tokenizer.get_vocab().values():
+        word = tokenizer.decode([index]).lstrip(" ")
+        if word and word.isascii() and word.isalpha():
+            embedding[index] += strength * directions[ord(word[0].lower()) - ord("a")]
 
 
 def write_pythia(hub: Path, corpus: list[str]) -> Path:
@@ -172,12 +196,17 @@ def write_pythia(hub: Path, corpus: list[str]) -> Path:
     folder = snapshot(hub, "model", MODEL_REPO)
     config = {key: value for key, value in PYTHIA_CONFIG.items() if key != "architectures"}
     torch.manual_seed(0)
-    model = GPTNeoXForCausalLM(GPTNeoXConfig(**config)).to(torch.float16)
+    model = GPTNeoXForCausalLM(GPTNeoXConfig(**config))
+    tokenizer = write_tokenizer(folder, corpus)
+    plant_first_letters(model.gpt_neox.embed_in.weight.data, tokenizer)
+    for layer in model.gpt_neox.layers:  # blocks write little: the residual stream keeps each token
+        layer.attention.dense.weight.data *= BLOCK_OUTPUT_SCALE
+        layer.mlp.dense_4h_to_h.weight.data *= BLOCK_OUTPUT_SCALE
+    model = model.to(torch.float16)
     with tempfile.TemporaryDirectory() as saved:
         model.save_pretrained(saved, safe_serialization=True)
         shutil.copyfile(Path(saved) / "model.safetensors", folder / "model.safetensors")
     write_json(folder / "config.json", PYTHIA_CONFIG)
-    write_tokenizer(folder, corpus)
     return folder
 
 
