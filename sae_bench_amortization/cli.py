@@ -108,7 +108,7 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
     _options(
         add("synth", help="write the synthetic benchmark / its reference SAEs"), None,
         ("--out=FILE", "activation file to write (truth sidecar beside it)"),
-        ("--reference-saes=DIR", "write the reference SAEs (SAE-Lens folders) here"),
+        ("--reference-saes=DIR", "write the reference SAEs (SAE-Lens folders) here"), ("--synthetic-model=PATH", "SAE-Lens SyntheticModelConfig (.json/.yaml) or saved SyntheticModel folder: its features, firing and hierarchy replace --d-in/--n-features/--p-max/--n-hierarchies"),
         ("--n-tokens", "(50000)", POS, 50_000), ("--d-in", "(128)", POS, 128),
         ("--n-features", "(256)", POS, 256), ("--n-hierarchies", "(4)", INT, 4), ("--n-composites", "(2)", INT, 2),
         ("--seed", "(0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02), ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
@@ -218,7 +218,7 @@ def cmd_activations(args: argparse.Namespace, registry: dict):
 
 def cmd_synth(args: argparse.Namespace, registry: dict):
     config = _fields(args, _lib("synthetic").SyntheticConfig)
-    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite)  # fmt: skip
+    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite, args.synthetic_model)  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, registry: dict):

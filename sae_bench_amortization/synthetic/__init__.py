@@ -5,9 +5,12 @@ a streaming SAE trainer (:mod:`.training`) and the embedded offline default buil
 
 from sae_bench_amortization.synthetic.generator import (
     GroundTruth,
+    PlantedExtras,
     SyntheticActivations,
     SyntheticConfig,
     ground_truth,
+    ground_truth_of,
+    load_synthetic_model,
     load_truth,
     stream,
     truth_path,
@@ -21,9 +24,13 @@ def write_benchmark(
     out: str | None,
     reference_saes: str | None,
     overwrite: bool = False,
+    synthetic_model: str | None = None,
 ) -> str:
     """``saebench synth``: the activation file (``out``, truth sidecar beside it) and/or the reference
-    SAEs (``reference_saes`` folder); returns what was written, one line per file."""
+    SAEs (``reference_saes`` folder); returns what was written, one line per file. ``synthetic_model``: a
+    SAE-Lens synthetic model (config file or saved folder) in place of the flags' features and firing;
+    ``config`` then gives only the planted extras (composites, noise, seed)."""
+    from dataclasses import fields
     from pathlib import Path
 
     from sae_bench_amortization.atomic import refuse_existing
@@ -36,11 +43,22 @@ def write_benchmark(
         refuse_existing(truth_path(out), "--out's truth sidecar", overwrite)
     if reference_saes:
         refuse_existing(Path(reference_saes), "--reference-saes", overwrite)
+    if synthetic_model:
+        replaced = ("d_in", "n_features", "p_max", "n_hierarchies")
+        defaults = {f.name: f.default for f in fields(SyntheticConfig)}
+        for name in replaced:
+            if getattr(config, name) != defaults[name]:
+                raise InputError(
+                    f"--{name.replace('_', '-')} and --synthetic-model: the synthetic model sets it"
+                )
+        truth = ground_truth(load_synthetic_model(synthetic_model), config.extras())
+    else:
+        truth = ground_truth(config)
     lines = []
     if out:
-        activations, sidecar = write_synthetic(Path(out), config, n_tokens)
+        activations, sidecar = write_synthetic(Path(out), truth, n_tokens)
         lines.append(
-            f"wrote {n_tokens} tokens x {config.d_in} with {config.n_features} features to {activations}"
+            f"wrote {n_tokens} tokens x {truth.d_in} with {truth.n_features} features to {activations}"
         )
         lines.append(f"wrote the true dictionary and structure to {sidecar}")
     if reference_saes:
@@ -48,15 +66,15 @@ def write_benchmark(
         from sae_bench_amortization.synthetic.reference_saes import write_reference_saes
 
         folder = ensure_output_dir(reference_saes)
-        lines += [
-            f"wrote reference SAE {path}"
-            for path in write_reference_saes(ground_truth(config), folder)
-        ]
+        lines += [f"wrote reference SAE {path}" for path in write_reference_saes(truth, folder)]
     return "\n".join(lines)
 
 
 __all__ = [
     "GroundTruth",
+    "PlantedExtras",
+    "ground_truth_of",
+    "load_synthetic_model",
     "SyntheticActivations",
     "SyntheticConfig",
     "ground_truth",

@@ -24,7 +24,7 @@ from sae_bench_amortization.synthetic.generator import (
     write_synthetic,
 )
 
-VERSION = "synthetic-v1"
+VERSION = "synthetic-v2"
 N_TRAIN_TOKENS = 60_000
 N_EVAL_TOKENS = 20_000
 D_SAE = 512

@@ -19,7 +19,9 @@ from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
 
 from sae_bench_amortization.synthetic.generator import GroundTruth
 
-THRESHOLD = 0.4  # oracle encoder bias: magnitudes are ≥ 0.5, interference mostly below 0.4
+THRESHOLD = (
+    0.4  # oracle encoder bias: magnitudes ~ N(1, 0.1) (6σ above 0.4), interference mostly below
+)
 N_DEAD = 16
 N_DENSE = 8
 METADATA = {
@@ -30,8 +32,10 @@ METADATA = {
 }
 
 
-def _sae(W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor) -> StandardSAE:
-    """A StandardSAE [d_in → d_sae] with the given weights and b_dec = 0."""
+def _sae(
+    W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor
+) -> StandardSAE:
+    """A StandardSAE [d_in → d_sae] with the given weights (b_dec: the true features' bias)."""
     cfg = StandardSAEConfig(d_in=W_dec.shape[1], d_sae=W_dec.shape[0])
     for key, value in METADATA.items():
         setattr(cfg.metadata, key, value)
@@ -40,17 +44,17 @@ def _sae(W_enc: torch.Tensor, b_enc: torch.Tensor, W_dec: torch.Tensor) -> Stand
         sae.W_enc.copy_(W_enc)
         sae.b_enc.copy_(b_enc)
         sae.W_dec.copy_(W_dec)
-        sae.b_dec.zero_()
+        sae.b_dec.copy_(b_dec)
     return sae
 
 
 def _oracle_weights(truth: GroundTruth):
     D = truth.dictionary
-    return D.T.clone(), torch.full((D.shape[0],), -THRESHOLD), D.clone()
+    return D.T.clone(), torch.full((D.shape[0],), -THRESHOLD), D.clone(), truth.bias.clone()
 
 
 def _extra_latents(truth: GroundTruth, n: int, bias: float, seed: int):
-    W_enc, b_enc, W_dec = _oracle_weights(truth)
+    W_enc, b_enc, W_dec, b_dec = _oracle_weights(truth)
     generator = torch.Generator().manual_seed(seed)
     extra_dec = torch.nn.functional.normalize(
         torch.randn(n, W_dec.shape[1], generator=generator), dim=1
@@ -59,12 +63,13 @@ def _extra_latents(truth: GroundTruth, n: int, bias: float, seed: int):
         torch.cat([W_enc, torch.zeros(W_enc.shape[0], n)], dim=1),
         torch.cat([b_enc, torch.full((n,), bias)]),
         torch.cat([W_dec, extra_dec]),
+        b_dec,
     )
 
 
 def reference_saes(truth: GroundTruth) -> dict[str, tuple[StandardSAE, dict]]:
     """name → (SAE, expected metrics and planted structure)."""
-    F = truth.config.n_features
+    F = truth.n_features
     names = truth.concept_names
     saes: dict[str, tuple[StandardSAE, dict]] = {}
     saes["oracle"] = (_sae(*_oracle_weights(truth)), {"dead_rate": 0.0, "dense_rate": 0.0})
@@ -86,17 +91,18 @@ def reference_saes(truth: GroundTruth) -> dict[str, tuple[StandardSAE, dict]]:
     )
     if truth.composites:
         feature = truth.composites[0]
-        W_enc, b_enc, W_dec = _oracle_weights(truth)
+        W_enc, b_enc, W_dec, b_dec = _oracle_weights(truth)
         keep = [i for i in range(F) if i != feature]
         contexts = truth.context_directions[0]  # [2, d_in]
         split_dec = torch.nn.functional.normalize(
-            truth.dictionary[feature] + truth.config.context_scale * contexts, dim=1
+            truth.dictionary[feature] + truth.extras.context_scale * contexts, dim=1
         )
         saes["split"] = (
             _sae(
                 torch.cat([W_enc[:, keep], contexts.T], dim=1),
                 torch.cat([b_enc[keep], torch.full((2,), -THRESHOLD)]),
                 torch.cat([W_dec[keep], split_dec]),
+                b_dec,
             ),
             {
                 "dead_rate": 0.0,
@@ -107,15 +113,15 @@ def reference_saes(truth: GroundTruth) -> dict[str, tuple[StandardSAE, dict]]:
         )
     if truth.hierarchies:
         parent, child = truth.hierarchies[0]
-        W_enc, b_enc, W_dec = _oracle_weights(truth)
-        W_enc[:, parent] = (
-            truth.dictionary[parent] - 2.0 * truth.dictionary[child]
-        )  # a − 2a < 0 with the child
+        W_enc, b_enc, W_dec, b_dec = _oracle_weights(truth)
+        # with the child: a_parent − 1.5·a_child − θ < 0 (magnitudes ~ N(1, 0.1), drawn independently);
+        # a larger factor would let negative interference on the child direction fire it alone
+        W_enc[:, parent] = truth.dictionary[parent] - 1.5 * truth.dictionary[child]
         W_dec[child] = torch.nn.functional.normalize(
             truth.dictionary[child] + truth.dictionary[parent], dim=0
         )
         saes["absorbed"] = (
-            _sae(W_enc, b_enc, W_dec),
+            _sae(W_enc, b_enc, W_dec, b_dec),
             {
                 "dead_rate": 0.0,
                 "dense_rate": 0.0,
