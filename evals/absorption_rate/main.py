@@ -33,11 +33,17 @@ from sae_bench_amortization.metrics.concepts import (
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
-def absorption_rows(encode, source, sae_W_dec, config: AbsorptionRateEvalConfig) -> list[dict]:
-    """Stream the source once through ``encode``; per-concept absorption rows."""
+def absorption_rows(
+    encode, source, sae_W_dec, config: AbsorptionRateEvalConfig, on_codes=None
+) -> list[dict]:
+    """Stream the source once through ``encode``; per-concept absorption rows (``on_codes(codes,
+    batch)`` is told each batch's codes)."""
     tokens = SplittingAccumulator(source.concept_names, seed=config.seed, keep_inputs=True)
     for batch in source.iter_batches(config.batch_size):
-        tokens.update(encode(batch.acts), batch.concepts, batch.acts)
+        codes = encode(batch.acts)
+        tokens.update(codes, batch.concepts, batch.acts)
+        if on_codes is not None:
+            on_codes(codes, batch)
     return absorption_scores(
         tokens,
         sae_W_dec,
@@ -75,7 +81,9 @@ def evaluate(context: EvalContext) -> Evaluated:
         config = dataclasses.replace(config, **how)
     else:
         require_concepts(source, "absorption_rate")
-        rows = absorption_rows(context.encode, source, context.sae.W_dec, config)
+        rows = absorption_rows(
+            context.encode, source, context.sae.W_dec, config, context.ground_truth
+        )
     metrics = absorption_metrics(rows)
     summary = {"absorption_rate": metrics.absorption_rate, "n_concepts": metrics.n_concepts}
     categories = AbsorptionMetricCategories(absorption=metrics)

@@ -34,6 +34,7 @@ from sae_bench_amortization.metrics.concepts import (
     select_concepts,
 )
 from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
+from sae_bench_amortization.metrics.ground_truth import GroundTruthAccumulator
 from sae_bench_amortization.metrics.paper import DEFINITIONS as PAPER_DEFINITIONS
 from sae_bench_amortization.metrics.paper import PAPER_MAX_TOKENS, PaperProtocolAccumulator
 from sae_bench_amortization.metrics.reconstruction import (
@@ -55,8 +56,14 @@ from sae_bench_amortization.runner.loop import (
     Evaluated,
     saebench_style,
 )
+from sae_bench_amortization.runner.outputs import (
+    GroundTruthByMode,
+    ground_truth_metrics,
+    with_ground_truth,
+)
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.sanity import check_sae
+from sae_bench_amortization.synthetic.generator import ground_truth_of
 
 NO_SIGNAL = "the activations are all zero, so NMSE is 0/0"
 CSV_COLUMNS = (
@@ -123,6 +130,12 @@ def compare_modes(
         if source.concept_names and not paper
         else {}
     )
+    truth = ground_truth_of(source)
+    ground_truth = (  # SAE-Lens's synthetic metrics per mode, on a synthetic source
+        {name: GroundTruthAccumulator(run[1].W_dec, truth.dictionary) for name, run in runs.items()}
+        if truth is not None and truth.d_in == sae.W_dec.shape[1] and source.concept_names
+        else {}
+    )
     device, dtype = sae.W_dec.device, sae.W_dec.dtype
     if paper:
         source = TruncatedSource(source, PAPER_MAX_TOKENS)
@@ -150,6 +163,8 @@ def compare_modes(
                     per_token[name].append(token_objectives.cpu())
                 if splitting_accumulators:
                     splitting_accumulators[name].update(codes, batch.concepts, batch.acts)
+                if ground_truth:
+                    ground_truth[name].update(codes, x, x_hat, batch.concepts)
     # ΔF1 and absorption on up to config.max_concepts concepts (planted roles first, then the most frequent)
     subset = (
         select_concepts(next(iter(splitting_accumulators.values())), config.max_concepts)
@@ -185,6 +200,7 @@ def compare_modes(
             if name in absorption
             else None,
             "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
+            "ground_truth": ground_truth[name].metrics() if ground_truth else None,
             "l1_coefficient": mode_lam,
         }
         if paper:
@@ -337,6 +353,7 @@ def evaluate(context: EvalContext) -> Evaluated:
         else None,
         median_gap=median_gap,
     )
+    truth_by_mode = {row["mode"]: row.pop("ground_truth") for row in rows}
     print(format_table(spec.sae_name, rows, lam))
     summary = {
         "mean_gap": gap,
@@ -344,6 +361,11 @@ def evaluate(context: EvalContext) -> Evaluated:
         "l1_coefficient": lam,
     }
     categories = AmortizationMetricCategories(amortization=metrics)
+    if any(
+        truth_by_mode.values()
+    ):  # a synthetic source: SAE-Lens's metrics per mode, parallel lists
+        by_mode = {mode: ground_truth_metrics(values) for mode, values in truth_by_mode.items()}
+        categories = with_ground_truth(categories, GroundTruthByMode.of(by_mode))
     details = [ModeRow(**row) for row in rows]
     evaluated = context.result(AmortizationGapEvalOutput, categories, details, summary, run_config)
     evaluated.text_artifacts["amortization_gap.csv"] = rows_to_csv(rows)

@@ -22,14 +22,18 @@ from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_
 
 
 def evaluate_sae(
-    sae, activations, config: DeadDenseEvalConfig
+    sae, activations, config: DeadDenseEvalConfig, on_codes=None
 ) -> tuple[PathologyMetrics, FiringCounter]:
-    """Stream the source through ``sae.encode`` and count firings. activations: an ActivationSource."""
+    """Stream the source through ``sae.encode`` and count firings. activations: an ActivationSource;
+    ``on_codes(codes, batch)``: also told each batch's codes (the ground-truth tap)."""
     check_width(sae, activations)
     counter = FiringCounter(sae.cfg.d_sae)
     device, dtype = sae.W_dec.device, sae.W_dec.dtype
     for batch in activations.iter_batches(config.batch_size):
-        counter.update(sae.encode(batch.acts.to(device=device, dtype=dtype)))
+        codes = sae.encode(batch.acts.to(device=device, dtype=dtype))
+        counter.update(codes)
+        if on_codes is not None:
+            on_codes(codes, batch)
     stats = pathologies(counter, config.dense_threshold)
     return PathologyMetrics(**dataclasses.asdict(stats)), counter
 
@@ -37,7 +41,7 @@ def evaluate_sae(
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: pathology metrics, the histogram, and the feature-frequency file beside them."""
     config = context.config
-    metrics, counter = evaluate_sae(context.sae, context.source, config)
+    metrics, counter = evaluate_sae(context.sae, context.source, config, context.ground_truth)
     histogram = log_frequency_histogram(counter.frequency, counter.n_tokens, config.histogram_bins)
     categories = DeadDenseMetricCategories(pathologies=metrics)
     details = [FrequencyHistogramBin(**row) for row in histogram]

@@ -39,7 +39,12 @@ def evaluate(context: EvalContext) -> Evaluated:
     require_concepts(context.source, "splitting")
     config = context.config
     rows = splitting_scores(
-        context.encode, context.source, config.batch_size, config.min_positives, config.seed
+        context.encode,
+        context.source,
+        config.batch_size,
+        config.min_positives,
+        config.seed,
+        context.ground_truth,
     )
     metrics = splitting_metrics(rows)
     summary = {"mean_delta_f1": metrics.mean_delta_f1, "n_concepts": metrics.n_concepts}

@@ -306,13 +306,22 @@ def absorption_scores(
 
 
 def splitting_scores(
-    encode, source, batch_size: int = 4096, min_positives: int = 50, seed: int = 0
+    encode,
+    source,
+    batch_size: int = 4096,
+    min_positives: int = 50,
+    seed: int = 0,
+    on_codes=None,
 ) -> list[dict]:
     """Per concept of ``source`` (which must carry concept labels): F1 of 1- and 2-sparse probes on the
-    latents of ``encode`` (inputs [B, d_in] → codes [B, d_sae]) and ΔF1 = F1@2 − F1@1. One pass."""
+    latents of ``encode`` (inputs [B, d_in] → codes [B, d_sae]) and ΔF1 = F1@2 − F1@1. One pass;
+    ``on_codes(codes, batch)`` is told each batch's codes."""
     accumulator = SplittingAccumulator(source.concept_names, seed=seed)
     for batch in source.iter_batches(batch_size):
-        accumulator.update(encode(batch.acts), batch.concepts)
+        codes = encode(batch.acts)
+        accumulator.update(codes, batch.concepts)
+        if on_codes is not None:
+            on_codes(codes, batch)
     return accumulator.scores(min_positives)
 
 

@@ -175,6 +175,13 @@ class EvalContext:
             return self.base_sae
         return mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.request.inference)
 
+    @cached_property
+    def ground_truth(self) -> Any:
+        """On a synthetic source, the tap evals feed their codes to (``tap(codes, batch)``); else None."""
+        from sae_bench_amortization.runner.ground_truth import tap_for
+
+        return tap_for(self.sae, self.source)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """codes [B, d_sae] of ``sae`` for inputs [B, d_in] on any device/dtype (moved to the SAE's)."""
         sae = self.sae
@@ -223,7 +230,16 @@ class EvalContext:
         self, output_class: type, categories: Any, details: list, summary: dict, config: Any = None
     ) -> Evaluated:
         """``output_class(...)`` (a SAEBench typed output) for this SAE (× mode) with this run's config
-        (or ``config``), and the summary printed for it."""
+        (or ``config``), and the summary printed for it. When the eval fed the ground-truth tap, its
+        metrics become the category ``ground_truth``."""
+        tap = self.__dict__.get("ground_truth")
+        if tap is not None and tap.used and not hasattr(categories, "ground_truth"):
+            from sae_bench_amortization.runner.outputs import (
+                ground_truth_metrics,
+                with_ground_truth,
+            )
+
+            categories = with_ground_truth(categories, ground_truth_metrics(tap.metrics()))
         output = output_class(
             eval_config=self.config if config is None else config,
             eval_result_metrics=categories,

@@ -4,13 +4,19 @@ declares only what is its own."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import types
 from typing import Any
 
 from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import DEFAULT_DISPLAY, BaseEvalOutput, BaseMetricCategories
+from sae_bench.evals.base_eval_output import (
+    DEFAULT_DISPLAY,
+    BaseEvalOutput,
+    BaseMetricCategories,
+    BaseMetrics,
+)
 
 
 def metric(title: str, description: str, display: bool = False) -> Any:
@@ -47,6 +53,92 @@ def metric_categories(
         "__qualname__": name,
     }
     return dataclass(type(name, (BaseMetricCategories,), namespace))
+
+
+@dataclass
+class GroundTruthMetrics(BaseMetrics):
+    """SAE-Lens's synthetic-data metrics for one mode's codes (:mod:`..metrics.ground_truth`)."""
+
+    mcc: float | None = optional_metric(
+        "MCC", "Mean |cos| of the Hungarian matching of decoder rows to the true features"
+    )
+    uniqueness: float | None = optional_metric(
+        "Feature Uniqueness", "Distinct true features best-matched by the latents / latents"
+    )
+    dead_latents: int | None = optional_metric("Dead Latents", "Latents these codes never fire")
+    dead_fraction: float | None = optional_metric("Dead Fraction", "dead_latents / d_sae")
+    sae_l0: float | None = optional_metric("SAE L0", "Mean active latents per token")
+    true_l0: float | None = optional_metric("True L0", "Mean active true features per token")
+    shrinkage: float | None = optional_metric("Shrinkage", "Mean ‖x̂‖ / ‖x‖")
+    precision: float | None = optional_metric(
+        "Precision", "Per latent, as a detector of its best-matching true feature; mean"
+    )
+    recall: float | None = optional_metric("Recall", "Same detectors: mean recall")
+    f1: float | None = optional_metric("F1", "Same detectors: mean F1")
+    accuracy: float | None = optional_metric("Accuracy", "Same detectors: mean accuracy")
+    n_true_features: int | None = optional_metric("True Features", "Features of the benchmark")
+    null_reason: str | None = optional_metric("Null Reason", "Why a metric above is null")
+
+
+@dataclass
+class GroundTruthByMode(BaseMetrics):
+    """:class:`GroundTruthMetrics` of several modes as parallel lists (SAEBench's metrics are flat)."""
+
+    modes: list[str] = setting([], "Modes", "The mode of each position in the lists below")
+    mcc: list[float | None] = setting([], "MCC", "Per mode")
+    uniqueness: list[float | None] = setting([], "Feature Uniqueness", "Per mode")
+    dead_latents: list[int | None] = setting([], "Dead Latents", "Per mode")
+    dead_fraction: list[float | None] = setting([], "Dead Fraction", "Per mode")
+    sae_l0: list[float | None] = setting([], "SAE L0", "Per mode")
+    true_l0: list[float | None] = setting([], "True L0", "Per mode")
+    shrinkage: list[float | None] = setting([], "Shrinkage", "Per mode")
+    precision: list[float | None] = setting([], "Precision", "Per mode")
+    recall: list[float | None] = setting([], "Recall", "Per mode")
+    f1: list[float | None] = setting([], "F1", "Per mode")
+    accuracy: list[float | None] = setting([], "Accuracy", "Per mode")
+    n_true_features: list[int | None] = setting([], "True Features", "Per mode")
+    null_reason: list[str | None] = setting([], "Null Reason", "Per mode")
+
+    @classmethod
+    def of(cls, by_mode: dict[str, GroundTruthMetrics]) -> GroundTruthByMode:
+        names = [f.name for f in dataclasses.fields(GroundTruthMetrics)]
+        columns = {name: [getattr(m, name) for m in by_mode.values()] for name in names}
+        return cls(modes=list(by_mode), **columns)
+
+
+def ground_truth_metrics(values: dict[str, Any]) -> GroundTruthMetrics:
+    """From :meth:`GroundTruthAccumulator.metrics`: its ``undefined`` reasons as one ``null_reason``."""
+    undefined = values.get("undefined") or {}
+    reason = "; ".join(f"{name}: {why}" for name, why in undefined.items()) or None
+    known = {f.name for f in dataclasses.fields(GroundTruthMetrics)}
+    return GroundTruthMetrics(
+        **{k: v for k, v in values.items() if k in known and k != "null_reason"},
+        null_reason=reason,
+    )
+
+
+_WITH_GROUND_TRUTH: dict[tuple[type, type], type] = {}
+
+
+def with_ground_truth(categories: Any, ground_truth: BaseMetrics) -> Any:
+    """``categories`` plus the category ``ground_truth`` (SAEBench allows no empty category, so results
+    off synthetic sources have none): an instance of a subclass of its class with that field."""
+    base, kind = type(categories), type(ground_truth)
+    if (base, kind) not in _WITH_GROUND_TRUTH:
+        namespace = {
+            "__annotations__": {"ground_truth": kind},
+            "ground_truth": Field(
+                title="Ground Truth (SAE-Lens synthetic metrics)",
+                description="On a synthetic source: recovery of the planted features by these codes",
+            ),
+            "__module__": base.__module__,
+            "__qualname__": f"{base.__qualname__}WithGroundTruth",
+        }
+        _WITH_GROUND_TRUTH[base, kind] = dataclass(
+            type(namespace["__qualname__"], (base,), namespace)
+        )
+    fields = {f.name: getattr(categories, f.name) for f in dataclasses.fields(base)}
+    return _WITH_GROUND_TRUTH[base, kind](**fields, ground_truth=ground_truth)
 
 
 def eval_output(

@@ -79,7 +79,9 @@ class SyntheticConfig:
     magnitude_mean: float = 1.0  # a = relu(mean + std·N(0, 1)) when a feature fires
     magnitude_std: float = 0.1
     n_hierarchies: int = 4
-    child_share: float = 0.1  # P(child | parent): a child refines a share of its parent's occurrences
+    child_share: float = (
+        0.1  # P(child | parent): a child refines a share of its parent's occurrences
+    )
     n_composites: int = 2
     context_scale: float = 1.0
     noise: float = 0.02

@@ -1,0 +1,43 @@
+"""The ground-truth tap: on a synthetic source, an eval hands each batch's codes to it and the result gets
+SAE-Lens's synthetic metrics for those codes (``eval_result_metrics["ground_truth"]``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sae_bench_amortization.metrics.ground_truth import GroundTruthAccumulator
+
+
+class GroundTruthTap:
+    """Codes of one SAE (× mode) against the planted truth; ``sae`` decodes them."""
+
+    def __init__(self, sae: Any, features: torch.Tensor):
+        self.sae = sae
+        self.accumulator = GroundTruthAccumulator(sae.W_dec, features)
+
+    def __call__(self, codes: torch.Tensor, batch: Any) -> None:
+        """codes [B, d_sae] of ``batch`` (an ActivationBatch whose first F concept columns are the true
+        features' firings)."""
+        x = batch.acts.to(device=codes.device, dtype=codes.dtype)
+        with torch.no_grad():
+            x_hat = self.sae.decode(codes)
+        self.accumulator.update(codes, x, x_hat, batch.concepts)
+
+    @property
+    def used(self) -> bool:
+        return self.accumulator.sae_l0.num_samples > 0
+
+    def metrics(self) -> dict[str, Any]:
+        return self.accumulator.metrics()
+
+
+def tap_for(sae: Any, source: Any) -> GroundTruthTap | None:
+    """A tap when ``source`` has planted truth of ``sae``'s width (None otherwise)."""
+    from sae_bench_amortization.synthetic.generator import ground_truth_of
+
+    truth = ground_truth_of(source)
+    if truth is None or truth.d_in != sae.W_dec.shape[1] or source.concept_names is None:
+        return None
+    return GroundTruthTap(sae, truth.dictionary)
