@@ -55,6 +55,11 @@ def evaluate(sae, source) -> dict:
     return row
 
 
+def number(value: float | None, width: int, decimals: int) -> str:
+    """``value`` right-aligned, or ``-`` when it is null (not measurable)."""
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}.{decimals}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=240_000)
@@ -104,7 +109,7 @@ def main() -> None:
             rows[name] = evaluate(tuned.eval(), eval_source)
             budgets[name] = ",".join(map(str, tuned.cfg.group_k))
     print(
-        f"ground-truth benchmark (synthetic-v1), 20k held-out tokens; fine-tuning {args.tokens} tokens, "
+        f"ground-truth benchmark ({default.VERSION}), 20k held-out tokens; fine-tuning {args.tokens} tokens, "
         f"lr {args.lr}, aux loss {args.aux_loss_coefficient} (dead after 20k tokens)"
     )
     header = f"{'SAE':38s}{'budgets':>18s}{'NMSE':>8s}{'L0':>7s}{'dead':>7s}{'dense':>7s}{'ΔF1':>8s}{'absorb':>8s}{'train s':>9s}"
@@ -112,7 +117,7 @@ def main() -> None:
     for name, row in rows.items():
         print(
             f"{name:38s}{budgets[name]:>18s}{row['nmse']:8.4f}{row['l0']:7.2f}{row['dead_rate']:7.3f}"
-            f"{row['dense_rate']:7.3f}{row['delta_f1']:8.4f}{row['absorption_rate']:8.3f}"
+            f"{row['dense_rate']:7.3f}{number(row['delta_f1'], 8, 4)}{number(row['absorption_rate'], 8, 3)}"
             f"{seconds.get(name, 0.0):9.1f}"
         )
 
