@@ -67,13 +67,15 @@ def choose(specs: list[SAESpec], source: SourceSettings, device: str) -> tuple[l
             f"{bench.sae_path.parent}"
         )
         specs = [spec_from_path(bench.sae_path, bench.sae_name)]
-        factory = FileActivations(str(bench.activations), source.n_tokens)
+        factory = source.skipped(
+            FileActivations(str(bench.activations), source.read_tokens(file=True))
+        )
     if not specs:
         raise InputError(
             "no SAE selected: pass --sae-release/--sae-id, --sae-regex/--sae-block-regex or --sae-path"
         )
     if factory is None:  # SAEs but no source: read each SAE's own model and hook (TransformerLens)
-        factory = source.transformer_lens(device)
+        factory = source.skipped(source.transformer_lens(device, source.read_tokens(file=False)))
     return specs, factory
 
 
@@ -137,6 +139,7 @@ def run(
         seed=seed,
         force_rerun=force_rerun,
         n_tokens=settings.n_tokens,
+        skip_tokens=settings.skip_tokens,
         inference=inference,
         text=settings.text,
         eval_options=options,

@@ -48,7 +48,7 @@ def _source_args(parser, hook_help: str) -> None:
         ("--model=NAME", "TransformerLens model name (needs the network)"), ("--hook=HOOK", hook_help),
         ("--hf-model=PATH_OR_NAME", "transformers model folder or name; all-MiniLM-L6-v2 is packaged"),
         ("--hf-module=MODULE", "module whose output is read, e.g. encoder.layer.3"),
-        ("--n-tokens=N", "tokens to read (model default 100000; file default all)", POS),
+        ("--n-tokens=N", "tokens to read (model default 100000; file default all)", POS), ("--skip-tokens=N", "skip the source's first N tokens: evaluate a held-out span (0)", INT, 0),
         ("--dataset=HF_NAME", "HF dataset with a 'text' column (needs the network)"),
         ("--text-file=PATH", "local UTF-8 text; blank lines separate documents"),
         ("--context-size=C", "tokens per document (128)", POS, 128),
@@ -111,7 +111,7 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
         ("--reference-saes=DIR", "write the reference SAEs (SAE-Lens folders) here"), ("--synthetic-model=PATH", "SAE-Lens SyntheticModelConfig (.json/.yaml) or saved SyntheticModel folder: its features, firing and hierarchy replace --d-in/--n-features/--p-max/--n-hierarchies"),
         ("--n-tokens", "(50000)", POS, 50_000), ("--d-in", "(128)", POS, 128),
         ("--n-features", "(256)", POS, 256), ("--n-hierarchies", "(4)", INT, 4), ("--n-composites", "(2)", INT, 2),
-        ("--seed", "(0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02), ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
+        ("--seed", "(0)", INT, 0), ("--start-token=N", "write tokens [N, N + n-tokens) of the world: held-out spans (0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02), ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
     )  # fmt: skip
     _options(
         add("train", help="train a TopK or standard SAE-Lens SAE on an activation file"), None,
@@ -218,7 +218,7 @@ def cmd_activations(args: argparse.Namespace, registry: dict):
 
 def cmd_synth(args: argparse.Namespace, registry: dict):
     config = _fields(args, _lib("synthetic").SyntheticConfig)
-    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite, args.synthetic_model)  # fmt: skip
+    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite, args.synthetic_model, args.start_token)  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, registry: dict):

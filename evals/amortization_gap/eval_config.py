@@ -59,5 +59,10 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
     n_tokens: int | None = setting(
         None, "Evaluation Tokens", "Tokens read (the longest pass over the source)."
     )
+    skip_tokens: int = setting(
+        0,
+        "Skipped Tokens",
+        "Tokens of the source skipped before these (a held-out span: --skip-tokens).",
+    )
     batch_size: int = setting(4096, "Batch Size", "Tokens per chunk.")
     activation_source: str = setting("", "Activation Source", "Where tokens came from.")

@@ -43,6 +43,60 @@ class TruncatedSource:
         return take_tokens(self.source.iter_batches(batch_size), self.n_tokens)
 
 
+class SkippedSource:
+    """Another source after its first ``skip`` tokens (a held-out span), at most ``n_tokens`` of them."""
+
+    def __init__(self, source: ActivationSource, skip: int, n_tokens: int | None = None):
+        self.source, self.skip, self.limit = source, skip, n_tokens
+        self.d_in, self.concept_names = source.d_in, source.concept_names
+        total = getattr(source, "n_tokens", None)
+        if total is not None:
+            if skip >= total:
+                raise InputError(f"--skip-tokens {skip} skips every token of {source.describe()}")
+            self.n_tokens = total - skip if n_tokens is None else min(n_tokens, total - skip)
+        elif n_tokens is not None:
+            self.n_tokens = n_tokens
+
+    def describe(self) -> str:
+        return f"{self.source.describe()}, after its first {self.skip} tokens"
+
+    def identity(self) -> dict:
+        return {**source_identity(self.source), "skip_tokens": self.skip, "n_tokens": self.limit}
+
+    def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
+        def after_skip() -> Iterator[ActivationBatch]:
+            seen = 0
+            for batch in self.source.iter_batches(batch_size):
+                n = batch.acts.shape[0]
+                if seen + n > self.skip:
+                    keep = max(self.skip - seen, 0)
+                    concepts = None if batch.concepts is None else batch.concepts[keep:]
+                    yield ActivationBatch(batch.acts[keep:], concepts)
+                seen += n
+
+        return take_tokens(after_skip(), self.limit)  # chunks of at most batch_size tokens
+
+
+class SkippingFactory:
+    """A factory's sources after their first ``skip`` tokens (``n_tokens`` of them at most)."""
+
+    def __init__(self, factory: Any, skip: int, n_tokens: int | None = None):
+        self.factory, self.skip, self.n_tokens = factory, skip, n_tokens
+        self._sources: dict[int, SkippedSource] = {}
+
+    def for_sae(self, sae: Any) -> ActivationSource:
+        inner = self.factory.for_sae(sae)
+        if id(inner) not in self._sources:
+            self._sources.clear()
+            self._sources[id(inner)] = SkippedSource(inner, self.skip, self.n_tokens)
+        return self._sources[id(inner)]
+
+    def unload(self) -> None:
+        self._sources.clear()
+        if hasattr(self.factory, "unload"):
+            self.factory.unload()
+
+
 class CountingSource:
     """Another source, counting what each pass over it yields: ``tokens_read`` is the longest pass (what an
     eval recorded as its ``n_tokens`` read). With ``progress`` a bar over the tokens (on a terminal)."""

@@ -259,7 +259,7 @@ class EvalContext:
 
 
 # request fields an eval's config receives when it has a field of the same name
-REQUEST_FIELDS = ("n_tokens", "batch_size", "seed")
+REQUEST_FIELDS = ("n_tokens", "skip_tokens", "batch_size", "seed")
 
 
 def config_for(entry: EvalEntry, request: EvalRequest) -> Any:

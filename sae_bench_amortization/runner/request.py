@@ -33,6 +33,7 @@ class EvalRequest:
     seed: int = 42
     force_rerun: bool = False
     n_tokens: int | None = None
+    skip_tokens: int = 0  # the source's first tokens skipped (recorded in eval_config)
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     text: TextSettings = field(default_factory=TextSettings)
     eval_options: dict[str, Any] = field(default_factory=dict)

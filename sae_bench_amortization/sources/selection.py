@@ -62,6 +62,7 @@ class SourceSettings:
     hf_module: str | None = None
     n_tokens: int | None = None
     text: TextSettings = field(default_factory=TextSettings)
+    skip_tokens: int = 0  # read after the source's first skip_tokens tokens (a held-out span)
 
     def flags(self) -> list[str]:
         given = (
@@ -76,7 +77,28 @@ class SourceSettings:
         return self.n_tokens or DEFAULT_MODEL_TOKENS
 
     def factory(self, device: str) -> Any | None:
-        """The activation source named here, or None when none was named."""
+        """The activation source named here (after its first ``skip_tokens`` tokens), or None when none
+        was named."""
+        if self.skip_tokens < 0:
+            raise InputError(f"--skip-tokens must be >= 0, got {self.skip_tokens}")
+        return self.skipped(self._factory(device, self.read_tokens(file=bool(self.activations))))
+
+    def read_tokens(self, file: bool) -> int | None:
+        """Tokens the underlying source must yield: the span asked for plus the skipped ones (a file:
+        all of it when skipping, the skip-and-take applied after)."""
+        if not self.skip_tokens:
+            return self.n_tokens if file else self.model_tokens
+        return None if file else self.model_tokens + self.skip_tokens
+
+    def skipped(self, factory: Any | None) -> Any | None:
+        """``factory`` after its first ``skip_tokens`` tokens (unchanged without a skip)."""
+        from sae_bench_amortization.activations.sources import SkippingFactory
+
+        if factory is None or not self.skip_tokens:
+            return factory
+        return SkippingFactory(factory, self.skip_tokens, self.n_tokens)
+
+    def _factory(self, device: str, n_tokens: int | None) -> Any | None:
         from sae_bench_amortization.activations.sources import (
             FileActivations,
             HFActivationFactory,
@@ -88,7 +110,7 @@ class SourceSettings:
         if self.hf_module and not self.hf_model:
             raise InputError("--hf-module needs --hf-model")
         if self.activations:
-            return FileActivations(self.activations, self.n_tokens)
+            return FileActivations(self.activations, n_tokens)
         if self.hf_model:
             if not self.hf_module:
                 raise InputError("--hf-model needs --hf-module (e.g. encoder.layer.3)")
@@ -96,15 +118,15 @@ class SourceSettings:
                 self.hf_model,
                 self.hf_module,
                 self.text.texts(FORTUNES),
-                self.model_tokens,
+                n_tokens or self.model_tokens,
                 self.text.context_size,
                 device,
             )
         if self.model or self.text.dataset or self.text.text_file or self.hook:
-            return self.transformer_lens(device)
+            return self.transformer_lens(device, n_tokens)
         return None
 
-    def transformer_lens(self, device: str) -> Any:
+    def transformer_lens(self, device: str, n_tokens: int | None = None) -> Any:
         """A TransformerLens source: ``model`` (else each SAE's metadata.model_name) at ``hook`` (else
         each SAE's metadata.hook_name)."""
         from sae_bench_amortization.activations.sources import TransformerLensActivationFactory
@@ -112,7 +134,7 @@ class SourceSettings:
         return TransformerLensActivationFactory(
             self.model,
             self.text.texts(DEFAULT_DATASET),
-            self.model_tokens,
+            n_tokens or self.model_tokens,
             self.hook,
             self.text.context_size,
             device,

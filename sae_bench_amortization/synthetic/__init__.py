@@ -25,11 +25,13 @@ def write_benchmark(
     reference_saes: str | None,
     overwrite: bool = False,
     synthetic_model: str | None = None,
+    start_token: int = 0,
 ) -> str:
     """``saebench synth``: the activation file (``out``, truth sidecar beside it) and/or the reference
     SAEs (``reference_saes`` folder); returns what was written, one line per file. ``synthetic_model``: a
     SAE-Lens synthetic model (config file or saved folder) in place of the flags' features and firing;
-    ``config`` then gives only the planted extras (composites, noise, seed)."""
+    ``config`` then gives only the planted extras (composites, noise, seed). ``start_token``: the file
+    holds tokens [start_token, start_token + n_tokens) of the world (a held-out span of the same one)."""
     from dataclasses import fields
     from pathlib import Path
 
@@ -38,6 +40,8 @@ def write_benchmark(
 
     if not out and not reference_saes:
         raise InputError("give --out FILE, --reference-saes DIR, or both")
+    if start_token < 0:
+        raise InputError(f"--start-token must be >= 0, got {start_token}")
     if out:  # everything checked before anything is written
         refuse_existing(Path(out), "--out", overwrite)
         refuse_existing(truth_path(out), "--out's truth sidecar", overwrite)
@@ -56,9 +60,14 @@ def write_benchmark(
         truth = ground_truth(config)
     lines = []
     if out:
-        activations, sidecar = write_synthetic(Path(out), truth, n_tokens)
+        activations, sidecar = write_synthetic(Path(out), truth, n_tokens, start_token)
+        span = (
+            f"tokens {start_token}–{start_token + n_tokens}"
+            if start_token
+            else f"{n_tokens} tokens"
+        )
         lines.append(
-            f"wrote {n_tokens} tokens x {truth.d_in} with {truth.n_features} features to {activations}"
+            f"wrote {span} x {truth.d_in} with {truth.n_features} features to {activations}"
         )
         lines.append(f"wrote the true dictionary and structure to {sidecar}")
     if reference_saes:

@@ -422,7 +422,8 @@ def write_synthetic(
         for batch in stream(truth, n_tokens, 8192, start):
             writer.write(batch.acts, batch.concepts)
     sidecar = truth_path(out)
-    tensors, metadata = truth_tensors(truth), truth_metadata(truth)
+    tensors = truth_tensors(truth)
+    metadata = {**truth_metadata(truth), "start_token": str(start), "n_tokens": str(n_tokens)}
     write_file_atomic(sidecar, lambda temporary: save_file(tensors, temporary, metadata))
     return out, sidecar
 
