@@ -87,7 +87,8 @@ def test_the_ci_example_runs_offline_on_cached_releases(offline, tmp_path):  # n
             path = tmp_path / "eval_results" / eval_name / f"{name}_eval_results.json"
             result = json.loads(path.read_text())
             assert (result["sae_lens_release_id"], result["sae_lens_id"]) == (release, sae_id)
-            assert result["eval_config"]["n_tokens"] == 2000 or eval_name == "absorption_rate"
+            expected_tokens = None if eval_name == "absorption_rate" else 2000  # SAEBench's prompts
+            assert result["eval_config"]["n_tokens"] == expected_tokens
     absorption = json.loads(
         (tmp_path / "eval_results" / "absorption_rate"
          / f"{DL_RELEASE}_{DL_SAE_ID}_eval_results.json").read_text()
@@ -95,6 +96,7 @@ def test_the_ci_example_runs_offline_on_cached_releases(offline, tmp_path):  # n
     # SAEBench's first-letter machinery (the default on a TransformerLens resid_post source) ran.
     assert absorption["eval_config"]["definition"].startswith("saebench_first_letter")
     assert absorption["eval_result_metrics"]["absorption"]["n_concepts"] >= 20
+    assert "spelling prompts" in absorption["eval_config"]["activation_source"]
 
     (tmp_path / "ci").mkdir()
     first = bash(FIRST_RUN, tmp_path)

@@ -162,5 +162,12 @@ def first_letter_rows(
                 "absorbing_latents": [f for f, _ in absorbing.most_common()],
             }
         )
-    how = {"definition": SAEBENCH_DEFINITION, "saebench_config": dataclasses.asdict(sb)}
+    how = {
+        "definition": SAEBENCH_DEFINITION,
+        "saebench_config": dataclasses.asdict(sb),
+        # what was read: SAEBench's prompts, not the source's text tokens
+        "n_tokens": None,
+        "activation_source": f"SAEBench's ICL spelling prompts over the vocabulary of "
+        f"{model.cfg.model_name}, read at blocks.{layer}.hook_resid_post",
+    }
     return rows, how
