@@ -51,6 +51,7 @@ from sae_bench_amortization.modes import (
     parse_modes,
 )
 from sae_bench_amortization.reports.tables import aligned
+from sae_bench_amortization.runner.ground_truth import truth_for
 from sae_bench_amortization.runner.loop import (
     EvalContext,
     Evaluated,
@@ -63,7 +64,6 @@ from sae_bench_amortization.runner.outputs import (
 )
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.sanity import check_sae
-from sae_bench_amortization.synthetic.generator import ground_truth_of
 
 NO_SIGNAL = "the activations are all zero, so NMSE is 0/0"
 CSV_COLUMNS = (
@@ -130,10 +130,10 @@ def compare_modes(
         if source.concept_names and not paper
         else {}
     )
-    truth = ground_truth_of(source)
+    truth = truth_for(sae, source)
     ground_truth = (  # SAE-Lens's synthetic metrics per mode, on a synthetic source
         {name: GroundTruthAccumulator(run[1].W_dec, truth.dictionary) for name, run in runs.items()}
-        if truth is not None and truth.d_in == sae.W_dec.shape[1] and source.concept_names
+        if truth is not None
         else {}
     )
     device, dtype = sae.W_dec.device, sae.W_dec.dtype

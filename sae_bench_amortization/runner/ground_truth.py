@@ -33,11 +33,18 @@ class GroundTruthTap:
         return self.accumulator.metrics()
 
 
-def tap_for(sae: Any, source: Any) -> GroundTruthTap | None:
-    """A tap when ``source`` has planted truth of ``sae``'s width (None otherwise)."""
+def truth_for(sae: Any, source: Any) -> Any:
+    """The planted truth (``GroundTruth``) behind ``source`` when it has one of ``sae``'s width and the
+    source carries its concept labels; None otherwise."""
     from sae_bench_amortization.synthetic.generator import ground_truth_of
 
     truth = ground_truth_of(source)
-    if truth is None or truth.d_in != sae.W_dec.shape[1] or source.concept_names is None:
+    if truth is None or truth.d_in != sae.W_dec.shape[1] or not source.concept_names:
         return None
-    return GroundTruthTap(sae, truth.dictionary)
+    return truth
+
+
+def tap_for(sae: Any, source: Any) -> GroundTruthTap | None:
+    """A tap when ``source`` has planted truth of ``sae``'s width (None otherwise)."""
+    truth = truth_for(sae, source)
+    return None if truth is None else GroundTruthTap(sae, truth.dictionary)

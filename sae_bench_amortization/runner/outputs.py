@@ -80,30 +80,35 @@ class GroundTruthMetrics(BaseMetrics):
     null_reason: str | None = optional_metric("Null Reason", "Why a metric above is null")
 
 
-@dataclass
-class GroundTruthByMode(BaseMetrics):
-    """:class:`GroundTruthMetrics` of several modes as parallel lists (SAEBench's metrics are flat)."""
+def per_mode_lists(name: str, metrics: type, doc: str) -> type:
+    """``metrics``' fields as parallel lists (same titles, one entry per mode) beside ``modes``: SAEBench's
+    metric categories are flat, so several modes' values of one metric sit in one list."""
+    annotations: dict[str, Any] = {"modes": list[str]}
+    namespace: dict[str, Any] = {
+        "modes": setting([], "Modes", "The mode of each position in the lists below")
+    }
+    for field_name, info in metrics.__pydantic_fields__.items():
+        annotations[field_name] = list[info.annotation]
+        namespace[field_name] = setting([], info.title, "Per mode")
 
-    modes: list[str] = setting([], "Modes", "The mode of each position in the lists below")
-    mcc: list[float | None] = setting([], "MCC", "Per mode")
-    uniqueness: list[float | None] = setting([], "Feature Uniqueness", "Per mode")
-    dead_latents: list[int | None] = setting([], "Dead Latents", "Per mode")
-    dead_fraction: list[float | None] = setting([], "Dead Fraction", "Per mode")
-    sae_l0: list[float | None] = setting([], "SAE L0", "Per mode")
-    true_l0: list[float | None] = setting([], "True L0", "Per mode")
-    shrinkage: list[float | None] = setting([], "Shrinkage", "Per mode")
-    precision: list[float | None] = setting([], "Precision", "Per mode")
-    recall: list[float | None] = setting([], "Recall", "Per mode")
-    f1: list[float | None] = setting([], "F1", "Per mode")
-    accuracy: list[float | None] = setting([], "Accuracy", "Per mode")
-    n_true_features: list[int | None] = setting([], "True Features", "Per mode")
-    null_reason: list[str | None] = setting([], "Null Reason", "Per mode")
-
-    @classmethod
-    def of(cls, by_mode: dict[str, GroundTruthMetrics]) -> GroundTruthByMode:
-        names = [f.name for f in dataclasses.fields(GroundTruthMetrics)]
-        columns = {name: [getattr(m, name) for m in by_mode.values()] for name in names}
+    def of(cls, by_mode: dict[str, Any]):
+        """One instance from {mode: ``metrics`` instance}."""
+        columns = {
+            name: [getattr(m, name) for m in by_mode.values()]
+            for name in metrics.__pydantic_fields__
+        }
         return cls(modes=list(by_mode), **columns)
+
+    namespace |= {"__annotations__": annotations, "__module__": _module(), "__qualname__": name}
+    namespace |= {"__doc__": doc, "of": classmethod(of)}
+    return dataclass(type(name, (BaseMetrics,), namespace))
+
+
+GroundTruthByMode = per_mode_lists(
+    "GroundTruthByMode",
+    GroundTruthMetrics,
+    ":class:`GroundTruthMetrics` of several modes as parallel lists (SAEBench's metrics are flat).",
+)
 
 
 def ground_truth_metrics(values: dict[str, Any]) -> GroundTruthMetrics:

@@ -22,6 +22,7 @@ seeded from (seed, b) for another purpose (:func:`derived_seed`). So tokens [s, 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -480,7 +481,15 @@ def ground_truth_of(source) -> GroundTruth | None:
     path = getattr(inner, "path", None)
     if path is None or not truth_path(path).is_file():
         return None
-    try:
-        return load_truth(truth_path(path))
+    sidecar = truth_path(path)
+    stat = sidecar.stat()
+    try:  # read once per sidecar version, not once per eval × mode
+        return _load_truth_once(str(sidecar.resolve()), stat.st_mtime_ns, stat.st_size)
     except InputError:
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_truth_once(sidecar: str, mtime_ns: int, size: int) -> GroundTruth:
+    """:func:`load_truth`, cached by the sidecar's path and version (modification time, size)."""
+    return load_truth(sidecar)
