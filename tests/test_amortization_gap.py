@@ -180,3 +180,34 @@ def test_amortization_gap_on_the_offline_minilm_path(tmp_path, cli):
     ]
     assert data["eval_result_metrics"]["amortization"]["mean_gap"] > 0
     assert json.dumps(data["eval_config"]).count("encoder.layer.3") == 1
+
+
+def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(tmp_path, cli):
+    """The amortized row's absorption (the paper's conditional rate) and full absorption (share of the
+    concept's tokens) over every concept equal the absorption_rate eval's on the same codes; on the planted
+    absorbed SAE the full rate is above 0."""
+    import sae_bench_amortization as sba
+    from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
+    from sae_bench_amortization.sources.saes import spec_from_path
+
+    acts = tmp_path / "eval.safetensors"
+    refs = tmp_path / "refs"
+    assert cli("synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", refs).code == 0
+    every_concept = AmortizationGapEvalConfig(max_concepts=10**6)
+    sba.run(
+        evals=["absorption_rate", "amortization_gap"],
+        saes=[spec_from_path(refs / "absorbed", "absorbed")],
+        source=sba.SourceSettings(activations=str(acts)),
+        inference=["amortized"],
+        configs={"amortization_gap": every_concept},
+        output_dir=tmp_path / "out",
+        device="cpu",
+    )
+    single = read_result(tmp_path / "out", "absorption_rate")["eval_result_metrics"]["absorption"]
+    rows = read_result(tmp_path / "out", "amortization_gap")["eval_result_details"]
+    amortized = next(row for row in rows if row["mode"] == "amortized")
+    assert single["full_absorption_rate"] > 0
+    assert amortized["full_absorption_rate"] == pytest.approx(single["full_absorption_rate"])
+    assert amortized["absorption_rate"] == pytest.approx(single["absorption_rate"])
+    non_amortized = next(row for row in rows if row["mode"] == "non_amortized")
+    assert 0 <= non_amortized["full_absorption_rate"] <= 1

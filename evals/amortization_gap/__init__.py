@@ -55,6 +55,7 @@ EVAL = EvalEntry(
             "absorption_rate",
             "delta_f1_subset",
             "absorption_rate_subset",
+            "full_absorption_rate_subset",
             "mean_gap",
             "mean_relative_gap",
             "median_gap",
@@ -64,6 +65,10 @@ EVAL = EvalEntry(
     | {"explained_variance": LOWER_IS_WORSE},
     # default protocol: ΔF1 and absorption over a concept subset, kept apart from splitting's and
     # absorption_rate's all-concept means in compare and regress
-    metric_names={"delta_f1": "delta_f1_subset", "absorption_rate": "absorption_rate_subset"},
+    metric_names={
+        "delta_f1": "delta_f1_subset",
+        "absorption_rate": "absorption_rate_subset",
+        "full_absorption_rate": "full_absorption_rate_subset",
+    },
     lambda_dependent=("objective", "mean_gap", "mean_relative_gap", "median_gap"),
 )

@@ -87,6 +87,12 @@ class ModeRow(BaseResultDetail):
         "Absorption Concepts",
         "Concepts absorption_rate is the mean over (defined, of the same subset)",
     )
+    full_absorption_rate: float | None = optional_metric(
+        "Full Absorption",
+        "Mean over concepts of the share of the concept's tokens (where its ground-truth probe fires) on "
+        "which the main latents are silent and an aligned latent fires (SAEBench-style; defined even when "
+        "the main latents never miss; null without concepts and under --protocol paper)",
+    )
     undefined: dict[str, str] | None = optional_metric(
         "Why Null", "Metric → why it could not be measured, for this row's null metrics"
     )

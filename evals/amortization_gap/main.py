@@ -193,6 +193,7 @@ def compare_modes(
             "dense_rate": stats.dense_rate,
             "delta_f1": mean_over(splitting.get(name, []), "delta_f1"),
             "absorption_rate": mean_over(absorption.get(name, []), "absorption_rate"),
+            "full_absorption_rate": mean_over(absorption.get(name, []), "full_absorption_rate"),
             "n_concepts_delta_f1": n_measured(splitting[name], "delta_f1")
             if name in splitting
             else None,
@@ -220,6 +221,11 @@ def compare_modes(
             if name in splitting
             else None,
             "absorption_rate": null_reason(absorption[name], "absorption_rate", "absorption")
+            if name in absorption
+            else None,
+            "full_absorption_rate": null_reason(
+                absorption[name], "full_absorption_rate", "full absorption"
+            )
             if name in absorption
             else None,
         }
