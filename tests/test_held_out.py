@@ -86,3 +86,24 @@ def test_bad_spans_are_one_line(tmp_path, cli):
     )
     assert result.code == 2 and "--start-token must be >= 0" in result.err
     assert not (tmp_path / "b.safetensors").exists()
+
+
+def test_a_skipped_source_yields_exactly_the_rows_after_the_skip(tmp_path, cli):
+    """A file is read from the first kept row on; any other source is read and its first rows dropped:
+    both give the file's rows [skip, skip + n) with their concepts, in chunks of at most batch_size."""
+    from sae_bench_amortization.activations.sources import SkippedSource, TruncatedSource
+
+    path = tmp_path / "acts.safetensors"
+    assert cli("synth", "--out", path, "--n-tokens", "9000").code == 0
+    file = ActivationFile(path)
+    everything = tokens(path, 9000)
+    not_seekable = TruncatedSource(file, file.n_tokens)  # no iter_batches_from: the generic path
+    assert not hasattr(not_seekable, "iter_batches_from")
+    for source in (file, not_seekable):
+        for n_tokens, stop in ((None, 9000), (2500, 7500)):
+            batches = list(SkippedSource(source, 5000, n_tokens).iter_batches(3000))
+            assert all(batch.acts.shape[0] <= 3000 for batch in batches)
+            assert torch.equal(torch.cat([b.acts for b in batches]), everything.acts[5000:stop])
+            assert torch.equal(
+                torch.cat([b.concepts for b in batches]), everything.concepts[5000:stop]
+            )

@@ -117,19 +117,26 @@ class ActivationFile:
 
         return {"activation_file_sha256": file_digest(self.path), "n_tokens": self.n_tokens}
 
-    def _chunks(self, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
-        """(first row, float32 activations [b, d_in], concept labels as stored [b, C] or None)."""
+    def _chunks(
+        self, batch_size: int, first: int = 0
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+        """(first row, float32 activations [b, d_in], concept labels as stored [b, C] or None), from
+        row ``first`` on."""
         with safe_open(str(self.path), framework="pt") as handle:
             acts = handle.get_slice("activations")
             concepts = handle.get_slice("concepts") if self.has_concepts else None
-            for start in range(0, self.n_tokens, batch_size):
+            for start in range(first, self.n_tokens, batch_size):
                 stop = min(start + batch_size, self.n_tokens)
                 labels = None if concepts is None else concepts[start:stop]
                 yield start, acts[start:stop].to(torch.float32), labels
 
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         """Yield float32 activation chunks (and bool concept chunks) of ``batch_size`` rows."""
-        for _, chunk, labels in self._chunks(batch_size):
+        return self.iter_batches_from(0, batch_size)
+
+    def iter_batches_from(self, first: int, batch_size: int) -> Iterator[ActivationBatch]:
+        """:meth:`iter_batches` from row ``first`` on: rows before it are never read."""
+        for _, chunk, labels in self._chunks(batch_size, first):
             yield ActivationBatch(chunk, None if labels is None else labels.to(torch.bool))
 
     def check_finite(self, batch_size: int = 8192) -> None:

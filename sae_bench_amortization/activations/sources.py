@@ -65,6 +65,10 @@ class SkippedSource:
 
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         def after_skip() -> Iterator[ActivationBatch]:
+            seek = getattr(self.source, "iter_batches_from", None)
+            if seek is not None:  # a file: start at the first kept row, read nothing before it
+                yield from seek(self.skip, batch_size)
+                return
             seen = 0
             for batch in self.source.iter_batches(batch_size):
                 n = batch.acts.shape[0]
