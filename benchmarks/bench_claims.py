@@ -45,6 +45,7 @@ from sae_bench_amortization.loca.training import LocATrainingConfig, train_loca_
 from sae_bench_amortization.modes import InferenceSettings, parse_modes
 from sae_bench_amortization.reports.claims import (
     AMORTIZATION_ORDER,
+    CELL,
     CELL_COLUMNS,
     CLAIMS,
     COUNTS,
@@ -127,17 +128,23 @@ def world_files(seed: int, grid: Grid, folder: Path) -> tuple[Path, Path]:
     return train, held_out
 
 
+def cell_metrics(row: dict, truth: dict) -> dict:
+    """The metrics of :data:`CELL_COLUMNS` from one amortization_gap row and its mode's ground truth."""
+    return {key: row.get(key) for key in MODE_METRICS} | {
+        "f1": truth.get("f1"),
+        "recall": truth.get("recall"),
+    }
+
+
 def mode_rows(result_file: Path) -> dict[str, dict]:
-    """mode → the metrics of :data:`CELL_COLUMNS` from an amortization_gap result file."""
+    """mode → :func:`cell_metrics` from an amortization_gap result file (ground truth: parallel lists)."""
     result = json.loads(result_file.read_text())
     truth = result["eval_result_metrics"].get("ground_truth") or {}
     rows = {}
     for detail in result["eval_result_details"]:
-        row = {key: detail.get(key) for key in MODE_METRICS}
-        if truth:
-            index = truth["modes"].index(detail["mode"])
-            row |= {"f1": truth["f1"][index], "recall": truth["recall"][index]}
-        rows[detail["mode"]] = row
+        index = truth["modes"].index(detail["mode"]) if truth else None
+        mode_truth = {key: truth[key][index] for key in ("f1", "recall")} if truth else {}
+        rows[detail["mode"]] = cell_metrics(detail, mode_truth)
     return rows
 
 
@@ -194,9 +201,7 @@ def loca_rows(
                 sae.eval(), eval_source, parse_modes(["amortized"]), 0.0, InferenceSettings(),
                 AmortizationGapEvalConfig(modes=["amortized"]),
             )  # fmt: skip
-            truth = row.get("ground_truth") or {}
-            rows[row_name] = {key: row[key] for key in MODE_METRICS}
-            rows[row_name] |= {"f1": truth.get("f1"), "recall": truth.get("recall")}
+            rows[row_name] = cell_metrics(row, row.get("ground_truth") or {})
     return rows
 
 
@@ -286,7 +291,7 @@ def main() -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    n_cells = cells.groupby(["architecture", "d_sae", "sparsity", "seed"]).ngroups
+    n_cells = cells.groupby(list(CELL)).ngroups
     print(mode_means_markdown(mode_means(cells)))
     print(verdict_markdown(table))
     took = time.perf_counter() - start
