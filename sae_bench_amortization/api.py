@@ -128,6 +128,7 @@ def run(
         specs, factory = choose(specs, settings, device)
     else:
         factory = source
+    check_outputs_apart(entries, output, specs, settings, options)
     request = EvalRequest(
         saes=specs,
         output_dir=output,
@@ -149,6 +150,23 @@ def run(
         rows, bad_input = run_ray(entries, request, ray or RayOptions())
         return RunResult(rows, bad_input)
     return RunResult(run_sequential(entries, request))
+
+
+def check_outputs_apart(
+    entries: list[EvalEntry],
+    output: Path,
+    specs: list[SAESpec],
+    source: SourceSettings,
+    options: dict[str, Any],
+) -> None:
+    """The folders the run writes (``output / <eval>``) hold none of its inputs (SAE paths, the activation
+    source's files, ``--loca-path`` SAEs) and lie inside none of them: one line otherwise."""
+    from sae_bench_amortization.targets import check_apart, named
+
+    reads = [("--sae-path", spec.path) for spec in specs if spec.path] + source.read_paths()
+    reads += [("--loca-path", path) for path in options.get("loca_paths") or []]
+    writes = named(("--output-dir", str(output / entry.name)) for entry in entries)
+    check_apart(writes, named(reads))
 
 
 def check_eval_options(values: dict[str, Any], entries: list[EvalEntry]) -> None:

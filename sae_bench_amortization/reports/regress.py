@@ -315,6 +315,11 @@ def write_baseline(
         raise InputError(f"--write-baseline folder not found: {target.parent}")
     if target.is_dir():
         raise InputError(f"--write-baseline is a folder, expected a file path: {target}")
+    from sae_bench_amortization.reports.compare import iter_result_files
+    from sae_bench_amortization.targets import check_apart, named
+
+    read = named(("--results", str(path)) for path in iter_result_files(Path(results)))
+    check_apart({"--write-baseline": target}, read)
     refuse_existing(target, "--write-baseline", overwrite)
     write_text_atomic(
         target, json.dumps(baseline_from_results(frame), indent=1, sort_keys=True) + "\n"

@@ -35,6 +35,7 @@ class SAESpec:
     sae_id: str
     load: Callable[[str, str], SAE]  # (device, dtype) -> SAE
     source: str  # "release", "path" or "object"
+    path: str | None = None  # the folder or ae.pt file read, for SAEs from a path
 
     @property
     def sae_name(self) -> str:
@@ -235,7 +236,9 @@ def spec_from_path(path: str | Path, name: str | None = None) -> SAESpec:
         raise InputError(
             f"--sae-path must be an SAE-Lens folder or a dictionary_learning .pt file: {path}"
         )
-    return SAESpec(LOCAL_RELEASE, stem, lambda device, dtype: loader(path, device, dtype), "path")
+    return SAESpec(
+        LOCAL_RELEASE, stem, lambda device, dtype: loader(path, device, dtype), "path", str(path)
+    )
 
 
 def spec_from_object(sae: SAE, name: str, release: str = LOCAL_RELEASE) -> SAESpec:

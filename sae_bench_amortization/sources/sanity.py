@@ -36,13 +36,21 @@ def check_sae(sae: Any, name: str) -> None:
             raise InputError(f"SAE {name}: {parameter} holds {n_nan} NaN and {n_inf} Inf values")
     d_sae = int(sae.cfg.d_sae)
     k = getattr(sae.cfg, "k", None)
+    if k is not None and not _is_integer(k):
+        raise InputError(f"SAE {name}: k must be an integer, got {k!r}")
     if k is not None and not 0 < float(k) <= d_sae:
         raise InputError(f"SAE {name}: k must satisfy 0 < k <= d_sae ({d_sae}), got {k}")
     group_k = getattr(sae.cfg, "group_k", None)
+    if group_k is not None and not all(_is_integer(budget) for budget in group_k):
+        raise InputError(f"SAE {name}: every group_k must be an integer, got {list(group_k)}")
     if group_k is not None and any(int(budget) <= 0 for budget in group_k):
         raise InputError(f"SAE {name}: every group_k must be positive, got {list(group_k)}")
     if not bool(sae.W_dec.detach().any()):
         raise InputError(f"SAE {name}: its decoder W_dec is all zeros")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_folder_shapes(cfg: dict[str, Any], weights_path: Path) -> None:
@@ -56,6 +64,10 @@ def check_folder_shapes(cfg: dict[str, Any], weights_path: Path) -> None:
             raise InputError(
                 f"{weights_path.parent / 'cfg.json'}: {key} must be a positive integer, got {value!r}"
             )
+    if cfg.get("k") is not None and not _is_integer(cfg["k"]):
+        raise InputError(
+            f"{weights_path.parent / 'cfg.json'}: k must be an integer, got {cfg['k']!r}"
+        )
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
             shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
@@ -92,6 +104,7 @@ _SIZE_MISMATCH = re.compile(
     r"the shape in current model is torch\.Size\(\[([^\]]*)\]\)"
 )
 _MISSING = re.compile(r"Missing key\(s\) in state_dict: ([^.]+)\.")
+_UNEXPECTED = re.compile(r"Unexpected key\(s\) in state_dict: ([^.]+)\.")
 
 
 def state_dict_problem(exc: BaseException) -> str:
@@ -107,4 +120,7 @@ def state_dict_problem(exc: BaseException) -> str:
     missing = _MISSING.search(text)
     if missing:
         return f"the weights lack {missing.group(1).strip()}"
+    unexpected = _UNEXPECTED.search(text)
+    if unexpected:
+        return f"the weights hold tensors this architecture does not have: {unexpected.group(1).strip()}"
     return first_line(exc)

@@ -13,6 +13,7 @@ from sae_bench_amortization.activations.text import DEFAULT_DATASET, FORTUNES, T
 from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.sources import saes as loading
+from sae_bench_amortization.targets import check_apart, check_creatable
 
 DEFAULT_MODEL_TOKENS = 100_000
 
@@ -71,6 +72,19 @@ class SourceSettings:
             ("--hf-model", self.hf_model),
         )
         return [flag for flag, value in given if value]
+
+    def read_paths(self) -> list[tuple[str, str]]:
+        """(flag, path) of every local file or folder this source reads: the activation file and its truth
+        sidecar, the text file, a local transformers model folder, a local dataset folder."""
+        from sae_bench_amortization.synthetic.generator import truth_path
+
+        paths = [("--activations", self.activations), ("--text-file", self.text.text_file)]
+        if self.activations:
+            paths.append(("--activations' truth sidecar", str(truth_path(self.activations))))
+        for flag, value in (("--hf-model", self.hf_model), ("--dataset", self.text.dataset)):
+            if value and Path(value).exists():
+                paths.append((flag, value))
+        return [(flag, path) for flag, path in paths if path]
 
     @property
     def model_tokens(self) -> int:
@@ -182,6 +196,8 @@ def export_activations(
         raise InputError("give exactly one of --model or --hf-model")
     if out.is_dir():
         raise InputError(f"--out is a folder, expected a file path: {out}")
+    check_apart({"--out": out}, dict(source.read_paths()))
+    check_creatable(out, "--out")
     refuse_existing(out, "--out", overwrite)
     text, n_tokens = source.text, source.model_tokens
     if source.hf_model:

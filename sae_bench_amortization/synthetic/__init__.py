@@ -37,16 +37,32 @@ def write_benchmark(
 
     from sae_bench_amortization.atomic import refuse_existing
     from sae_bench_amortization.errors import InputError
+    from sae_bench_amortization.synthetic.reference_saes import REFERENCE_NAMES
+    from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
     if not out and not reference_saes:
         raise InputError("give --out FILE, --reference-saes DIR, or both")
     if start_token < 0:
         raise InputError(f"--start-token must be >= 0, got {start_token}")
+    writes = {
+        "--out": out,
+        "--out's truth sidecar": out and truth_path(out),
+        "--reference-saes": reference_saes,
+    }
+    check_apart(writes, {"--synthetic-model": synthetic_model})
+    if out and reference_saes:
+        check_apart({"--out": out}, {"--reference-saes": reference_saes})
+        check_apart({"--reference-saes": reference_saes}, {"--out": out})
     if out:  # everything checked before anything is written
+        if Path(out).is_dir():
+            raise InputError(f"--out is a folder, expected a file path: {out}")
+        check_creatable(out, "--out")
         refuse_existing(Path(out), "--out", overwrite)
         refuse_existing(truth_path(out), "--out's truth sidecar", overwrite)
     if reference_saes:
-        refuse_existing(Path(reference_saes), "--reference-saes", overwrite)
+        check_creatable(reference_saes, "--reference-saes")
+        check_replaceable(reference_saes, "--reference-saes", overwrite, own=REFERENCE_NAMES.__contains__,
+                          what="synth")  # fmt: skip
     if synthetic_model:
         replaced = ("d_in", "n_features", "p_max", "n_hierarchies")
         defaults = {f.name: f.default for f in fields(SyntheticConfig)}

@@ -67,6 +67,15 @@ def _extra_latents(truth: GroundTruth, n: int, bias: float, seed: int):
     )
 
 
+REFERENCE_NAMES = (
+    "oracle",
+    "dead",
+    "dense",
+    "split",
+    "absorbed",
+)  # the folders write_reference_saes fills
+
+
 def reference_saes(truth: GroundTruth) -> dict[str, tuple[StandardSAE, dict]]:
     """name → (SAE, expected metrics and planted structure)."""
     F = truth.n_features

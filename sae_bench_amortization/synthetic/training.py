@@ -237,14 +237,47 @@ def train_sae_file(
     saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata) with
     ``training_log.csv`` beside it; returns a :class:`TrainingReport`."""
     from sae_bench_amortization.activations.file import ActivationFile
+    from sae_bench_amortization.sources.sanity import check_sae
+    from sae_bench_amortization.synthetic.generator import truth_path
+    from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
+    reads = {"--activations": activations, "--activations' truth sidecar": truth_path(activations)}
+    check_apart({"--out": out}, reads)
     source = ActivationFile(activations)
     source.check_finite()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out exists and is not a folder: {out}")
-    from sae_bench_amortization.atomic import refuse_existing
+    check_training_options(architecture, d_sae, n_tokens, **options)
+    check_creatable(out, "--out")
+    check_replaceable(out, "--out", overwrite, own=_own_output, is_ours=_trained_here, what="train")
+    meta = source.metadata
+    metadata = {
+        "model_name": meta.get("model_name") or meta.get("hf_model") or "unknown",
+        "hook_name": meta.get("hook_name") or meta.get("hf_module") or "unknown",
+    }
+    log: list[dict] = []
+    sae = train_sae(source, architecture, d_sae, n_tokens, metadata=metadata, log=log, **options)
+    try:
+        check_sae(sae, str(out))
+    except InputError as exc:
+        raise InputError(f"training diverged, nothing written ({exc}): lower --lr") from None
+    save_sae_folder(sae, out, log_csv(log))
+    quality = reconstruction_quality(out, source, options.get("device", "cpu"))
+    return TrainingReport(sae, log, log[-1]["loss"], *quality)
 
-    refuse_existing(out, "--out", overwrite)
+
+TRAIN_OUTPUT = ("cfg.json", "sae_weights.safetensors", "training_log.csv")
+
+
+def _own_output(name: str) -> bool:
+    """A name ``saebench train`` writes into ``--out`` (or one of its temporaries)."""
+    return name in TRAIN_OUTPUT or name.startswith(".")
+
+
+def _trained_here(folder: Path) -> bool:
+    return (folder / "training_log.csv").is_file()
+
+
+def check_training_options(architecture: str, d_sae: int, n_tokens: int, **options: Any) -> None:
+    """One line for the first option ``train`` cannot use (before any work)."""
     if architecture == "topk" and options.get("k") is None:
         raise InputError("--architecture topk needs --k")
     if d_sae <= 0 or n_tokens <= 0:
@@ -253,16 +286,30 @@ def train_sae_file(
         raise InputError(f"--k must satisfy 0 < k <= --d-sae ({d_sae}), got {options['k']}")
     if not options.get("l1_coefficient", 0) >= 0:
         raise InputError(f"--l1-coefficient must be >= 0, got {options['l1_coefficient']}")
-    meta = source.metadata
-    metadata = {
-        "model_name": meta.get("model_name") or meta.get("hf_model") or "unknown",
-        "hook_name": meta.get("hook_name") or meta.get("hf_module") or "unknown",
-    }
-    log: list[dict] = []
-    sae = train_sae(source, architecture, d_sae, n_tokens, metadata=metadata, log=log, **options)
-    sae.save_inference_model(out)
+    lr = options.get("lr", 1e-3)
+    if not (0 < lr < float("inf")):
+        raise InputError(f"--lr must be a positive number, got {lr}")
+    if options.get("batch_size", 1) <= 0:
+        raise InputError(f"--batch-size must be positive, got {options['batch_size']}")
+
+
+def save_sae_folder(sae, out: Path, log_text: str) -> None:
+    """The SAE-Lens folder and its training log, written into a staging folder inside ``out`` and moved
+    into place file by file (a reader never sees half a model); a write failure is one line."""
+    import os
+    import shutil
+
     from sae_bench_amortization.runner.results import write_text_atomic
 
-    write_text_atomic(out / "training_log.csv", log_csv(log))
-    quality = reconstruction_quality(out, source, options.get("device", "cpu"))
-    return TrainingReport(sae, log, log[-1]["loss"], *quality)
+    staging = out / f".train.{os.getpid()}.partial"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        sae.save_inference_model(staging)
+        for item in staging.iterdir():
+            item.replace(out / item.name)
+        staging.rmdir()
+        write_text_atomic(out / "training_log.csv", log_text)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
