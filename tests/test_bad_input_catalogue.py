@@ -604,22 +604,199 @@ def _save(path: Path, tensors: dict, metadata: dict | None = None) -> Path:
     return path
 
 
+def _folder(ws: Workspace, name: str, **files: str) -> Path:
+    """A folder under the workspace holding ``files`` (name → text)."""
+    folder = ws.root / name
+    folder.mkdir(exist_ok=True)
+    for file_name, text in files.items():
+        (folder / file_name).write_text(text)
+    return folder
+
+
+def _acts_in(ws: Workspace, folder: str) -> Path:
+    """A copy of the planted activations at ``<root>/<folder>/dead_dense/acts.safetensors``."""
+    target = ws.root / folder / "dead_dense" / "acts.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(ws.acts.read_bytes())
+    return target
+
+
+def _copy_sae(ws: Workspace, name: str) -> Path:
+    return _broken_sae(ws, name, _good_cfg(ws), _good_weights(ws))
+
+
+def _extra_tensor(ws: Workspace) -> bytes:
+    from safetensors.torch import load_file, save
+
+    weights = load_file(str(ws.sae / "sae_weights.safetensors"))
+    return save({**weights, "stray_tensor": torch.zeros(3)})
+
+
+def _synth(ws: Workspace, *extra: str) -> list[str]:
+    return ["synth", "--n-tokens", "100", *extra]
+
+
+def _train_loca(ws: Workspace, *extra: str, sae: Path | None = None) -> list[str]:
+    return ["train-loca", "--sae-path", str(sae or ws.sae), "--activations", str(ws.acts), "--groups", "2",
+            "--group-k", "2,1", "--n-tokens", "200", "--grouping-tokens", "200", *extra]  # fmt: skip
+
+
+# Nothing a command reads is ever replaced, --overwrite replaces only a command's own output, and every
+# user-reachable error is caught before the work.
+CASES.update(
+    {
+        "run: --output-dir inside the SAE folder": (
+            lambda ws: ws.run("--output-dir", str(ws.sae)),
+            ["--output-dir", "lies inside --sae-path", "which this command reads"],
+        ),
+        "run: an eval folder of --output-dir holds the activation file": (
+            lambda ws: ws.run("--output-dir", str(ws.root / "held"), acts=_acts_in(ws, "held")),
+            ["dead_dense contains --activations", "which this command reads"],
+        ),
+        "run: --output-dir inside the --loca-path SAE": (
+            lambda ws: ws.run(
+                "--loca-path",
+                str(_copy_sae(ws, "loca_like")),
+                "--output-dir",
+                str(ws.root / "loca_like"),
+                eval_name="amortization_gap",
+            ),  # fmt: skip
+            ["lies inside --loca-path"],
+        ),
+        "train: --out is a pretrained SAE, --overwrite": (
+            lambda ws: ws.train(
+                "--d-sae", "32", "--k", "2", "--overwrite", "--out", str(_copy_sae(ws, "theirs"))
+            ),
+            ["is not an output of train", "--overwrite replaces only train's own output"],
+        ),  # fmt: skip
+        "train: --out holds the activation file, --overwrite": (
+            lambda ws: ws.train("--d-sae", "32", "--k", "2", "--overwrite", "--out", str(ws.root)),
+            ["contains --activations"],
+        ),
+        "train: --out below the activation file": (
+            lambda ws: ws.train("--d-sae", "32", "--k", "2", "--out", str(ws.acts / "sae")),
+            ["lies inside --activations"],
+        ),
+        "train: --out below another file": (
+            lambda ws: ws.train(
+                "--d-sae",
+                "32",
+                "--k",
+                "2",
+                "--out",
+                str(_write_bytes(ws.root / "f.txt", b"x") / "sae"),
+            ),
+            ["cannot create --out", "is not a folder"],
+        ),  # fmt: skip
+        "train: --lr -1": (
+            lambda ws: ws.train("--d-sae", "32", "--k", "2", "--lr", "-1"),
+            ["--lr must be a positive number, got -1.0"],
+        ),
+        "train: --lr nan": (
+            lambda ws: ws.train("--d-sae", "32", "--k", "2", "--lr", "nan"),
+            ["--lr must be a positive number, got nan"],
+        ),
+        "train: a folder of other files, --overwrite": (
+            lambda ws: ws.train(
+                "--d-sae",
+                "32",
+                "--k",
+                "2",
+                "--overwrite",
+                "--out",
+                str(_folder(ws, "notes", **{"notes.txt": "mine"})),
+            ),  # fmt: skip
+            ["holds files train did not write (notes.txt)"],
+        ),
+        "train: an existing --out without --overwrite": (
+            lambda ws: ws.train(
+                "--d-sae", "32", "--k", "2", "--out", str(_folder(ws, "full", a="1"))
+            ),
+            ["exists: pass --overwrite to replace it"],
+        ),
+        "synth: --reference-saes is a user's SAE folder, --overwrite": (
+            lambda ws: _synth(
+                ws, "--reference-saes", str(_copy_sae(ws, "their_refs")), "--overwrite"
+            ),
+            ["holds files synth did not write (cfg.json, sae_weights.safetensors)"],
+        ),
+        "synth: --out is the --synthetic-model file": (
+            lambda ws: _synth(
+                ws,
+                "--out",
+                str(ws.root / "model.json"),
+                "--synthetic-model",
+                str(_write_bytes(ws.root / "model.json", b"{}")),
+                "--overwrite",
+            ),  # fmt: skip
+            ["--out", "is --synthetic-model"],
+        ),
+        "synth: --out below a file": (
+            lambda ws: _synth(ws, "--out", str(ws.acts / "w.safetensors")),
+            ["cannot create --out", "is not a folder"],
+        ),
+        "activations: --out is the --text-file": (
+            lambda ws: [
+                "activations",
+                "--hf-model",
+                "all-MiniLM-L6-v2",
+                "--hf-module",
+                "encoder.layer.0",
+                "--text-file",
+                str(_write_bytes(ws.root / "text.txt", b"Some words.")),
+                "--out",
+                str(ws.root / "text.txt"),
+                "--overwrite",
+            ],  # fmt: skip
+            ["--out", "is --text-file"],
+        ),
+        "regress: --write-baseline over a result it reads": (
+            lambda ws: [
+                "regress",
+                "--results",
+                str(ws.out),
+                "--overwrite",
+                "--write-baseline",
+                str(next((ws.out / "dead_dense").glob("*_eval_results.json"))),
+            ],  # fmt: skip
+            ["--write-baseline", "is --results"],
+        ),
+        "cfg.json k not an integer": (
+            lambda ws: ws.run(
+                sae=_sae_with(ws, "k_float", _cfg_with(ws, architecture="topk", k=2.5))
+            ),
+            ["cfg.json: k must be an integer, got 2.5"],
+        ),
+        "cfg.json k a string": (
+            lambda ws: ws.run(
+                sae=_sae_with(ws, "k_str", _cfg_with(ws, architecture="topk", k="3"))
+            ),
+            ["cfg.json: k must be an integer, got '3'"],
+        ),
+        "SAE weights with a tensor the architecture lacks": (
+            lambda ws: ws.run(sae=_broken_sae(ws, "stray", _good_cfg(ws), _extra_tensor(ws))),
+            ["the weights hold tensors this architecture does not have", "stray_tensor"],
+        ),
+    }
+)
+
+
 def test_the_catalogue_has_at_least_30_cases():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 86
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input(case, workspace, cli):
     make_args, fragments = CASES[case]
     args = make_args(workspace)
-    before = _snapshot(workspace.out)
+    before = _snapshot(workspace.root)  # every input and output path of every case
     result = cli(*args)
     assert result.code == 2, (result.code, result.err)
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.err, result.err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
-    assert _snapshot(workspace.out) == before
+    assert _snapshot(workspace.root) == before
     assert not Path("/tmp/sae_bench_amortization_pwned").exists()
 
 
