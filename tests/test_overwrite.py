@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from sae_bench_amortization.atomic import clean_stale_temporaries, write_file_atomic
+from sae_bench_amortization.synthetic.training import TRAIN_OUTPUT
 
 
 def test_synth_train_regress_and_compare_refuse_existing_targets(tmp_path, cli):
@@ -28,6 +29,9 @@ def test_synth_train_regress_and_compare_refuse_existing_targets(tmp_path, cli):
     refused = cli(*train)
     assert refused.code == 2 and "--out" in refused.err and "--overwrite" in refused.err
     assert (tmp_path / "sae" / "sae_weights.safetensors").read_bytes() == weights
+    assert cli(*train, "--overwrite", "--seed", "1").code == 0  # its own earlier output: replaced
+    assert (tmp_path / "sae" / "sae_weights.safetensors").read_bytes() != weights
+    assert sorted(p.name for p in (tmp_path / "sae").iterdir()) == sorted(TRAIN_OUTPUT)
 
     out = tmp_path / "out"
     assert cli("run", "--eval", "dead_dense", "--sae-path", tmp_path / "sae", "--activations", acts,
@@ -40,6 +44,21 @@ def test_synth_train_regress_and_compare_refuse_existing_targets(tmp_path, cli):
     assert cli("compare", out).code == 0
     assert cli("compare", out).code == 2
     assert cli("compare", out, "--overwrite").code == 0
+
+
+def test_synth_replaces_its_own_reference_saes_only(tmp_path, cli):
+    from sae_bench_amortization.synthetic import SyntheticConfig, ground_truth
+    from sae_bench_amortization.synthetic.reference_saes import REFERENCE_NAMES, reference_saes
+
+    assert sorted(reference_saes(ground_truth(SyntheticConfig()))) == sorted(REFERENCE_NAMES)
+    refs = tmp_path / "refs"
+    assert cli("synth", "--reference-saes", refs).code == 0
+    assert sorted(p.name for p in refs.iterdir()) == sorted(REFERENCE_NAMES)
+    assert cli("synth", "--reference-saes", refs, "--overwrite").code == 0
+    (refs / "notes.txt").write_text("mine")
+    refused = cli("synth", "--reference-saes", refs, "--overwrite")
+    assert refused.code == 2 and "holds files synth did not write (notes.txt)" in refused.err
+    assert (refs / "notes.txt").read_text() == "mine"
 
 
 def test_train_loca_resumes_but_does_not_replace_a_foreign_folder(tmp_path, cli):
