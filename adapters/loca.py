@@ -39,6 +39,9 @@ class LocASAEConfig(SAEConfig):
     latent_groups: list[int] = field(default_factory=list)  # empty: contiguous equal groups
     group_k: list[int] = field(default_factory=lambda: list(PAPER_GROUP_K))
     grouping: dict[str, Any] = field(default_factory=dict)  # how the groups were made (report)
+    # the SAE it was built from: weights_sha256 (digest.tensors_digest of its float32 state dict), d_sae,
+    # d_in, architecture, and where it came from (path, or release + sae_id) when known; None: unknown
+    base_sae: dict[str, Any] | None = None
 
     @classmethod
     def architecture(cls) -> str:
@@ -209,6 +212,7 @@ class LocASAE(SAE[LocASAEConfig]):
         n_tokens: int | None = None,
         group_order: str = "avar_desc",
         budget_scaling: str = "none",
+        base_sae: dict[str, Any] | None = None,
     ) -> LocASAE:
         """A LocA-SAE from a pretrained SAE (standard, topk, jumprelu/BatchTopK, gated).
 
@@ -220,7 +224,8 @@ class LocASAE(SAE[LocASAEConfig]):
         b_dec are kept. ``budget_scaling`` "none" (the paper's: budgets as given, e.g. Σ 26 beside a
         global k of 20) or "match_k" (scaled to the global SAE's k — ``cfg.k`` for TopK, else its mean
         L0 on the activations, rounded — keeping their proportions, :func:`scale_budgets`).
-        ``cfg.grouping`` records what was done.
+        ``cfg.grouping`` records what was done; ``cfg.base_sae`` the SAE it starts from (``base_sae``, else
+        :func:`base_sae_identity` of ``sae`` when its weights are float32, else None).
         """
         from sae_bench_amortization.loca.angular import angular_variance_and_l0
         from sae_bench_amortization.loca.grouping import global_encoder
@@ -260,6 +265,7 @@ class LocASAE(SAE[LocASAEConfig]):
                 "n_never_fired": int(never.sum()),
                 "group_mean_angular_variance": group_avar,
             },
+            base_sae=dict(base_sae) if base_sae is not None else base_sae_identity(sae),
         )
         loca = cls(cfg)
         with torch.no_grad():
@@ -268,3 +274,22 @@ class LocASAE(SAE[LocASAEConfig]):
             loca.W_dec.copy_(W_dec)
             loca.b_dec.copy_(sae.b_dec)
         return loca
+
+
+def base_sae_identity(sae: SAE, **origin: Any) -> dict[str, Any] | None:
+    """What names a LocA-SAE's base SAE: ``weights_sha256`` (:func:`~sae_bench_amortization.digest.tensors_digest`
+    of its state dict: the same bytes on any device), d_sae, d_in, architecture, plus ``origin`` (``path``,
+    or ``release`` and ``sae_id``). None when its weights are not float32: the digest names the SAE as
+    loaded in float32 (``spec.load(device, "float32")``), which another dtype's weights are not."""
+    from sae_bench_amortization.digest import tensors_digest
+
+    state = sae.state_dict()
+    if any(t.is_floating_point() and t.dtype != torch.float32 for t in state.values()):
+        return None
+    return {
+        "weights_sha256": tensors_digest(state),
+        "d_sae": int(sae.cfg.d_sae),
+        "d_in": int(sae.cfg.d_in),
+        "architecture": sae.cfg.architecture(),
+        **{key: str(value) for key, value in origin.items() if value is not None},
+    }

@@ -94,24 +94,26 @@ def scale_budgets(group_k: Sequence[int], total_k: int) -> list[int]:
     return scaled
 
 
+BASE_ARCHITECTURES = ("standard", "topk", "jumprelu", "gated", "batchtopk", "matryoshka_batchtopk")
+
+
+def check_base_architecture(sae) -> str:
+    """``sae``'s architecture, or a one-line :class:`InputError` when a LocA-SAE cannot start from it."""
+    architecture = sae.cfg.architecture()
+    if architecture not in BASE_ARCHITECTURES:
+        raise InputError(
+            f"LocA-SAE starts from a standard, topk, jumprelu/batchtopk or gated SAE, got '{architecture}'"
+        )
+    return architecture
+
+
 @torch.no_grad()
 def global_encoder(sae) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in]) a LocA-SAE starts from: the global SAE's
     encoder (a gated SAE's gate path; a JumpReLU's threshold is dropped, group TopK replaces it) with the
     decoder's row norms folded into it, so decoder rows are unit norm and pre-activations rank latents by
     their contribution to the reconstruction. A TopK SAE that rescales by decoder norm keeps exactly its codes."""
-    architecture = sae.cfg.architecture()
-    if architecture not in (
-        "standard",
-        "topk",
-        "jumprelu",
-        "gated",
-        "batchtopk",
-        "matryoshka_batchtopk",
-    ):
-        raise InputError(
-            f"LocA-SAE starts from a standard, topk, jumprelu/batchtopk or gated SAE, got '{architecture}'"
-        )
+    architecture = check_base_architecture(sae)
     W_enc = sae.W_enc.detach().clone()
     b_enc = (sae.b_gate if architecture == "gated" else sae.b_enc).detach().clone()
     norms = sae.W_dec.norm(dim=1).clamp(min=1e-12)

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +101,14 @@ RESUME_SETTINGS = ("batch_size", "seed", "lr", "aux_loss_coefficient", "dead_aft
 
 
 def _save_checkpoint(
-    out: Path, loca, optimizer, tokens: int, since_fired: torch.Tensor, steps: int, config
+    out: Path,
+    loca,
+    optimizer,
+    tokens: int,
+    since_fired: torch.Tensor,
+    steps: int,
+    config,
+    run: dict | None = None,
 ) -> None:
     final = out / "checkpoints" / f"tokens_{tokens}"
     partial = final.with_name(final.name + ".partial")
@@ -116,11 +125,22 @@ def _save_checkpoint(
         "param_groups": json.dumps(state["param_groups"]),
         "settings": json.dumps({key: getattr(config, key) for key in RESUME_SETTINGS}),
     }
+    if run is not None:
+        meta["run"] = json.dumps(run)
     save_file(tensors, str(partial / STATE_FILE), metadata=meta)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     for old in checkpoints(out)[: -config.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a checkpoint's trainer state (tokens, steps, settings, and ``run``: what the run
+    was trained from, when the writer recorded it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path / STATE_FILE), framework="pt") as handle:
+        return handle.metadata() or {}
 
 
 def _load_checkpoint(path: Path, optimizer, device, config) -> tuple[int, torch.Tensor, int]:
@@ -163,15 +183,26 @@ def _rewrite_log(path: Path, up_to_tokens: int) -> None:
         writer.writerows(rows)
 
 
-def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device: str = "cpu"):
+def train_loca(
+    loca,
+    source,
+    out: str | Path,
+    config: LocATrainingConfig,
+    device: str = "cpu",
+    run: dict | None = None,
+):
     """Fine-tune ``loca`` on ``source`` (an activation source) into ``out``; resumes from ``out``'s last
-    checkpoint when there is one. Returns the fine-tuned LocA-SAE (also saved in ``out``)."""
+    checkpoint when there is one. ``run`` (JSON-able; :func:`run_record`): what the run is trained from,
+    kept in every checkpoint; given, a resume from a checkpoint that records another (or none) is refused.
+    Returns the fine-tuned LocA-SAE (also saved in ``out``)."""
     from sae_lens import SAE
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "training_log.csv"
     found = checkpoints(out)
+    if found and run is not None:
+        check_same_run(out, run, config)
     if found:
         last = found[-1]
         loca = SAE.load_from_disk(str(last), device=device)
@@ -246,9 +277,9 @@ def train_loca(loca, source, out: str | Path, config: LocATrainingConfig, device
                 bar.set_postfix(mse=f"{mse.item():.3g}")
             if tokens >= next_checkpoint and tokens < config.n_tokens:
                 log_handle.flush()
-                _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config)
+                _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config, run)
                 next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
-    _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config)
+    _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config, run)
     _save_final(loca, out)
     return loca
 
@@ -278,6 +309,186 @@ def group_budgets(text: str, n_groups: int) -> list[int]:
     return budgets
 
 
+# ------------------------------------------------------------------------------ what a run is trained from
+
+OWN_FILES = (
+    "cfg.json",
+    "sae_weights.safetensors",
+    "training_log.csv",
+    "checkpoints",
+    ".final.partial",
+)
+
+# record key → (flag, how its value is shown), in the order differences are named
+RUN_SETTINGS = {
+    "groups": ("--groups", str),
+    "group_k": ("--group-k", lambda v: ",".join(map(str, v))),
+    "group_order": ("--group-order", str),
+    "budget_scaling": ("--budget-scaling", str),
+    "grouping_tokens": ("--grouping-tokens", str),
+    "skip_tokens": ("--skip-tokens", str),
+    **{key: (f"--{key.replace('_', '-')}", str) for key in RESUME_SETTINGS},
+}
+BASE_KEYS = (
+    "weights_sha256",
+    "d_sae",
+    "d_in",
+    "architecture",
+)  # what names a base SAE (not where it lies)
+
+
+def is_own_entry(name: str) -> bool:
+    """A name train-loca writes in ``--out``: the model, the log, the checkpoints, its staging folder."""
+    return name in OWN_FILES or (name.startswith(".") and name.endswith(".partial"))
+
+
+def is_training_folder(folder: Path) -> bool:
+    """A folder train-loca wrote: it holds a training log or checkpoints."""
+    return (folder / "training_log.csv").is_file() or (folder / "checkpoints").is_dir()
+
+
+def activation_identity(source) -> dict:
+    """What the tokens of ``source`` are, whatever the span read: :func:`source_identity` without the token
+    count (a run may be extended with a larger --n-tokens) and the skip (recorded beside it)."""
+    from sae_bench_amortization.activations.sources import source_identity
+
+    identity = source_identity(source)
+    return {k: v for k, v in identity.items() if k not in ("n_tokens", "skip_tokens")}
+
+
+def run_record(
+    base_sae: dict,
+    source,
+    skip_tokens: int,
+    n_groups: int,
+    budgets: list[int],
+    group_order: str,
+    budget_scaling: str,
+    grouping_tokens: int,
+    config: LocATrainingConfig,
+) -> dict:
+    """Everything a LocA fine-tuning's result depends on except its length (JSON-able, as stored)."""
+    record = {
+        "base_sae": base_sae,
+        "activations": activation_identity(source),
+        "activations_describe": source.describe(),  # for messages only
+        "groups": n_groups,
+        "group_k": list(budgets),
+        "group_order": group_order,
+        "budget_scaling": budget_scaling,
+        "grouping_tokens": grouping_tokens,
+        "skip_tokens": skip_tokens,
+        **{key: getattr(config, key) for key in RESUME_SETTINGS},
+    }
+    return json.loads(json.dumps(record))
+
+
+def _base_name(base: dict) -> str:
+    where = base.get("path") or "/".join(
+        str(base[key]) for key in ("release", "sae_id") if key in base
+    )
+    sha = str(base.get("weights_sha256", ""))[:12]
+    return f"{where or 'an SAE'} ({base.get('architecture')}, d_sae {base.get('d_sae')}, weights {sha})"
+
+
+def run_differences(saved: dict, now: dict) -> list[str]:
+    """What differs between two :func:`run_record` s, each as "<was> (now <is>)"."""
+    differences = []
+    old_base, new_base = saved.get("base_sae") or {}, now.get("base_sae") or {}
+    if any(old_base.get(key) != new_base.get(key) for key in BASE_KEYS):
+        differences.append(f"from base SAE {_base_name(old_base)} (now {_base_name(new_base)})")
+    if saved.get("activations") != now.get("activations"):
+        old, new = saved.get("activations_describe"), now.get("activations_describe")
+        if old == new:  # same name, other contents
+            changed = sorted(
+                key
+                for key in set(saved["activations"] or {}) | set(now["activations"])
+                if (saved["activations"] or {}).get(key) != now["activations"].get(key)
+            )
+            old = f"{old} with other contents ({', '.join(changed)})"
+        differences.append(f"on {old} (now {new})")
+    for key, (flag, show) in RUN_SETTINGS.items():
+        if key in now and saved.get(key) != now[key]:
+            was = "unset" if saved.get(key) is None else show(saved[key])
+            differences.append(f"with {flag} {was} (now {show(now[key])})")
+    return differences
+
+
+def check_same_run(out: Path, run: dict, config: LocATrainingConfig) -> None:
+    """One line unless ``out``'s last checkpoint was trained from exactly ``run`` (a longer --n-tokens may
+    extend it; a shorter one than it holds cannot be undone)."""
+    last = checkpoints(out)[-1]
+    meta = checkpoint_metadata(last)
+    if "run" not in meta:
+        raise InputError(
+            f"--out {out} holds a checkpoint of an earlier train-loca that did not record its base SAE and "
+            "inputs, so a resume cannot be checked against this command: pass --overwrite to start "
+            "afresh, or use another --out"
+        )
+    differences = run_differences(json.loads(meta["run"]), run)
+    if differences:
+        raise InputError(
+            f"--out {out} was trained {'; '.join(differences)}: resume with the same inputs, or use "
+            "another --out"
+        )
+    trained = int(meta.get("tokens", 0))
+    if trained > config.n_tokens:
+        raise InputError(
+            f"--out {out} was already trained on {trained} tokens, more than --n-tokens {config.n_tokens}: "
+            f"pass --n-tokens {trained} or more to resume it, or use another --out"
+        )
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    """``--out`` may be filled afresh: absent or empty; with --overwrite, an earlier train-loca output."""
+    from sae_bench_amortization.targets import check_replaceable
+
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        check_replaceable(out, "--out", True, is_own_entry, is_training_folder, "train-loca")
+        raise InputError(
+            f"--out {out} exists and holds no LocA training to resume: pass --overwrite to replace it"
+        )
+    check_replaceable(out, "--out", overwrite, is_own_entry, is_training_folder, "train-loca")
+
+
+def _clear(out: Path) -> None:
+    """Empty ``out`` (an earlier train-loca output, checked), keeping the folder itself."""
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _read_paths(sae_path, source_settings) -> dict:
+    from sae_bench_amortization.targets import named
+
+    text = getattr(source_settings, "text", None)
+    hf_model = getattr(source_settings, "hf_model", None)
+    return named(
+        [
+            ("--sae-path", sae_path),
+            ("--activations", getattr(source_settings, "activations", None)),
+            ("--text-file", getattr(text, "text_file", None)),
+            ("--hf-model", hf_model if hf_model and Path(hf_model).exists() else None),
+        ]
+    )
+
+
+def _file_span(source_settings):
+    """The settings with ``n_tokens`` dropped when an activation file holds fewer tokens (after the skip):
+    the file is read whole and training passes over it several times (said in a note, not as a truncation)."""
+    from dataclasses import replace
+
+    from sae_bench_amortization.activations.file import ActivationFile
+
+    path, wanted = source_settings.activations, source_settings.n_tokens
+    if not path or wanted is None:
+        return source_settings
+    held = ActivationFile(path).n_tokens - max(source_settings.skip_tokens, 0)
+    return replace(source_settings, n_tokens=None) if wanted > held else source_settings
+
+
 def train_loca_from_sae(
     sae_path: str | None,
     sae_release: str | None,
@@ -295,48 +506,103 @@ def train_loca_from_sae(
 ):
     """``saebench train-loca``: the pretrained SAE (``sae_path``, or ``sae_release`` + ``sae_id``) grouped
     by angular variance on the source's first ``grouping_tokens`` tokens, then fine-tuned into ``out``
-    (or resumed from its last checkpoint)."""
-    from sae_bench_amortization.activations.sources import as_source
-    from sae_bench_amortization.adapters.loca import LocASAE
-    from sae_bench_amortization.sources import saes as loading
+    (or resumed from its last checkpoint, when that was trained from the same SAE, tokens and settings).
 
+    Every input is checked before anything is written: ``out`` apart from what is read, replaceable (with
+    ``overwrite`` only an earlier train-loca output, emptied only after all checks passed), the SAE
+    loadable and sane, the source readable, the budgets valid, a resume the same run."""
+    from sae_bench_amortization.activations.sources import as_source
+    from sae_bench_amortization.adapters.loca import LocASAE, base_sae_identity
+    from sae_bench_amortization.loca.grouping import (
+        BUDGET_SCALINGS,
+        GROUP_ORDERS,
+        check_base_architecture,
+    )
+    from sae_bench_amortization.sources import saes as loading
+    from sae_bench_amortization.sources.sanity import check_sae
+    from sae_bench_amortization.targets import check_apart, check_creatable
+
+    out = Path(out)
+    check_apart({"--out": out}, _read_paths(sae_path, source_settings))
+    check_creatable(out, "--out")
+    if n_groups < 1:
+        raise InputError(f"--groups must be positive, got {n_groups}")
     budgets = group_budgets(group_k, n_groups)
+    if group_order not in GROUP_ORDERS:
+        raise InputError(
+            f"--group-order must be one of {', '.join(GROUP_ORDERS)}, got {group_order!r}"
+        )
+    if budget_scaling not in BUDGET_SCALINGS:
+        raise InputError(
+            f"--budget-scaling must be one of {', '.join(BUDGET_SCALINGS)}, got {budget_scaling!r}"
+        )
+    if grouping_tokens < 1:
+        raise InputError(f"--grouping-tokens must be positive, got {grouping_tokens}")
     if bool(sae_release) != bool(sae_id):
         raise InputError("--sae-release and --sae-id come together")
     if bool(sae_path) == bool(sae_release):
         raise InputError("give the pretrained SAE: --sae-path P, or --sae-release R --sae-id I")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out exists and is not a folder: {out}")
-    if out.is_dir() and any(out.iterdir()) and not checkpoints(out) and not overwrite:
-        raise InputError(
-            f"--out {out} exists and holds no LocA training to resume: pass --overwrite to replace it"
-        )
-    factory = source_settings.factory(device)
-    if factory is None:
-        raise InputError("give an activation source: --activations F, --model NAME or --hf-model M")
+    resuming = not overwrite and bool(checkpoints(out))
+    if not resuming:
+        _check_target(out, overwrite)
     spec = (
         loading.spec_from_path(sae_path)
         if sae_path
         else loading.spec_from_release(sae_release, sae_id)
     )
-    if overwrite and out.is_dir():  # start afresh: nothing of the earlier folder is resumed
-        shutil.rmtree(out)
-    resuming = bool(checkpoints(out))
+    settings = _file_span(source_settings)
+    factory = settings.factory(device)
+    if factory is None:
+        raise InputError("give an activation source: --activations F, --model NAME or --hf-model M")
     sae = spec.load(device, "float32")
+    check_sae(sae, sae_path or f"{sae_release}/{sae_id}")
+    check_base_architecture(sae)
+    if n_groups > sae.cfg.d_sae:
+        raise InputError(f"--groups {n_groups} exceeds the SAE's d_sae {sae.cfg.d_sae}")
+    if config.aux_loss_coefficient > 0 and sae.cfg.normalize_activations in (
+        "constant_norm_rescale",
+        "layer_norm",
+    ):
+        raise InputError(
+            f"the auxiliary loss does not support normalize_activations={sae.cfg.normalize_activations!r}: "
+            "pass --aux-loss-coefficient 0"
+        )
     source = as_source(factory, sae)
+    origin = (
+        {"path": Path(sae_path).resolve()}
+        if sae_path
+        else {"release": sae_release, "sae_id": sae_id}
+    )
+    base = base_sae_identity(sae, **origin)
+    run = run_record(
+        base, source, source_settings.skip_tokens, n_groups, budgets, group_order, budget_scaling,
+        grouping_tokens, config,
+    )  # fmt: skip
+    if resuming:
+        check_same_run(out, run, config)
+    held = getattr(source, "n_tokens", None)
+    if held and config.n_tokens > held:
+        default = " (the default)" if source_settings.n_tokens is None else ""
+        print(
+            f"note: --n-tokens {config.n_tokens}{default} exceeds the {held} tokens of {source.describe()}: "
+            f"training makes {math.ceil(config.n_tokens / held)} passes over them",
+            file=sys.stderr,
+        )
+    # every check passed: from here on, work and writes
+    if overwrite and out.is_dir():  # start afresh: nothing of the earlier output is resumed
+        _clear(out)
     loca = None  # resuming: train_loca reads the last checkpoint
     if not resuming:
-        if n_groups > sae.cfg.d_sae:
-            raise InputError(f"--groups {n_groups} exceeds the SAE's d_sae {sae.cfg.d_sae}")
         loca = LocASAE.from_sae(
             sae, source, n_groups=n_groups, group_k=budgets, n_tokens=grouping_tokens,
-            group_order=group_order, budget_scaling=budget_scaling,
+            group_order=group_order, budget_scaling=budget_scaling, base_sae=base,
         )  # fmt: skip
         report = loca.cfg.grouping
         where = "group 0" if group_order == "avar_desc" else "the last group"
+        measured = min(grouping_tokens, held) if held else grouping_tokens
         print(
-            f"grouped {sae.cfg.d_sae} latents into {n_groups} groups by angular variance ({group_order}; "
-            f"budgets {loca.cfg.group_k}, {budget_scaling} scaling, global k {report['global_k']}; "
-            f"{report['n_never_fired']} never fired → {where})"
+            f"grouped {sae.cfg.d_sae} latents into {n_groups} groups by angular variance on {measured} "
+            f"tokens ({group_order}; budgets {loca.cfg.group_k}, {budget_scaling} scaling, global k "
+            f"{report['global_k']}; {report['n_never_fired']} never fired → {where})"
         )
-    return train_loca(loca, source, out, config, device)
+    return train_loca(loca, source, out, config, device, run)
