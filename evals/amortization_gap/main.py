@@ -50,6 +50,7 @@ from sae_bench_amortization.modes import (
     parse_mode,
     parse_modes,
 )
+from sae_bench_amortization.modes.loca import check_pairing
 from sae_bench_amortization.reports.tables import aligned
 from sae_bench_amortization.runner.ground_truth import truth_for
 from sae_bench_amortization.runner.loop import (
@@ -296,8 +297,8 @@ def gap_modes(config: AmortizationGapEvalConfig) -> list:
 
 
 def check(requirements) -> dict | None:
-    """Before any work: the protocol, the modes, and the paired LocA-SAE (found, a LocA-SAE, same width);
-    the LocA-SAE's hash goes into the result's fingerprint."""
+    """Before any work: the protocol, the modes, and the paired LocA-SAE (found, a LocA-SAE, made from this
+    SAE as far as its cfg records); the LocA-SAE's hash goes into the result's fingerprint."""
     config, spec, sae = requirements.config, requirements.spec, requirements.sae
     if config.protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol '{config.protocol}': choose {' or '.join(PROTOCOLS)}")
@@ -312,6 +313,9 @@ def check(requirements) -> dict | None:
         )
     loca = _load_loca(loca_of[spec.sae_name], sae)
     check_sae(loca, f"--loca-path {loca_of[spec.sae_name]}")
+    float32 = sae.W_dec.dtype == torch.float32  # the base's hash is of its float32 weights
+    digest = tensors_digest(sae.state_dict()) if float32 else None
+    check_pairing(loca_of[spec.sae_name], loca, sae, digest)
     return {"loca_weights_sha256": tensors_digest(loca.state_dict())}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,12 +157,48 @@ def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[
     return [row]
 
 
+def source_of(data: dict) -> str | None:
+    """The activations a result was computed on, short: an activation file's SHA-256 (first 12 hex), else
+    the source's description; None for results that read a model themselves (or record neither)."""
+    made_of = data.get("fingerprint")
+    activations = made_of.get("activations") if isinstance(made_of, dict) else None
+    if isinstance(activations, dict):
+        digest = activations.get("activation_file_sha256")
+        if isinstance(digest, str):
+            return digest[:12]
+    config = data.get("eval_config")
+    described = config.get("activation_source") if isinstance(config, dict) else None
+    return described if isinstance(described, str) and described else None
+
+
+def note_sources(frame: pd.DataFrame) -> str | None:
+    """One line naming the activation sources when the results were computed on more than one."""
+    known = frame.dropna(subset=["activation_source"])
+    if known["activation_source"].nunique() < 2:
+        return None
+    users = known.groupby("activation_source", sort=True)
+    parts = [
+        f"{source}: "
+        + ", ".join(
+            f"{sae}/{name}" for sae, name in group[["sae", "eval"]].drop_duplicates().values
+        )
+        for source, group in users
+    ]
+    return (
+        f"these results were computed on {len(parts)} activation sources ({'; '.join(parts)}); "
+        "see the activation_source column"
+    )
+
+
 def iter_result_files(results_dir: Path) -> Iterator[Path]:
     yield from sorted(results_dir.rglob("*_eval_results.json"))
 
 
-def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.DataFrame:
-    """Every result file under ``results_dir`` → DataFrame (KEY_COLUMNS first, then metrics, sorted)."""
+def load_results(
+    results_dir: str | Path, registry: dict | None = None, sources: bool = False
+) -> pd.DataFrame:
+    """Every result file under ``results_dir`` → DataFrame (KEY_COLUMNS first, then metrics, sorted);
+    ``sources``: an ``activation_source`` column after the keys (:func:`source_of`)."""
     registry = discover_evals() if registry is None else registry
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -180,6 +217,8 @@ def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.Da
         except MalformedResult as exc:
             raise InputError(f"{path}: {exc}") from None
         for row in found:
+            if sources:
+                row["activation_source"] = source_of(data)
             key = (row["sae"], row["eval"], row["mode"])
             if key in source:
                 raise InputError(
@@ -194,8 +233,9 @@ def load_results(results_dir: str | Path, registry: dict | None = None) -> pd.Da
     if frame["protocol"].isna().all():
         frame = frame.drop(columns="protocol")  # no eval with protocols: the table as before
     check_one_protocol(frame, str(results_dir))
-    metrics = sorted(c for c in frame.columns if c not in KEY_COLUMNS)
-    frame = frame[[*KEY_COLUMNS, *metrics]]
+    keys = [*KEY_COLUMNS, *(["activation_source"] if sources else [])]
+    metrics = sorted(c for c in frame.columns if c not in keys)
+    frame = frame[[*keys, *metrics]]
     frame["mode_order"] = frame["mode"].map(mode_order)
     frame = frame.sort_values(["sae", "eval", "mode_order"]).drop(columns="mode_order")
     return frame.reset_index(drop=True)
@@ -275,11 +315,14 @@ def write_summary(
 
     if out == "":
         raise InputError("--out must name a folder")
-    frame = load_results(results_dir, registry)
+    frame = load_results(results_dir, registry, sources=True)
     target = Path(out or Path(results_dir) / "summary")
     for name in SUMMARY_FILES:  # an earlier comparison's files are replaced only when asked
         refuse_existing(target / name, "--out", overwrite)
     folder = ensure_output_dir(target)
+    note = note_sources(frame)
+    if note:  # comparing across sources can be intended: said, not refused
+        print(f"saebench: note: {note}", file=sys.stderr)
     table = per_sae_and_mode(frame)
     figures = {
         "pathologies_by_mode.png": plot_pathologies(table),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
 
@@ -35,17 +36,67 @@ def check_checkpoints(evals: list[str], checkpoints_given: bool) -> None:
         )
 
 
+def targets(output_dir: Path) -> tuple[Path, Path]:
+    """Where ``saebench dynamics`` writes: ``<output_dir>/dynamics/dynamics.csv`` and ``.png``."""
+    folder = Path(output_dir) / "dynamics"
+    return folder / "dynamics.csv", folder / "dynamics.png"
+
+
+def check_targets(output_dir: Path, overwrite: bool) -> None:
+    """Before any work: one line when an earlier dynamics.csv / .png would be replaced without
+    ``--overwrite``."""
+    for target in targets(output_dir):
+        refuse_existing(target, "dynamics output", overwrite)
+
+
+def check_widths(cfgs: list[tuple[str, Any]]) -> None:
+    """One line when the checkpoints (name, cfg: an SAE config or a result's ``sae_cfg_dict``) differ in
+    d_in or d_sae: they are not checkpoints of one training run."""
+    widths: dict[tuple[int, int], list[str]] = {}
+    for name, cfg in cfgs:
+        get = cfg.get if isinstance(cfg, dict) else lambda key, cfg=cfg: getattr(cfg, key, None)
+        if get("d_in") is not None and get("d_sae") is not None:
+            widths.setdefault((int(get("d_in")), int(get("d_sae"))), []).append(name)
+    if len(widths) > 1:
+        shown = "; ".join(
+            f"d_in {d_in}, d_sae {d_sae}: {', '.join(names)}"
+            for (d_in, d_sae), names in widths.items()
+        )
+        raise InputError(
+            f"dynamics needs checkpoints of one SAE's training, but their widths differ ({shown}): "
+            "evaluate SAEs of different widths with saebench run and compare"
+        )
+
+
+def checkpoint_cfgs(specs: list[Any]) -> list[tuple[str, Any]]:
+    """(name, config) of each checkpoint to check before any work: a saved folder's cfg.json, else the
+    SAE loaded on the CPU."""
+    from sae_bench_amortization.sources.sanity import read_cfg
+
+    cfgs = []
+    for spec in specs:
+        path = getattr(spec, "path", None)
+        folder = Path(path) if path else None
+        if folder is not None and (folder / "cfg.json").is_file():
+            cfgs.append((spec.sae_name, read_cfg(folder / "cfg.json")))
+        else:
+            cfgs.append((spec.sae_name, spec.load("cpu", "float32").cfg))
+    return cfgs
+
+
 def dynamics_table(output_dir: Path, sae_names: list[str]) -> pd.DataFrame:
     """One row per checkpoint × mode (checkpoint = position in ``sae_names``), with the SAE's mean gap."""
-    rows = []
+    rows, cfgs = [], []
     for index, name in enumerate(sae_names):
         path = output_dir / "amortization_gap" / f"{name}_eval_results.json"
         if not path.is_file():
             raise InputError(f"no amortization_gap result for checkpoint {name}: {path}")
         data = json.loads(path.read_text())
+        cfgs.append((name, data.get("sae_cfg_dict") or {}))
         gap = data["eval_result_metrics"]["amortization"]["mean_gap"]
         for detail in data["eval_result_details"]:
             rows.append({"checkpoint": index, "sae": name, **detail, "mean_gap": gap})
+    check_widths(cfgs)
     return pd.DataFrame(rows)
 
 
@@ -134,8 +185,8 @@ def _say(axis: Axes, text: str) -> None:
 def write_dynamics(output_dir: Path, sae_names: list[str]) -> tuple[Path, Path]:
     """``<output_dir>/dynamics/dynamics.csv`` and ``dynamics.png`` from the checkpoints' results."""
     table = dynamics_table(output_dir, sae_names)
-    folder = ensure_output_dir(output_dir / "dynamics")
-    csv_path, png_path = folder / "dynamics.csv", folder / "dynamics.png"
+    csv_path, png_path = targets(output_dir)
+    ensure_output_dir(csv_path.parent)
     write_text_atomic(csv_path, table.to_csv(index=False))
     plot_dynamics(table, png_path)
     return csv_path, png_path

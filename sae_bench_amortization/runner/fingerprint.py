@@ -30,9 +30,26 @@ def config_identity(config: Any) -> dict[str, Any]:
         values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     else:
         values = dict(vars(config))
-    return {
+    identity = {
         name: value for name, value in values.items() if name not in SCHEDULING_FIELDS | RUN_FIELDS
     }
+    return order_free(identity)
+
+
+def order_free(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its ``modes`` list sorted: each mode's numbers do not depend on the order given."""
+    modes = config.get("modes")
+    if isinstance(modes, list | tuple):
+        return {**config, "modes": sorted(modes, key=str)}
+    return config
+
+
+def comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A stored fingerprint as this version compares it (modes of results stored in any order sorted)."""
+    config = fingerprint.get("config")
+    return (
+        {**fingerprint, "config": order_free(config)} if isinstance(config, dict) else fingerprint
+    )
 
 
 def inference_identity(settings: Any, mode: Any, per_mode: bool) -> dict[str, Any]:

@@ -48,3 +48,19 @@ def tap_for(sae: Any, source: Any) -> GroundTruthTap | None:
     """A tap when ``source`` has planted truth of ``sae``'s width (None otherwise)."""
     truth = truth_for(sae, source)
     return None if truth is None else GroundTruthTap(sae, truth.dictionary)
+
+
+def truth_identity(sae: Any, source: Any) -> dict[str, str] | None:
+    """What the ground-truth metrics of ``sae`` on ``source`` are read from, for the fingerprint: the truth
+    sidecar's SHA-256 beside an activation file (a synthetic stream's truth is in its own identity);
+    None when there is no truth to use."""
+    from sae_bench_amortization.digest import file_digest
+    from sae_bench_amortization.synthetic.generator import truth_path
+
+    if truth_for(sae, source) is None:
+        return None
+    inner = source  # wrappers keep the source they wrap in ``source`` (as ground_truth_of reads it)
+    while "source" in vars(inner):
+        inner = vars(inner)["source"]
+    path = getattr(inner, "path", None)
+    return None if path is None else {"truth_sha256": file_digest(truth_path(path))}

@@ -31,8 +31,16 @@ from sae_bench_amortization.modes import (
     with_mode,
 )
 from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner.fingerprint import changes
 from sae_bench_amortization.runner.memory import chunk_bytes, fit_batch_size, is_out_of_memory
-from sae_bench_amortization.runner.plan import Plan, plan_command, stored_metrics, stored_numbers
+from sae_bench_amortization.runner.plan import (
+    Plan,
+    PlannedResult,
+    plan_command,
+    stored_if_up_to_date,
+    stored_metrics,
+    stored_numbers,
+)
 from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
 from sae_bench_amortization.runner.results import (
     ResultLock,
@@ -311,22 +319,29 @@ def run_entry(
         for spec in tqdm(
             request.saes, desc=f"{entry.name}: SAEs", unit="sae", leave=False, disable=None
         ):
+            results = plan.for_sae(entry, spec)
+            claims: dict[Path, ResultLock | tuple[str, dict | None]] = {}
+            try:  # in path order: two runs waiting on each other's locks never deadlock
+                for result in sorted(results, key=lambda r: str(r.path)):
+                    if result.stored is None:
+                        created += make_folder(result.path.parent)
+                        claims[result.path] = claim(result, request.force_rerun)
+            except BaseException:
+                for claimed in claims.values():
+                    if isinstance(claimed, ResultLock):
+                        claimed.release()
+                raise
             planned, locks = {}, {}
-            for result in plan.for_sae(entry, spec):
-                if result.stored is not None:
-                    print(
-                        f"skipping {_stem(result.path)}: up to date ({stored_metrics(result.stored)})"
-                    )
-                    metrics = stored_numbers(result.stored)
-                    outcomes.append(SAEOutcome(_stem(result.path), "skipped", result.path, metrics))
-                    continue
-                created += make_folder(result.path.parent)
-                claimed = claim(result.path, request.force_rerun)
-                if isinstance(claimed, str):
-                    print(f"skipping {_stem(result.path)}: {claimed}")
-                    outcomes.append(SAEOutcome(_stem(result.path), "skipped", result.path))
-                else:
+            for result in results:
+                claimed = claims.get(result.path, ("up to date", result.stored))
+                if isinstance(claimed, ResultLock):
                     planned[result.mode], locks[result.mode] = result, claimed
+                    continue
+                why, stored = claimed
+                shown = f" ({stored_metrics(stored)})" if stored is not None else ""
+                print(f"skipping {_stem(result.path)}: {why}{shown}")
+                metrics = stored_numbers(stored) if stored is not None else {}
+                outcomes.append(SAEOutcome(_stem(result.path), "skipped", result.path, metrics))
             if not locks:
                 continue
             work = SAEWork(spec, request, plan.loaded.get(spec.sae_name))
@@ -407,16 +422,38 @@ def write_evaluated(evaluated: Evaluated, path: Path, fingerprint: dict | None =
     write_text_atomic(path, text)
 
 
-def claim(path: Path, force_rerun: bool) -> ResultLock | str:
-    """The lock on a result this run will compute, or why it skips it (another run holds it, or finished
-    it since the command was checked)."""
+def claim(result: PlannedResult, force_rerun: bool) -> ResultLock | tuple[str, dict | None]:
+    """The lock on a result this run will compute, or why it skips it (and the stored result, if any).
+    Another run computing it from the same inputs: skipped. From other inputs (or inputs not readable):
+    wait for that run, then decide as a rerun would — the same inputs' result skipped, another's refused
+    with one line (recomputed with ``force_rerun``), none (the run died) computed."""
+    path, made_of = result.path, result.fingerprint
     lock = ResultLock(path)
-    if not lock.acquire():
-        return f"another run is computing it ({lock.path} is locked)"
-    if path.exists() and not force_rerun:  # finished by another run while we looked
+    if not lock.acquire(made_of):
+        holder = lock.holder()
+        if holder == made_of:
+            return f"another run is computing it ({lock.path} is locked)", None
+        why = (
+            "inputs it has not recorded"
+            if holder is None
+            else f"other inputs ({changes(holder, made_of)})"
+        )
+        print(
+            f"{_stem(path)}: another run is computing it from {why}; waiting for it to finish",
+            file=sys.stderr,
+        )
+        lock.acquire(made_of, blocking=True)
+    if not path.exists():
+        return lock
+    try:  # written by another run since the command was checked
+        stored = stored_if_up_to_date(path, made_of, force_rerun)
+    except BaseException:
         lock.release()
-        return f"another run wrote {path} meanwhile"
-    return lock
+        raise
+    if stored is None:
+        return lock
+    lock.release()
+    return "another run wrote it meanwhile", stored
 
 
 def run_eval_saebench_style(

@@ -18,6 +18,7 @@ from sae_bench_amortization.errors import InputError, first_line
 from sae_bench_amortization.modes import InferenceMode
 from sae_bench_amortization.registry import EvalEntry
 from sae_bench_amortization.runner import fingerprint as fp
+from sae_bench_amortization.runner.ground_truth import truth_identity
 from sae_bench_amortization.runner.memory import is_out_of_memory
 from sae_bench_amortization.runner.request import EvalRequest
 from sae_bench_amortization.sources.saes import SAESpec
@@ -100,9 +101,11 @@ def plan_command(
         for entry in entries:
             config = configs[entry.name]
             source = None
+            activations = None
             if entry.needs == "activations":
                 source = request.activations.for_sae(sae)
                 check_width(sae, source)
+                activations = source_identity(source) | (truth_identity(sae, source) or {})
             check = entry.check_fn()
             extra = (
                 check(RequirementContext(entry, spec, sae, source, config, request))
@@ -118,7 +121,7 @@ def plan_command(
                     config=fp.config_identity(config),
                     inference=fp.inference_identity(request.inference, mode, entry.per_mode),
                     sae=identity,
-                    activations=None if source is None else source_identity(source),
+                    activations=activations,
                     model=model_identity(request) if entry.needs == "model" else None,
                     dtype=request.dtype,
                     seed=request.seed,
@@ -169,7 +172,7 @@ def stored_if_up_to_date(path: Path, made_of: dict, force_rerun: bool) -> dict[s
             f"{path} exists but records no fingerprint (made by SAEBench itself or an earlier version), so "
             "what made it is unknown: pass --force-rerun to recompute it, or another --output-dir"
         )
-    if old != made_of:
+    if not isinstance(old, dict) or fp.comparable(old) != made_of:
         raise InputError(
             f"{path} was made with other inputs ({fp.changes(old, made_of)}): pass --force-rerun to "
             "recompute it, or another --output-dir"

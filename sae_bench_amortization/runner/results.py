@@ -8,6 +8,7 @@ place, so a killed run never leaves a half-written result.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from pathlib import Path
@@ -114,22 +115,25 @@ def run_metadata() -> dict[str, Any]:
 
 
 class ResultLock:
-    """An exclusive, non-blocking lock on one result (``.<result name>.lock`` beside it), so concurrent runs
-    into one output folder never compute the same SAE × eval × mode twice: the second one skips it.
-    The lock is an OS advisory lock (``fcntl.flock``), released when the holder exits or is killed."""
+    """An exclusive lock on one result (``.<result name>.lock`` beside it), so concurrent runs into one
+    output folder never compute the same SAE × eval × mode twice. The holder writes the fingerprint of
+    what it computes into the lock file (:meth:`holder` reads it back). The lock is an OS advisory lock
+    (``fcntl.flock``), released when the holder exits or is killed."""
 
     def __init__(self, result: Path):
         self.path = result.with_name(f".{result.name}.lock")
         self._handle = None
 
-    def acquire(self) -> bool:
-        """True when this process holds the lock now; False when another process does."""
+    def acquire(self, holder: dict | None = None, blocking: bool = False) -> bool:
+        """True when this process holds the lock now (``holder`` written into it); False when another
+        process does (never with ``blocking``: it waits for the lock instead)."""
         import fcntl
 
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
         while True:
             handle = open(self.path, "a")  # noqa: SIM115 - held until release()
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, flags)
             except BlockingIOError:
                 handle.close()
                 return False
@@ -139,8 +143,27 @@ class ResultLock:
                 current = None
             if current == os.fstat(handle.fileno()).st_ino:
                 self._handle = handle
+                os.ftruncate(handle.fileno(), 0)  # a killed holder's record goes
+                if holder is not None:
+                    handle.write(json.dumps(holder))
+                    handle.flush()
                 return True
             handle.close()  # raced with a release: try again on the file now at the path
+
+    def holder(self, attempts: int = 20, pause: float = 0.05) -> dict | None:
+        """The fingerprint the holder wrote; None when none can be read within ``attempts`` tries (just
+        acquired and not written yet, released, or a holder that writes none)."""
+        for _ in range(attempts):
+            try:
+                record = json.loads(self.path.read_text(encoding="utf-8"))
+            except FileNotFoundError:  # released meanwhile
+                return None
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            if isinstance(record, dict):
+                return record
+            time.sleep(pause)
+        return None
 
     def release(self) -> None:
         if self._handle is not None:
