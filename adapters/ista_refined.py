@@ -2,6 +2,8 @@
 
 ``init="encoder"`` starts from the SAE's own codes and runs ``n_steps`` ISTA/FISTA steps
 (semi-amortized); ``init="zero"`` starts from zero (non-amortized; ``n_steps=None`` solves to tolerance).
+Latents whose decoder row is all zero are left out of the sparse coding (always 0 when solved to tolerance;
+:mod:`~sae_bench_amortization.inference.dictionary`), and decoding never divides by their norm of 0.
 ``decode`` is the base SAE's decoder, so ``forward(x) = decode(encode(x))``. It is an SAE-Lens ``SAE``
 (architecture ``"ista_refined"``): HookedSAETransformer, SAEBench and ``save_model`` /
 ``SAE.load_from_disk`` take it like any other.
@@ -21,7 +23,11 @@ from sae_bench_amortization.inference import check_l1_coefficient
 from sae_bench_amortization.inference.calibration import (
     calibrate_l1_coefficient,
 )
-from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+from sae_bench_amortization.inference.dictionary import (
+    decode,
+    dictionary_of,
+    sparse_coding_targets,
+)
 from sae_bench_amortization.inference.solver import ista, map_chunks, solve
 
 BASE_ARCHITECTURES = (
@@ -181,7 +187,7 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
             return map_chunks(step, cfg.chunk_size, targets, start)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self.hook_sae_recons(self.base.decode(feature_acts))
+        return self.hook_sae_recons(decode(self.base, feature_acts))  # all-zero rows: no NaN
 
     def process_state_dict_for_loading(self, state_dict: dict[str, Any]) -> None:
         if not any(key.startswith("base.") for key in state_dict):  # a bare base state dict

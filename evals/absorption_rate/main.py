@@ -23,6 +23,7 @@ from sae_bench_amortization.evals.absorption_rate.first_letter import (
     first_letter_rows,
     use_saebench_first_letter,
 )
+from sae_bench_amortization.inference.dictionary import print_zero_rows_note
 from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
     absorption_scores,
@@ -74,6 +75,8 @@ def check(requirements) -> None:
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: absorption per concept, by the definition the config and the source select."""
     config, source = context.config, context.source
+    if context.mode is not None and context.mode.spec.needs_lambda:
+        print_zero_rows_note(context.base_sae, context.spec.sae_name)
     if use_saebench_first_letter(source, config.absorption_definition):
         rows, how = first_letter_rows(
             context.sae, source, config, context.work_dir, context.run_name

@@ -52,7 +52,9 @@ class ModeRow(BaseResultDetail):
     dead_rate: float = metric("Dead Rate", "Share of latents that never fire")
     dense_rate: float = metric("Dense Rate", "Share firing on more than dense_threshold")
     delta_f1: float | None = metric(
-        "ΔF1", "Mean over concepts of F1@2 − F1@1 (null without concept labels)"
+        "ΔF1",
+        "Mean over concepts of F1@2 − F1@1 (null without concept labels, or when no concept could be "
+        "probed: e.g. codes that carry no information; the reason in undefined)",
     )
     absorption_rate: float | None = metric("Absorption", "Null without concepts")
     seconds_per_1k_tokens: float = metric("Seconds / 1k Tokens", "Inference time")
@@ -76,7 +78,8 @@ class ModeRow(BaseResultDetail):
     explained_variance: float | None = optional_metric(
         "Explained Variance",
         "As SAEBench's core reports it: 1 − mean‖x − x̂‖² / (mean‖x‖² − (mean over tokens and dims of "
-        "x²)²)",
+        "x²)²) (null, with the reason in undefined, when that denominator is not positive: all-zero "
+        "activations, or a mean square of at least d_in)",
     )
     n_concepts_delta_f1: int | None = optional_metric(
         "ΔF1 Concepts",

@@ -23,7 +23,12 @@ from sae_bench_amortization.evals.amortization_gap.eval_output import (
     AmortizationMetrics,
     ModeRow,
 )
-from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+from sae_bench_amortization.inference.dictionary import (
+    decode,
+    dictionary_of,
+    print_zero_rows_note,
+    sparse_coding_targets,
+)
 from sae_bench_amortization.inference.solver import objective
 from sae_bench_amortization.metrics.concepts import (
     SplittingAccumulator,
@@ -51,7 +56,7 @@ from sae_bench_amortization.modes import (
     parse_modes,
 )
 from sae_bench_amortization.modes.loca import check_pairing
-from sae_bench_amortization.reports.tables import aligned
+from sae_bench_amortization.reports.tables import aligned, format_number, shown_columns
 from sae_bench_amortization.runner.ground_truth import truth_for
 from sae_bench_amortization.runner.loop import (
     EvalContext,
@@ -151,11 +156,11 @@ def compare_modes(
                     torch.cuda.synchronize()
                 seconds[name] += time.perf_counter() - start
                 key = id(decoder)
-                x_hat = decoder.decode(codes)
+                x_hat = decode(decoder, codes)
                 reconstruction[name].update(x, x_hat)
                 for rows in _token_groups(x.shape[0], int(decoder.cfg.d_sae)):
                     refit = refit_on_support(dictionaries[key].D, targets[key][rows], codes[rows])
-                    refitted[name].update(x[rows], decoder.decode(refit))
+                    refitted[name].update(x[rows], decode(decoder, refit))
                 token_objectives = objective(dictionaries[key].D, targets[key], codes, lam)
                 objectives[name].update(token_objectives)
                 firing[name].update(codes)
@@ -213,6 +218,7 @@ def compare_modes(
         no_nmse = NO_SIGNAL if paper else NO_VARIANCE
         undefined = {
             **{key: no_nmse for key in ("nmse", "nmse_refit") if row[key] is None},
+            "explained_variance": reconstruction[name].explained_variance_reason,
             **{
                 key: no_label
                 for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")
@@ -267,15 +273,9 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
         ("s/1k tok", "seconds_per_1k_tokens", ".4f"),
         ("λ", "l1_coefficient", ".4g"),
     ]
-    always = {"nmse", "nmse_refit", "l0", "objective"}
-    columns = [
-        col
-        for col in columns
-        if col[1] in always or any(row.get(col[1]) is not None for row in rows)
-    ]
+    columns = shown_columns(columns, rows, always={"nmse", "nmse_refit", "l0", "objective"})
     cells = [
-        [row["mode"]]
-        + [format(row[key], fmt) if row.get(key) is not None else "-" for _, key, fmt in columns]
+        [row["mode"]] + [format_number(row.get(key), fmt) for _, key, fmt in columns]
         for row in rows
     ]
     header = ["mode"] + [title for title, _, _ in columns]
@@ -324,6 +324,8 @@ def evaluate(context: EvalContext) -> Evaluated:
     config, spec, sae = context.config, context.spec, context.base_sae
     source, inference = context.source, context.request.inference
     modes = gap_modes(config)
+    if any(mode.spec.needs_lambda for mode in modes):
+        print_zero_rows_note(sae, spec.sae_name)
     loca_of = loca_pairs(config, context.request.saes)
     loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
     scope = inference.lambda_calibration or ("per_mode" if config.protocol == "paper" else "shared")

@@ -13,6 +13,7 @@ from sae_bench_amortization.evals.dead_dense.eval_output import (
     FrequencyHistogramBin,
     PathologyMetrics,
 )
+from sae_bench_amortization.inference.dictionary import print_zero_rows_note
 from sae_bench_amortization.metrics.firing import (
     FiringCounter,
     log_frequency_histogram,
@@ -41,6 +42,8 @@ def evaluate_sae(
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: pathology metrics, the histogram, and the feature-frequency file beside them."""
     config = context.config
+    if context.mode is not None and context.mode.spec.needs_lambda:
+        print_zero_rows_note(context.base_sae, context.spec.sae_name)
     metrics, counter = evaluate_sae(context.sae, context.source, config, context.ground_truth)
     histogram = log_frequency_histogram(counter.frequency, counter.n_tokens, config.histogram_bins)
     categories = DeadDenseMetricCategories(pathologies=metrics)

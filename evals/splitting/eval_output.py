@@ -39,7 +39,11 @@ class ConceptSplitting(BaseResultDetail):
     concept: str = metric("Concept", "Concept name")
     f1_at_1: float | None = metric("F1@1", "1-sparse probe F1")
     f1_at_2: float | None = metric("F1@2", "2-sparse probe F1")
-    delta_f1: float | None = metric("ΔF1", "F1@2 − F1@1 (null when the concept cannot be probed)")
+    delta_f1: float | None = metric(
+        "ΔF1",
+        "F1@2 − F1@1 (null when the concept cannot be probed, e.g. too few positives, or the codes carry "
+        "no information on it: no latent fires, or its top latent is constant)",
+    )
     top_latents: list[int] = metric("Top Latents", "Latents by mean activation difference")
     n_positives: int | None = optional_metric(
         "Positives", "Tokens of the probe sample where the concept holds (ΔF1's positives)"

@@ -10,6 +10,7 @@ from sae_bench_amortization.evals.splitting.eval_output import (
     SplittingMetricCategories,
     SplittingMetrics,
 )
+from sae_bench_amortization.inference.dictionary import print_zero_rows_note
 from sae_bench_amortization.metrics.concepts import (
     mean_over,
     n_measured,
@@ -37,6 +38,8 @@ def check(requirements) -> None:
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE × mode: ΔF1 per concept of the source's labels."""
     require_concepts(context.source, "splitting")
+    if context.mode is not None and context.mode.spec.needs_lambda:
+        print_zero_rows_note(context.base_sae, context.spec.sae_name)
     config = context.config
     rows = splitting_scores(
         context.encode,

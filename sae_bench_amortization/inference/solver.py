@@ -8,6 +8,10 @@ Per token: min_{z ≥ 0} F(z) = ½‖r − z·D‖² + λ·Σ_j z_j, with D [d_s
 - :func:`solve` (= :func:`~sae_bench_amortization.inference.working_set.working_set_solve`) solves to
   tolerance (non-amortized inference) with a working-set method: FISTA on each
   token's few candidate atoms, an exact solve on the identified support, and a KKT check over all atoms.
+
+An atom whose row of D is all zero (:attr:`Dictionary.zero_rows`) has gradient 0: :func:`solve` leaves it
+out (always 0); an ISTA/FISTA step only shrinks its start by λ/L (the textbook update: semi:T from an
+encoder that fires on it), and a start of 0 stays 0.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ working set W of K atoms, with the Gram matrix G = D·Dᵀ (cached per dictionar
    (R·Dᵀ)_j = λ, both to ``tol``·λ. Tokens that pass are done; the others keep their support, swap in
    their largest violators, and go back to 2 warm-started (K doubles when a support fills it).
 
-The fixed point is the same as full-dictionary ISTA's; only the work per iteration shrinks.
+The fixed point is the same as full-dictionary ISTA's; only the work per iteration shrinks. Atoms whose
+row of D is all zero never enter a working set and start at 0 (their code is always 0).
 """
 
 from __future__ import annotations
@@ -152,10 +153,13 @@ def working_set_solve(
     outside_buffer = torch.empty_like(correlations)
     k = min(n_atoms, k_init)
     if z0 is not None:
+        z0 = dictionary.without_zero_rows(z0)
         k = min(n_atoms, max(k, int((z0 > 0).sum(-1).max()) + n_new))
         score = torch.where(z0 > 0, torch.inf, correlations)
     else:
         score = correlations
+    if dictionary.n_zero_rows:  # all-zero atoms last: they never fire
+        score = score.masked_fill(dictionary.zero_rows.to(score.device), -torch.inf)
     working = score.topk(k, dim=-1, sorted=False).indices.sort(dim=-1).values
     z_w = working.new_zeros(working.shape, dtype=r.dtype) if z0 is None else z0.gather(1, working)
     todo = torch.arange(n_tokens, device=r.device)

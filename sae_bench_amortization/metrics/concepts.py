@@ -139,11 +139,14 @@ class SplittingAccumulator:
             return []
         codes, labels = self.sample()
         top = self.means.top_latents(max_k)
+        constant = _constant_columns(codes)
         out = []
         for c, name in enumerate(self.names):
             if only is not None and c not in only:
                 continue
-            reason = unmeasurable(self.means, c, min_positives)
+            reason = unmeasurable(self.means, c, min_positives) or no_information(
+                codes, int(top[c][0]), constant
+            )
             features = codes[:, top[c].numpy()].toarray()
             f1_1 = None if reason else k_sparse_f1(features, labels[:, c], 1, self.seed)
             f1_2 = None if reason else k_sparse_f1(features, labels[:, c], 2, self.seed)
@@ -179,6 +182,39 @@ def unmeasurable(means: LatentConceptMeans, concept: int, min_positives: int) ->
         return f"fewer positive tokens than min_positives {min_positives}: {positives}"
     if means.n_tokens - positives < MIN_PROBE_CLASS:
         return f"fewer negative tokens than {MIN_PROBE_CLASS}: {means.n_tokens - positives}"
+    return None
+
+
+def _constant_columns(codes, rel_tol: float = 1e-6) -> np.ndarray:
+    """[d] bool per column of a scipy sparse matrix [n, d]: one value on every row (to ``rel_tol`` of its
+    largest magnitude: identical tokens may differ by rounding in batched products)."""
+    if codes.shape[0] == 0:
+        return np.ones(codes.shape[1], dtype=bool)
+    high = codes.max(axis=0).toarray().ravel()
+    low = codes.min(axis=0).toarray().ravel()
+    return high - low <= rel_tol * np.maximum(np.abs(high), np.abs(low))
+
+
+NO_LATENT_FIRES = "the codes carry no information: no latent fires on these tokens"
+
+
+def no_information(codes, top_latent: int, constant: np.ndarray | None = None) -> str | None:
+    """Why a k-sparse probe on a concept's top latents is meaningless (None when it is not): the codes of
+    the sampled tokens [n, d_sae] (scipy sparse) carry no information, because no latent fires, every
+    token has the same codes, or the concept's top latent takes one value on every token. A probe on a
+    constant feature predicts one class: its F1 (and ΔF1 = 0) would say nothing about the codes.
+    ``constant``: :func:`_constant_columns` of the codes, when already computed."""
+    if codes.nnz == 0:
+        return NO_LATENT_FIRES
+    if constant is None:
+        constant = _constant_columns(codes)
+    if constant.all():
+        return "the codes carry no information: every token has the same codes"
+    if constant[top_latent]:
+        return (
+            "the codes carry no information on this concept: its top latent takes one value on every "
+            "sampled token"
+        )
     return None
 
 
@@ -241,6 +277,7 @@ def absorption_scores(
     codes, labels = tokens.sample()
     inputs = torch.cat(tokens.inputs).numpy()
     top = tokens.means.top_latents(max_k)
+    constant = _constant_columns(codes)
     unit_decoder = torch.nn.functional.normalize(decoder.detach().float().cpu(), dim=1)
     out = []
     for c, name in enumerate(tokens.names):
@@ -250,6 +287,8 @@ def absorption_scores(
         reason = unmeasurable(tokens.means, c, min_positives)
         if not reason and (y.sum() < MIN_PROBE_CLASS or (~y).sum() < MIN_PROBE_CLASS):
             reason = f"fewer than {MIN_PROBE_CLASS} positive or negative tokens in the probe sample"
+        if not reason:
+            reason = no_information(codes, int(top[c][0]), constant)
         if reason:
             out.append(
                 {"concept": name, "absorption_rate": None, "full_absorption_rate": None,

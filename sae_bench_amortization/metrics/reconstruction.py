@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -50,15 +52,36 @@ class ReconstructionAccumulator:
 
         (its ``total_variance`` squares the mean of x², not of x: close to the spread about zero, not
         about the mean; 1 − NMSE is the conventional variant). Token-weighted, equal to SAEBench's
-        per-batch means when its batches are the same size. None when that total variance is not positive.
+        per-batch means when its batches are the same size. None when that total variance is not positive
+        (:attr:`explained_variance_reason` says why).
         """
+        total_variance = self._saebench_total_variance()
+        if not total_variance > 0:
+            return None
+        return 1.0 - (self.squared_error / self.n_tokens) / total_variance
+
+    def _saebench_total_variance(self) -> float:
         if self.n_tokens == 0 or self.sum_x is None:
             raise ValueError("no tokens were seen")
         mean_squared_norm = self.sum_squared_norm / self.n_tokens
-        total_variance = mean_squared_norm - (mean_squared_norm / self.sum_x.shape[0]) ** 2
-        if total_variance <= 0:
+        return mean_squared_norm - (mean_squared_norm / self.sum_x.shape[0]) ** 2
+
+    @property
+    def explained_variance_reason(self) -> str | None:
+        """Why :attr:`explained_variance` is None (None when it is not)."""
+        total_variance = self._saebench_total_variance()
+        if total_variance > 0:
             return None
-        return 1.0 - (self.squared_error / self.n_tokens) / total_variance
+        if not math.isfinite(self.sum_squared_norm):
+            return "Σ‖x‖² overflows float64, so explained variance is undefined"
+        if self.sum_squared_norm <= 0:
+            return "the activations are all zero, so explained variance is 0/0"
+        d_in = self.sum_x.shape[0]
+        mean_square = self.sum_squared_norm / self.n_tokens / d_in
+        return (
+            f"SAEBench's total variance mean‖x‖² − (mean x²)² is {total_variance:.3g}, not positive: the "
+            f"activations' mean square {mean_square:.3g} is at least d_in {d_in}"
+        )
 
     @property
     def nmse_over_mean_norm(self) -> float | None:

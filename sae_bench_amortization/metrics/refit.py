@@ -9,6 +9,7 @@ other tokens go to scipy's exact NNLS (Lawson–Hanson) on a square root of the 
 in groups of similar support size (little padding) whose gathered atoms and Gram matrices stay under 64 MiB,
 so memory does not grow with the chunk; a support wider than 1,024 latents (semi:T codes on an overcomplete
 decoder can have thousands) is solved by NNLS on its atoms directly, never as a K × K matrix.
+Latents whose decoder row is all zero are dropped from every support (their refitted code is 0).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor
     """Refitted codes [B, d_sae] (zero off each token's support) for D [d_sae, d_in], targets [B, d_in]
     and codes [B, d_sae] on one device."""
     D, targets, codes = D.detach(), targets.detach(), codes.detach()
+    zero_rows = ~D.any(dim=1)
+    if bool(zero_rows.any()):  # all-zero atoms explain nothing: off every support
+        codes = codes.masked_fill(zero_rows, 0)
     refit = torch.zeros_like(codes)
     sizes = (codes > 0).sum(dim=1)
     order = torch.argsort(sizes)  # tokens of similar support size together: little padding

@@ -18,6 +18,37 @@ def aligned(header: list[str], rows: list[list[str]], gap: int = 2, left: int = 
     return ["".join(cell(i, text) for i, text in enumerate(line)).rstrip() for line in table]
 
 
+MAX_NUMBER_WIDTH = 10  # wider numbers are printed in scientific form
+
+
+def format_number(value, fmt: str, max_width: int = MAX_NUMBER_WIDTH) -> str:
+    """``value`` in ``fmt``; '-' for None (a null metric); scientific (``1.23e+40``) when ``fmt`` would make it
+    wider than ``max_width`` characters."""
+    if value is None:
+        return "-"
+    text = format(value, fmt)
+    if len(text) > max_width and isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, ".3g")
+    return text
+
+
+def shown_columns(
+    columns: list[tuple[str, str, str]], rows: list[dict], always: set[str] = frozenset()
+) -> list[tuple[str, str, str]]:
+    """The (title, key, format) columns a table of metric rows shows: those in ``always``, those measured
+    in some row, and those null with a reason (a key of some row's ``undefined``): a null metric keeps its
+    column (shown as '-', its reason printed below); a metric that does not apply to any row is left out."""
+
+    def shown(key: str) -> bool:
+        return (
+            key in always
+            or any(row.get(key) is not None for row in rows)
+            or any(key in (row.get("undefined") or {}) for row in rows)
+        )
+
+    return [column for column in columns if shown(column[1])]
+
+
 def format_summary(rows: list[tuple[str, SAEOutcome]]) -> str:
     """One line per (eval, SAE): status and the eval's headline metrics."""
     if not rows:
