@@ -54,6 +54,31 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """``device`` when torch can use it on this machine; one line otherwise (before any work)."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(
+            f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, mps)"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "" if torch.version.cuda else "; this torch is a CPU build"
+            raise InputError(
+                f"--device {device}: CUDA is not available here{build}: use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise InputError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available here: use --device cpu")
+    return device
+
+
 def choose(specs: list[SAESpec], source: SourceSettings, device: str) -> tuple[list[SAESpec], Any]:
     """(SAEs, activation factory) of a run, with the fallbacks (embedded default; each SAE's own model)."""
     factory = source.factory(device)
@@ -120,7 +145,7 @@ def run(
     check_eval_options(options, entries)
     if not isinstance(inference, InferenceSettings):
         inference = InferenceSettings(modes=parse_modes(inference), modes_given=bool(inference))
-    device = device or default_device()
+    device = check_device(device) if device else default_device()
     specs = [as_spec(item) for item in saes] + (selection.specs() if selection else [])
     settings = source if isinstance(source, SourceSettings) else SourceSettings()
     output = check_output_dir(output_dir)

@@ -151,7 +151,15 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
         ("--dead-after-tokens=N", "silent this long = dead, for the aux loss (100000)", POS, 100_000),
         ("--out=DIR", "SAE-Lens folder to write", {"required": True}),
     )  # fmt: skip
-    for name in ("activations", "synth", "train", "train-loca", "compare", "regress"):  # writers
+    for name in (
+        "activations",
+        "synth",
+        "train",
+        "train-loca",
+        "compare",
+        "regress",
+        "dynamics",
+    ):  # writers
         _options(commands.choices[name], None, ("--overwrite", "replace an existing target", {"action": "store_true"}))  # fmt: skip
     return parser
 
@@ -173,7 +181,7 @@ def _source(args: argparse.Namespace):
 
 
 def _device(args: argparse.Namespace) -> str:  # --device, else cuda when available
-    return args.device or _lib("api").default_device()
+    return _lib("api").check_device(args.device) if args.device else _lib("api").default_device()
 
 
 def cmd_list(args: argparse.Namespace, registry: dict) -> str:
@@ -205,6 +213,9 @@ def cmd_run(args: argparse.Namespace, registry: dict):
 def cmd_dynamics(args: argparse.Namespace, registry: dict):
     dynamics = _lib("reports.dynamics")
     dynamics.check_checkpoints(args.evals, args.sae_path or args.sae_release or args.sae_regex)
+    dynamics.check_targets(Path(args.output_dir), args.overwrite)
+    specs = _fields(args, _lib("sources.selection").SAESelection).specs()
+    dynamics.check_widths(dynamics.checkpoint_cfgs(specs))
     names = list(dict.fromkeys(outcome.sae_name for _, outcome in cmd_run(args, registry).rows))
     written = dynamics.write_dynamics(Path(args.output_dir), names)
     return "wrote {} and {}".format(*written)

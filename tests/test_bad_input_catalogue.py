@@ -641,6 +641,37 @@ def _train_loca(ws: Workspace, *extra: str, sae: Path | None = None) -> list[str
             "--group-k", "2,1", "--n-tokens", "200", "--grouping-tokens", "200", *extra]  # fmt: skip
 
 
+def _trained_loca(ws: Workspace, name: str) -> Path:
+    """A LocA-SAE fine-tuned from the planted SAE (200 tokens), made once per workspace."""
+    from sae_bench_amortization.cli import main
+
+    out = ws.root / name
+    if not (out / "cfg.json").is_file():
+        assert main(_train_loca(ws, "--out", str(out))) == 0
+    return out
+
+
+def _wider_sae(ws: Workspace) -> Path:
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    path = ws.root / "wider"
+    StandardSAE(StandardSAEConfig(d_in=20, d_sae=30)).save_model(path)
+    return path
+
+
+def _earlier_dynamics(ws: Workspace) -> Path:
+    """An output folder holding an earlier ``dynamics/dynamics.csv``."""
+    (ws.root / "dyn_done" / "dynamics").mkdir(parents=True, exist_ok=True)
+    (ws.root / "dyn_done" / "dynamics" / "dynamics.csv").write_text("mine")
+    return ws.root / "dyn_done"
+
+
+def _dynamics(ws: Workspace, *saes: Path, out: Path) -> list[str]:
+    paths = [arg for sae in saes for arg in ("--sae-path", str(sae))]
+    return ["dynamics", "--eval", "amortization_gap", *paths, "--activations", str(ws.acts), "--output-dir",
+            str(out), "--device", "cpu"]  # fmt: skip
+
+
 # Nothing a command reads is ever replaced, --overwrite replaces only a command's own output, and every
 # user-reachable error is caught before the work.
 CASES.update(
@@ -773,6 +804,79 @@ CASES.update(
             ),
             ["cfg.json: k must be an integer, got '3'"],
         ),
+        "train-loca: --out is the --sae-path, --overwrite": (
+            lambda ws: _train_loca(
+                ws, "--out", str(_copy_sae(ws, "base")), "--overwrite", sae=ws.root / "base"
+            ),  # fmt: skip
+            ["--out", "is --sae-path", "which this command reads"],
+        ),
+        "train-loca: --out holds its inputs, --overwrite": (
+            lambda ws: _train_loca(ws, "--out", str(ws.root), "--overwrite"),
+            ["contains --sae-path"],  # the first input it holds
+        ),
+        "train-loca: a folder of other files, --overwrite": (
+            lambda ws: _train_loca(
+                ws, "--overwrite", "--out", str(_folder(ws, "loca_notes", **{"notes.txt": "mine"}))
+            ),  # fmt: skip
+            ["holds files train-loca did not write (notes.txt)"],
+        ),
+        "train-loca: NaN in the base SAE's W_enc": (
+            lambda ws: _train_loca(
+                ws,
+                "--out",
+                str(ws.root / "loca_nan"),
+                sae=_sae_with(ws, "nan_enc", W_enc=lambda t: _nan_at(t, (0, 0), float("nan"))),
+            ),  # fmt: skip
+            ["W_enc holds 1 NaN and 0 Inf values"],
+        ),
+        "train-loca: --lr -1": (
+            lambda ws: _train_loca(ws, "--out", str(ws.root / "loca_lr"), "--lr", "-1"),
+            ["--lr must be positive, got -1.0"],
+        ),
+        "train-loca: resume with another --group-k": (
+            lambda ws: _train_loca(
+                ws,
+                "--out",
+                str(_trained_loca(ws, "loca_done")),
+                "--n-tokens",
+                "400",
+                "--group-k",
+                "1,1",
+            ),  # fmt: skip
+            ["was trained with --group-k 2,1 (now 1,1)", "resume with the same inputs"],
+        ),
+        "train-loca: resume from another base SAE": (
+            lambda ws: _train_loca(
+                ws,
+                "--out",
+                str(_trained_loca(ws, "loca_done")),
+                "--n-tokens",
+                "400",
+                sae=_sae_with(ws, "other_base", W_dec=lambda t: 2 * t),
+            ),  # fmt: skip
+            ["from base SAE"],
+        ),
+        "--loca-path fine-tuned from another SAE": (
+            lambda ws: ws.run(
+                "--loca-path",
+                str(_trained_loca(ws, "loca_done")),
+                eval_name="amortization_gap",
+                sae=_sae_with(ws, "not_the_base", W_dec=lambda t: 2 * t),
+            ),  # fmt: skip
+            ["--loca-path", "was trained from another SAE (base sha256"],
+        ),
+        "dynamics: checkpoints of different widths": (
+            lambda ws: _dynamics(ws, ws.sae, _wider_sae(ws), out=ws.root / "dyn_widths"),
+            ["widths differ"],
+        ),
+        "dynamics: an earlier dynamics.csv without --overwrite": (
+            lambda ws: _dynamics(ws, ws.sae, out=_earlier_dynamics(ws)),
+            ["dynamics.csv exists: pass --overwrite"],
+        ),
+        "compare: --out is the results folder": (
+            lambda ws: ["compare", str(ws.out), "--out", str(ws.out)],
+            ["--out", "contains RESULTS_DIR"],
+        ),
         "SAE weights with a tensor the architecture lacks": (
             lambda ws: ws.run(sae=_broken_sae(ws, "stray", _good_cfg(ws), _extra_tensor(ws))),
             ["the weights hold tensors this architecture does not have", "stray_tensor"],
@@ -782,7 +886,7 @@ CASES.update(
 
 
 def test_the_catalogue_has_at_least_30_cases():
-    assert len(CASES) >= 86
+    assert len(CASES) >= 97
 
 
 @pytest.mark.parametrize("case", list(CASES))

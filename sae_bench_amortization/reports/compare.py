@@ -317,6 +317,11 @@ def write_summary(
         raise InputError("--out must name a folder")
     frame = load_results(results_dir, registry, sources=True)
     target = Path(out or Path(results_dir) / "summary")
+    from sae_bench_amortization.targets import check_apart, check_creatable, named
+
+    read = named(("RESULTS_DIR", str(path)) for path in iter_result_files(Path(results_dir)))
+    check_apart({"--out": target}, read)
+    check_creatable(target, "--out")
     for name in SUMMARY_FILES:  # an earlier comparison's files are replaced only when asked
         refuse_existing(target / name, "--out", overwrite)
     folder = ensure_output_dir(target)

@@ -18,11 +18,13 @@ class GroundTruthTap:
         self.accumulator = GroundTruthAccumulator(sae.W_dec, features)
 
     def __call__(self, codes: torch.Tensor, batch: Any) -> None:
+        from sae_bench_amortization.inference.dictionary import decode
+
         """codes [B, d_sae] of ``batch`` (an ActivationBatch whose first F concept columns are the true
         features' firings)."""
         x = batch.acts.to(device=codes.device, dtype=codes.dtype)
         with torch.no_grad():
-            x_hat = self.sae.decode(codes)
+            x_hat = decode(self.sae, codes)  # zero decoder rows: no 0/0 (inference.dictionary)
         self.accumulator.update(codes, x, x_hat, batch.concepts)
 
     @property

@@ -284,8 +284,10 @@ def check_training_options(architecture: str, d_sae: int, n_tokens: int, **optio
         raise InputError(f"--d-sae and --n-tokens must be positive, got {d_sae} and {n_tokens}")
     if architecture == "topk" and not 0 < options["k"] <= d_sae:
         raise InputError(f"--k must satisfy 0 < k <= --d-sae ({d_sae}), got {options['k']}")
-    if not options.get("l1_coefficient", 0) >= 0:
-        raise InputError(f"--l1-coefficient must be >= 0, got {options['l1_coefficient']}")
+    if not 0 <= options.get("l1_coefficient", 0) < float("inf"):
+        raise InputError(
+            f"--l1-coefficient must be a finite number >= 0, got {options['l1_coefficient']}"
+        )
     lr = options.get("lr", 1e-3)
     if not (0 < lr < float("inf")):
         raise InputError(f"--lr must be a positive number, got {lr}")
