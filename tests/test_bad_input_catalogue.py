@@ -877,6 +877,14 @@ CASES.update(
             lambda ws: ["compare", str(ws.out), "--out", str(ws.out)],
             ["--out", "contains RESULTS_DIR"],
         ),
+        "run: --device that torch does not know": (
+            lambda ws: ws.run("--device", "tpu"),
+            ["--device 'tpu' is not a torch device"],
+        ),
+        "train: --device that torch does not know": (
+            lambda ws: ws.train("--d-sae", "32", "--k", "2", "--device", "tpu"),
+            ["--device 'tpu' is not a torch device"],
+        ),
         "SAE weights with a tensor the architecture lacks": (
             lambda ws: ws.run(sae=_broken_sae(ws, "stray", _good_cfg(ws), _extra_tensor(ws))),
             ["the weights hold tensors this architecture does not have", "stray_tensor"],
@@ -886,7 +894,7 @@ CASES.update(
 
 
 def test_the_catalogue_has_at_least_30_cases():
-    assert len(CASES) >= 97
+    assert len(CASES) >= 99
 
 
 @pytest.mark.parametrize("case", list(CASES))
