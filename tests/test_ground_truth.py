@@ -119,8 +119,8 @@ def test_sae_lens_mcc_of_the_oracle_is_one_and_of_a_random_sae_far_below(tmp_pat
     StandardSAE(StandardSAEConfig(d_in=128, d_sae=256)).save_model(tmp_path / "random")
     measured = {}
     for name, folder in (("oracle", tmp_path / "refs" / "oracle"), ("random", tmp_path / "random")):
-        assert cli.dead_dense(folder, acts, "--output-dir", tmp_path / name).code == 0
-        measured[name] = read_result(tmp_path / name, "dead_dense")["eval_result_metrics"]["ground_truth"]  # fmt: skip
+        assert cli.dead_dense(folder, acts, "--output-dir", tmp_path / f"results_{name}").code == 0
+        measured[name] = read_result(tmp_path / f"results_{name}", "dead_dense")["eval_result_metrics"]["ground_truth"]  # fmt: skip
     assert measured["oracle"]["mcc"] == pytest.approx(1.0, abs=1e-6)
     assert measured["oracle"]["uniqueness"] == 1.0 and measured["oracle"]["null_reason"] is None
     assert measured["random"]["mcc"] < 0.5
