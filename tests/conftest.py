@@ -166,3 +166,17 @@ def core_request(sae, name, text_file, output_dir, batches, **request):
         saes=[spec_from_object(sae, name)], output_dir=output_dir, device="cpu",
         text=TextSettings(text_file=str(text_file), context_size=32), configs={"core": config}, **request,
     )  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``: relative path → bytes (to check a command changed nothing)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """Exit 2 with exactly one stderr line, no traceback, holding every fragment."""
+    assert result.code == 2, (result.code, result.err)
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.err, result.err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

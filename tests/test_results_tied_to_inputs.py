@@ -7,30 +7,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import planted_standard_sae, write_activations
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+from conftest import assert_one_line_error, planted_standard_sae, snapshot, write_activations
 
 
 def _gap(planted, out, *extra, acts=None):
     return ("run", "--eval", "amortization_gap", "--sae-path", planted.path, "--activations",
             acts or planted.activations, "--output-dir", out, "--device", "cpu", *extra)  # fmt: skip
-
-
-def _one_line(result, *fragments):
-    assert result.code == 2, (result.code, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.err, result.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_a_rerun_skips_only_an_up_to_date_result_and_names_what_changed(planted, tmp_path, cli):
@@ -43,7 +30,7 @@ def test_a_rerun_skips_only_an_up_to_date_result_and_names_what_changed(planted,
     assert fingerprint["config"]["modes"] == ["semi:5"]
     assert len(fingerprint["sae"]["weights_sha256"]) == 64
     assert fingerprint["activations"]["n_tokens"] == 1000
-    before = _snapshot(out)
+    before = snapshot(out)
 
     again = cli(
         *_gap(planted, out, "--inference", "semi:5", "--batch-size", "128")
@@ -51,7 +38,7 @@ def test_a_rerun_skips_only_an_up_to_date_result_and_names_what_changed(planted,
     assert again.code == 0 and "up to date" in again.out
     gap = stored["eval_result_metrics"]["amortization"]["mean_gap"]
     assert f"mean_gap {gap:.4g}" in again.out  # the stored metrics, not a bare "exists"
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
     other_acts = write_activations(tmp_path / "other.safetensors", torch.randn(1000, 20))
     changed = {
@@ -65,14 +52,14 @@ def test_a_rerun_skips_only_an_up_to_date_result_and_names_what_changed(planted,
     }  # fmt: skip
     for name, (args, fragment) in changed.items():
         result = cli(*args)
-        _one_line(result, "made with other inputs", fragment, "--force-rerun")
-        assert _snapshot(out) == before, name
+        assert_one_line_error(result, "made with other inputs", fragment, "--force-rerun")
+        assert snapshot(out) == before, name
 
     weights = load_file(str(planted.path / "sae_weights.safetensors"))
     weights["W_dec"] = weights["W_dec"] * 1.5
     save_file(weights, str(planted.path / "sae_weights.safetensors"))
-    _one_line(cli(*_gap(planted, out, "--inference", "semi:5")), "sae.weights_sha256")
-    assert _snapshot(out) == before
+    assert_one_line_error(cli(*_gap(planted, out, "--inference", "semi:5")), "sae.weights_sha256")
+    assert snapshot(out) == before
 
     forced = cli(*_gap(planted, out, "--inference", "semi:5", "--force-rerun"))
     assert forced.code == 0
@@ -83,7 +70,9 @@ def test_a_rerun_skips_only_an_up_to_date_result_and_names_what_changed(planted,
     unknown = json.loads(path.read_text())
     del unknown["fingerprint"]
     path.write_text(json.dumps(unknown))
-    _one_line(cli(*_gap(planted, out, "--inference", "semi:5")), "records no fingerprint")
+    assert_one_line_error(
+        cli(*_gap(planted, out, "--inference", "semi:5")), "records no fingerprint"
+    )
 
 
 def test_the_whole_command_is_checked_before_the_first_write(planted, tmp_path, cli):
@@ -92,7 +81,7 @@ def test_the_whole_command_is_checked_before_the_first_write(planted, tmp_path, 
     result = cli("run", "--eval", "dead_dense", "--eval", "splitting", "--eval", "absorption_rate",
                  "--eval", "amortization_gap", "--sae-path", planted.path, "--activations",
                  planted.activations, "--output-dir", out)  # fmt: skip
-    _one_line(result, "splitting needs concept labels")
+    assert_one_line_error(result, "splitting needs concept labels")
     assert not (tmp_path / "fresh").exists()  # no empty folders either
 
     bad = tmp_path / "bad_sae"
@@ -102,7 +91,7 @@ def test_the_whole_command_is_checked_before_the_first_write(planted, tmp_path, 
     save_file(weights, str(bad / "sae_weights.safetensors"))
     result = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--sae-path", bad,
                  "--activations", planted.activations, "--output-dir", out)  # fmt: skip
-    _one_line(result, "SAE local_bad_sae: W_dec holds 2 NaN")
+    assert_one_line_error(result, "SAE local_bad_sae: W_dec holds 2 NaN")
     assert not (tmp_path / "fresh").exists()  # the good first SAE was not evaluated either
 
 
@@ -166,7 +155,7 @@ def test_many_solver_steps_need_the_flag(planted, tmp_path, cli):
     out = tmp_path / "out"
     refused = cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
                   planted.activations, "--inference", "semi:5000", "--output-dir", out)  # fmt: skip
-    _one_line(refused, "semi:5000 runs 5000 solver steps", "--allow-many-steps")
+    assert_one_line_error(refused, "semi:5000 runs 5000 solver steps", "--allow-many-steps")
     assert not out.exists()
     few = write_activations(
         tmp_path / "few.safetensors", 2.0 * torch.eye(20)[torch.arange(40) % 20]

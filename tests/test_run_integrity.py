@@ -24,21 +24,9 @@ from sae_bench_amortization.digest import file_digest, tensors_digest
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.runner.results import ResultLock
 
-from conftest import planted_standard_sae, write_activations
+from conftest import assert_one_line_error, planted_standard_sae, snapshot, write_activations
 
 RESULT = "local_planted_sae_eval_results.json"
-
-
-def _one_line(result, *fragments):
-    assert result.code == 2, (result.code, result.err)
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.err, result.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 # ------------------------------------------------------------------------------ locks
@@ -166,16 +154,18 @@ def test_the_order_of_the_modes_does_not_change_the_fingerprint(tmp_path, cli):
     assert cli(*args, "--inference", "semi:5", "--inference", "amortized").code == 0
     path = out / "amortization_gap" / RESULT
     assert json.loads(path.read_text())["fingerprint"]["config"]["modes"] == ["amortized", "semi:5"]
-    before = _snapshot(out)
+    before = snapshot(out)
     again = cli(*args, "--inference", "amortized", "--inference", "semi:5")
     assert again.code == 0 and "up to date" in again.out, again.err
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
     stored = json.loads(path.read_text())  # a result stored with its modes in the order given
     stored["fingerprint"]["config"]["modes"] = ["semi:5", "amortized"]
     path.write_text(json.dumps(stored))
     assert "up to date" in cli(*args, "--inference", "amortized", "--inference", "semi:5").out
-    _one_line(cli(*args, "--inference", "semi:25", "--inference", "amortized"), "config.modes")
+    assert_one_line_error(
+        cli(*args, "--inference", "semi:25", "--inference", "amortized"), "config.modes"
+    )
 
 
 def test_the_truth_sidecar_is_in_the_fingerprint(tmp_path, cli):
@@ -193,15 +183,17 @@ def test_the_truth_sidecar_is_in_the_fingerprint(tmp_path, cli):
     sidecar = Path(f"{acts}.truth.safetensors")
     assert stored["fingerprint"]["activations"]["truth_sha256"] == file_digest(sidecar)
     assert "ground_truth" in stored["eval_result_metrics"]  # the metrics read from it
-    before = _snapshot(out)
+    before = snapshot(out)
 
     with safe_open(str(sidecar), framework="pt") as handle:  # another truth, same activation file
         metadata = handle.metadata()
         tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     tensors["dictionary"] = tensors["dictionary"].flip(0).contiguous()
     save_file(tensors, str(sidecar), metadata)
-    _one_line(cli(*args), "made with other inputs", "activations.truth_sha256", "--force-rerun")
-    assert _snapshot(out) == before
+    assert_one_line_error(
+        cli(*args), "made with other inputs", "activations.truth_sha256", "--force-rerun"
+    )
+    assert snapshot(out) == before
 
     planted = planted_standard_sae(tmp_path / "no_truth", n_tokens=200)  # no sidecar: nothing added
     assert cli("run", "--eval", "dead_dense", "--sae-path", planted.path, "--activations",
@@ -248,7 +240,7 @@ def test_a_loca_path_must_be_made_from_this_sae(tmp_path, cli):
                    "--device", "cpu", "--inference", "amortized", "--n-tokens", "256", *extra)  # fmt: skip
 
     refused = gap(other)
-    _one_line(refused, "was trained from another SAE", f"base sha256 {digest[:12]}")
+    assert_one_line_error(refused, "was trained from another SAE", f"base sha256 {digest[:12]}")
     assert not (tmp_path / "out").exists()  # refused before any work
     paired = gap(base)
     assert paired.code == 0, paired.err
@@ -257,10 +249,12 @@ def test_a_loca_path_must_be_made_from_this_sae(tmp_path, cli):
 
     cfg["base_sae"]["d_sae"] = 32  # another dtype: the hash is not comparable, the widths are
     cfg_path.write_text(json.dumps(cfg))
-    _one_line(gap(other, "--dtype", "bfloat16"), "base d_sae 32, this SAE d_sae 64")
+    assert_one_line_error(gap(other, "--dtype", "bfloat16"), "base d_sae 32, this SAE d_sae 64")
     del cfg["base_sae"]  # a LocA-SAE made before the record: its own width must match
     cfg_path.write_text(json.dumps(cfg))
-    _one_line(gap(narrow), "was trained from another SAE", "base d_sae 64, this SAE d_sae 48")
+    assert_one_line_error(
+        gap(narrow), "was trained from another SAE", "base d_sae 64, this SAE d_sae 48"
+    )
 
 
 # ------------------------------------------------------------------------------ compare, dynamics
@@ -323,5 +317,5 @@ def test_dynamics_refuses_checkpoints_of_different_widths(tmp_path, cli):
     result = cli("dynamics", "--eval", "amortization_gap", "--sae-path", planted.path, "--sae-path",
                  wide, "--activations", planted.activations, "--output-dir", tmp_path / "out",
                  "--device", "cpu", "--inference", "amortized")  # fmt: skip
-    _one_line(result, "widths differ", "d_sae 15", "d_sae 30")
+    assert_one_line_error(result, "widths differ", "d_sae 15", "d_sae 30")
     assert not (tmp_path / "out" / "dynamics").exists()
