@@ -133,8 +133,8 @@ def run(
     executor: "sequential" or "ray" (``ray`` = ``runner.executors.RayOptions``).
     Bad input raises :class:`InputError` before anything is computed.
     """
+    from sae_bench_amortization.atomic import check_output_dir
     from sae_bench_amortization.runner.executors import RayOptions, run_ray, run_sequential
-    from sae_bench_amortization.runner.results import check_output_dir
 
     bound_the_heap()
     registry = discover_evals()

@@ -4,10 +4,16 @@ unless the user asked to replace them."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 from sae_bench_amortization.errors import InputError
 
@@ -74,3 +80,78 @@ def write_file_atomic(path: Path, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8), flushed to disk before it takes ``path``'s place."""
+
+    def write(temporary: str) -> None:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    write_file_atomic(path, write)
+
+
+def write_json_atomic(path: Path, value: Any, indent: int | None = 2) -> None:
+    """``value`` as JSON text (a trailing newline), written whole or not at all."""
+    write_text_atomic(path, json.dumps(value, indent=indent) + "\n")
+
+
+def write_safetensors_atomic(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """``tensors`` (made contiguous) and string ``metadata`` as one safetensors file."""
+    from safetensors.torch import save_file  # torch loads only for the writers that need it
+
+    write_file_atomic(
+        path,
+        lambda temporary: save_file(
+            {k: v.contiguous() for k, v in tensors.items()}, temporary, metadata
+        ),
+    )
+
+
+def ensure_output_dir(path: str | Path) -> Path:
+    """Create the folder (and parents) or fail with one line if it cannot be written."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"output folder is not writable: {path}")
+    return path
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """One line when ``path`` could not be created or written; creates nothing (folders are made at the
+    first write, so a refused command leaves none behind)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot create output folder {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK):
+        raise InputError(f"output folder is not writable: {existing}")
+    return path
+
+
+def make_folder(path: Path) -> list[Path]:
+    """Create ``path`` (and parents) if missing; the folders it created, deepest first."""
+    created = []
+    missing = path
+    while not missing.exists():
+        created.append(missing)
+        missing = missing.parent
+    ensure_output_dir(path)
+    return created
+
+
+def remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders a run created that it left empty (deepest first)."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

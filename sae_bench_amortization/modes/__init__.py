@@ -13,13 +13,19 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sae_bench_amortization.errors import InputError, suggest
 from sae_bench_amortization.inference import check_l1_coefficient
 
 # each module defines KIND; adding a mode kind = a new module + its name here
 _KIND_MODULES = ("amortized", "semi", "non_amortized", "loca")
+
+# what a mode's codes are, for the reports that compare modes: an encoder's own codes (amortized, a
+# LocA-SAE's), a refinement of the encoder's codes along a step axis (semi:T), or the optimum the others
+# are measured against (non_amortized)
+Role = Literal["encoder", "refinement", "optimum"]
+ROLES: tuple[Role, ...] = ("encoder", "refinement", "optimum")
 
 
 @dataclass(frozen=True)
@@ -38,11 +44,17 @@ class ModeKind:
     rank: int  # order in tables and plots (then by step count)
     needs_lambda: bool
     help: str
+    role: Role
     build: Callable[[Any, InferenceMode, float | None, InferenceSettings], Any] | None = None
 
     @property
     def requestable(self) -> bool:
         return self.build is not None
+
+    @property
+    def step_axis(self) -> bool:
+        """True when the written name carries a step count (``semi:T``): plots draw it along T."""
+        return re.compile(self.pattern).groups > 0
 
 
 KINDS: dict[str, ModeKind] = {}
@@ -79,6 +91,10 @@ class InferenceMode:
     @property
     def order(self) -> tuple[float, int]:
         return (self.spec.rank, self.n_steps or 0)
+
+    @property
+    def role(self) -> Role:
+        return self.spec.role
 
 
 def _match(text: str) -> InferenceMode | None:
@@ -122,6 +138,23 @@ def mode_order(name: str) -> tuple[float, int]:
     """Sort key of a written mode name (unknown names last)."""
     mode = _match(name) if isinstance(name, str) else None
     return mode.order if mode is not None else (math.inf, 0)
+
+
+def parse_written(name: Any) -> InferenceMode | None:
+    """The mode a written name (a result's ``mode``) stands for; None for names no kind matches."""
+    return _match(name) if isinstance(name, str) else None
+
+
+def role_of(name: Any) -> Role | None:
+    """The role of a written mode name (None: not a mode name)."""
+    mode = parse_written(name)
+    return None if mode is None else mode.role
+
+
+def steps_of(name: Any) -> int | None:
+    """The step count of a written mode name on a step axis (``semi:5`` → 5), else None."""
+    mode = parse_written(name)
+    return mode.n_steps if mode is not None and mode.spec.step_axis else None
 
 
 def is_mode_name(name: Any) -> bool:

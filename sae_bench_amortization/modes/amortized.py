@@ -9,5 +9,5 @@ def build(sae, mode, l1_coefficient, settings):
 
 KIND = ModeKind(
     name="amortized", syntax="amortized", pattern=r"amortized", rank=0, needs_lambda=False,
-    help="the SAE's encoder", build=build,
+    role="encoder", help="the SAE's encoder", build=build,
 )  # fmt: skip

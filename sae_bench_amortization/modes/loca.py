@@ -11,7 +11,7 @@ from sae_bench_amortization.modes import ModeKind
 
 KIND = ModeKind(
     name="loca", syntax="loca", pattern=r"loca", rank=3, needs_lambda=False,
-    help="a LocA-SAE's own encoder",
+    role="encoder", help="a LocA-SAE's own encoder",
 )  # fmt: skip
 
 

@@ -13,5 +13,5 @@ def build(sae, mode, l1_coefficient, settings):
 
 KIND = ModeKind(
     name="non_amortized", syntax="non_amortized", pattern=r"non_amortized", rank=2, needs_lambda=True,
-    help="sparse coding to tolerance", build=build,
+    role="optimum", help="sparse coding to tolerance", build=build,
 )  # fmt: skip

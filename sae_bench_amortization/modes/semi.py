@@ -17,5 +17,5 @@ def build(sae, mode, l1_coefficient, settings):
 
 KIND = ModeKind(
     name="semi", syntax="semi:T", pattern=r"semi:(\d{1,6})", rank=1, needs_lambda=True,
-    help="T ISTA steps (--solver fista: FISTA) from the encoder's codes", build=build,
+    role="refinement", help="T ISTA steps (--solver fista: FISTA) from the encoder's codes", build=build,
 )  # fmt: skip

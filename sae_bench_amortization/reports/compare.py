@@ -304,6 +304,7 @@ def write_summary(
 ) -> tuple[pd.DataFrame, list[Path]]:
     """``saebench compare``: summary.csv, summary.md and the plots into ``out`` (default
     ``results_dir/summary``); every figure is drawn before anything is written."""
+    from sae_bench_amortization.atomic import ensure_output_dir, write_text_atomic
     from sae_bench_amortization.reports.plots import (
         per_sae_and_mode,
         plot_ista_ablation,
@@ -311,7 +312,6 @@ def write_summary(
         plot_pathologies,
         write_png,
     )
-    from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
 
     if out == "":
         raise InputError("--out must name a folder")

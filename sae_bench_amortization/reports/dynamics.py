@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sae_bench_amortization.atomic import refuse_existing
+from sae_bench_amortization.atomic import ensure_output_dir, refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.runner.results import ensure_output_dir, write_text_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

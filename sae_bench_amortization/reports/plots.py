@@ -19,8 +19,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from sae_bench_amortization.atomic import write_file_atomic  # noqa: E402
 from sae_bench_amortization.modes import mode_order  # noqa: E402
-from sae_bench_amortization.runner.results import write_file_atomic  # noqa: E402
 
 PATHOLOGY_METRICS = {
     "nmse": "NMSE (lower is better)",

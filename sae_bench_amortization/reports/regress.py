@@ -305,7 +305,7 @@ def write_baseline(
     results: str | Path, target: str | Path, registry: dict | None = None, overwrite: bool = False
 ) -> str:
     """``saebench regress --write-baseline``: the results as a baseline file; returns what was done."""
-    from sae_bench_amortization.runner.results import write_text_atomic
+    from sae_bench_amortization.atomic import write_text_atomic
 
     if target == "":
         raise InputError("--baseline / --write-baseline must name a file")

@@ -21,6 +21,12 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.sources import CountingSource, check_width
+from sae_bench_amortization.atomic import (
+    make_folder,
+    remove_if_empty,
+    write_safetensors_atomic,
+    write_text_atomic,
+)
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import (
     InferenceMode,
@@ -42,15 +48,7 @@ from sae_bench_amortization.runner.plan import (
     stored_numbers,
 )
 from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
-from sae_bench_amortization.runner.results import (
-    ResultLock,
-    artifact_path,
-    make_folder,
-    remove_if_empty,
-    run_metadata,
-    write_safetensors_atomic,
-    write_text_atomic,
-)
+from sae_bench_amortization.runner.results import ResultLock, artifact_path, run_metadata
 from sae_bench_amortization.sources.saes import SAESpec
 
 

@@ -7,24 +7,13 @@ place, so a killed run never leaves a half-written result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from sae_bench.sae_bench_utils import get_eval_uuid, get_sae_bench_version, get_sae_lens_version
-from safetensors.torch import save_file
-
-from sae_bench_amortization.atomic import (  # noqa: F401 - write_file_atomic: imported from here too
-    clean_stale_temporaries,
-    refuse_existing,
-    temporary_prefix,
-    write_file_atomic,
-)
-from sae_bench_amortization.errors import InputError
 
 
 def result_path(output_dir: str | Path, release: str, sae_id: str) -> Path:
@@ -37,71 +26,6 @@ def result_path(output_dir: str | Path, release: str, sae_id: str) -> Path:
 def artifact_path(result: Path, suffix: str) -> Path:
     """A file beside a result JSON: ``<sae_name>_<suffix>``."""
     return result.with_name(f"{result.name.removesuffix('_eval_results.json')}_{suffix}")
-
-
-def ensure_output_dir(path: str | Path) -> Path:
-    """Create the folder (and parents) or fail with one line if it cannot be written."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK):
-        raise InputError(f"output folder is not writable: {path}")
-    return path
-
-
-def check_output_dir(path: str | Path) -> Path:
-    """One line when ``path`` could not be created or written; creates nothing (folders are made at the
-    first write, so a refused command leaves none behind)."""
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"cannot create output folder {path}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK):
-        raise InputError(f"output folder is not writable: {existing}")
-    return path
-
-
-def make_folder(path: Path) -> list[Path]:
-    """Create ``path`` (and parents) if missing; the folders it created, deepest first."""
-    created = []
-    missing = path
-    while not missing.exists():
-        created.append(missing)
-        missing = missing.parent
-    ensure_output_dir(path)
-    return created
-
-
-def remove_if_empty(folders: list[Path]) -> None:
-    """Remove the folders a run created that it left empty (deepest first)."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    def write(temporary: str) -> None:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    write_file_atomic(path, write)
-
-
-def write_safetensors_atomic(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
-) -> None:
-    write_file_atomic(
-        path,
-        lambda temporary: save_file(
-            {k: v.contiguous() for k, v in tensors.items()}, temporary, metadata
-        ),
-    )
 
 
 def run_metadata() -> dict[str, Any]:

@@ -87,7 +87,7 @@ def write_benchmark(
         )
         lines.append(f"wrote the true dictionary and structure to {sidecar}")
     if reference_saes:
-        from sae_bench_amortization.runner.results import ensure_output_dir
+        from sae_bench_amortization.atomic import ensure_output_dir
         from sae_bench_amortization.synthetic.reference_saes import write_reference_saes
 
         folder = ensure_output_dir(reference_saes)

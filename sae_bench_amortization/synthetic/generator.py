@@ -411,7 +411,7 @@ def write_synthetic(
     from safetensors.torch import save_file
 
     from sae_bench_amortization.activations.file import ActivationFileWriter
-    from sae_bench_amortization.runner.results import write_file_atomic
+    from sae_bench_amortization.atomic import write_file_atomic
 
     out = Path(out)
     if out.is_dir():

@@ -301,7 +301,7 @@ def save_sae_folder(sae, out: Path, log_text: str) -> None:
     import os
     import shutil
 
-    from sae_bench_amortization.runner.results import write_text_atomic
+    from sae_bench_amortization.atomic import write_text_atomic
 
     staging = out / f".train.{os.getpid()}.partial"
     try:
