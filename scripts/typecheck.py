@@ -38,7 +38,8 @@ def link_tree(into: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    pyright = shutil.which("pyright", path=str(Path(sys.executable).parent)) or shutil.which("pyright")
+    here = str(Path(sys.executable).parent)  # the venv this runs in first
+    pyright = shutil.which("pyright", path=here) or shutil.which("pyright")
     if pyright is None:
         print("pyright is not installed: bash scripts/dev.sh install", file=sys.stderr)
         return 2
