@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sae_bench_amortization.adapters.ista_refined import ISTARefinedSAE, ISTARefinedSAEConfig
 from sae_bench_amortization.adapters.loca import LocASAE, LocASAEConfig
-from sae_bench_amortization.loca.angular import angular_variance
+from sae_bench_amortization.adapters.loca_grouping import angular_variance
 
 __all__ = [
     "ISTARefinedSAE",

@@ -23,11 +23,16 @@ from sae_lens.saes.sae import SAEConfig
 from torch import nn
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.loca.grouping import (
+from sae_bench_amortization.adapters.loca_grouping import (
     BUDGET_SCALINGS,
+    BudgetScaling,
+    GroupOrder,
+    angular_variance_and_l0,
+    global_encoder,
     group_by_angular_variance,
     scale_budgets,
 )
+from sae_bench_amortization.digest import tensors_digest
 
 PAPER_GROUP_K = (6, 5, 4, 3, 3, 2, 2, 1)
 
@@ -210,8 +215,8 @@ class LocASAE(SAE[LocASAEConfig]):
         group_k: Sequence[int] = PAPER_GROUP_K,
         batch_size: int = 4096,
         n_tokens: int | None = None,
-        group_order: str = "avar_desc",
-        budget_scaling: str = "none",
+        group_order: GroupOrder = "avar_desc",
+        budget_scaling: BudgetScaling = "none",
         base_sae: dict[str, Any] | None = None,
     ) -> LocASAE:
         """A LocA-SAE from a pretrained SAE (standard, topk, jumprelu/BatchTopK, gated).
@@ -227,9 +232,6 @@ class LocASAE(SAE[LocASAEConfig]):
         ``cfg.grouping`` records what was done; ``cfg.base_sae`` the SAE it starts from (``base_sae``, else
         :func:`base_sae_identity` of ``sae`` when its weights are float32, else None).
         """
-        from sae_bench_amortization.loca.angular import angular_variance_and_l0
-        from sae_bench_amortization.loca.grouping import global_encoder
-
         if len(group_k) != n_groups:
             raise ValueError(f"group_k has {len(group_k)} budgets for n_groups={n_groups}")
         if budget_scaling not in BUDGET_SCALINGS:
@@ -281,8 +283,6 @@ def base_sae_identity(sae: SAE, **origin: Any) -> dict[str, Any] | None:
     of its state dict: the same bytes on any device), d_sae, d_in, architecture, plus ``origin`` (``path``,
     or ``release`` and ``sae_id``). None when its weights are not float32: the digest names the SAE as
     loaded in float32 (``spec.load(device, "float32")``), which another dtype's weights are not."""
-    from sae_bench_amortization.digest import tensors_digest
-
     state = sae.state_dict()
     if any(t.is_floating_point() and t.dtype != torch.float32 for t in state.values()):
         return None

@@ -19,7 +19,7 @@ from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 from safetensors.torch import load_file
 
 from sae_bench_amortization.adapters import LocASAE, LocASAEConfig, angular_variance
-from sae_bench_amortization.loca.grouping import group_by_angular_variance, scale_budgets
+from sae_bench_amortization.adapters.loca_grouping import group_by_angular_variance, scale_budgets
 from sae_bench_amortization.loca.training import LocATrainingConfig, train_loca
 
 from conftest import offline_hooked_transformer, read_result, write_activations

@@ -28,8 +28,19 @@ from sae_lens.saes.topk_sae import calculate_topk_aux_acts
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.activations.sources import as_source, source_identity
+from sae_bench_amortization.adapters.loca import LocASAE, base_sae_identity
+from sae_bench_amortization.adapters.loca_grouping import (
+    BUDGET_SCALINGS,
+    GROUP_ORDERS,
+    check_base_architecture,
+)
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.sources import saes as loading
+from sae_bench_amortization.sources.sanity import check_sae
 from sae_bench_amortization.synthetic.training import shuffled_batches
+from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable, named
 
 STATE_FILE = "trainer_state.safetensors"
 LOG_FIELDS = ("tokens", "mse", "aux_loss", "dead_fraction")
@@ -350,7 +361,6 @@ def is_training_folder(folder: Path) -> bool:
 def activation_identity(source) -> dict:
     """What the tokens of ``source`` are, whatever the span read: :func:`source_identity` without the token
     count (a run may be extended with a larger --n-tokens) and the skip (recorded beside it)."""
-    from sae_bench_amortization.activations.sources import source_identity
 
     identity = source_identity(source)
     return {k: v for k, v in identity.items() if k not in ("n_tokens", "skip_tokens")}
@@ -441,7 +451,6 @@ def check_same_run(out: Path, run: dict, config: LocATrainingConfig) -> None:
 
 def _check_target(out: Path, overwrite: bool) -> None:
     """``--out`` may be filled afresh: absent or empty; with --overwrite, an earlier train-loca output."""
-    from sae_bench_amortization.targets import check_replaceable
 
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         check_replaceable(out, "--out", True, is_own_entry, is_training_folder, "train-loca")
@@ -461,7 +470,6 @@ def _clear(out: Path) -> None:
 
 
 def _read_paths(sae_path, source_settings) -> dict:
-    from sae_bench_amortization.targets import named
 
     text = getattr(source_settings, "text", None)
     hf_model = getattr(source_settings, "hf_model", None)
@@ -479,8 +487,6 @@ def _file_span(source_settings):
     """The settings with ``n_tokens`` dropped when an activation file holds fewer tokens (after the skip):
     the file is read whole and training passes over it several times (said in a note, not as a truncation)."""
     from dataclasses import replace
-
-    from sae_bench_amortization.activations.file import ActivationFile
 
     path, wanted = source_settings.activations, source_settings.n_tokens
     if not path or wanted is None:
@@ -511,16 +517,6 @@ def train_loca_from_sae(
     Every input is checked before anything is written: ``out`` apart from what is read, replaceable (with
     ``overwrite`` only an earlier train-loca output, emptied only after all checks passed), the SAE
     loadable and sane, the source readable, the budgets valid, a resume the same run."""
-    from sae_bench_amortization.activations.sources import as_source
-    from sae_bench_amortization.adapters.loca import LocASAE, base_sae_identity
-    from sae_bench_amortization.loca.grouping import (
-        BUDGET_SCALINGS,
-        GROUP_ORDERS,
-        check_base_architecture,
-    )
-    from sae_bench_amortization.sources import saes as loading
-    from sae_bench_amortization.sources.sanity import check_sae
-    from sae_bench_amortization.targets import check_apart, check_creatable
 
     out = Path(out)
     check_apart({"--out": out}, _read_paths(sae_path, source_settings))

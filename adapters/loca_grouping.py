@@ -1,51 +1,57 @@
-"""LocA-SAE's grouping, budgets and starting encoders (pure tensor math): the angular-variance accumulator,
-latents sorted into groups, budgets scaled to a total, and the global encoder a LocA-SAE starts from."""
+"""How a LocA-SAE is made from a pretrained SAE (pure tensor math over the SAE's weights and a token
+stream): each latent's angular variance, latents sorted into groups, budgets scaled to a total, and the
+global encoder the group encoders start from."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 
+from sae_bench_amortization.activations.sources import as_source
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.metrics.angular import AngularVarianceAccumulator
 
 
-class AngularVarianceAccumulator:
-    """Streams (inputs [B, d_in], codes [B, d_sae]) → AVar_j = 1 − ‖μ_j‖₂, μ_j the mean of the unit-normalised
-    (non-zero) inputs on which latent j fires (code > 0). Memory: one [d_sae, d_in] float64 sum."""
-
-    def __init__(self, d_sae: int, d_in: int):
-        self.direction_sum = torch.zeros(d_sae, d_in, dtype=torch.float64)
-        self.fired = torch.zeros(d_sae, dtype=torch.int64)
-
-    def update(self, inputs: torch.Tensor, codes: torch.Tensor, max_bytes: int = 64 << 20) -> None:
-        """inputs [B, d_in], codes [B, d_sae]. Zero inputs have no direction and are not counted. Rows go
-        in sub-chunks so the float64 firing matrix stays under ``max_bytes``."""
-        rows = max(1, max_bytes // (8 * codes.shape[1]))
-        for start in range(0, inputs.shape[0], rows):
-            x = inputs[start : start + rows].double()
-            norms = x.norm(dim=-1, keepdim=True)
-            has_direction = norms.squeeze(-1) > 0
-            unit = x / norms.clamp(min=1e-300)
-            firing = (codes[start : start + rows] > 0).to(unit.device) & has_direction.unsqueeze(1)
-            self.direction_sum += (firing.double().T @ unit).cpu()
-            self.fired += firing.sum(dim=0).cpu()
-
-    @property
-    def angular_variance(self) -> torch.Tensor:
-        """[d_sae] float64 in [0, 1]; NaN for latents that never fired."""
-        mean = self.direction_sum / self.fired.clamp(min=1).unsqueeze(1)
-        avar = 1.0 - mean.norm(dim=1)
-        return torch.where(self.fired > 0, avar, torch.full_like(avar, math.nan))
+@torch.no_grad()
+def angular_variance_and_l0(
+    sae, activations: Any, batch_size: int = 4096, n_tokens: int | None = None
+) -> tuple[torch.Tensor, float]:
+    """(AVar [d_sae] float64 with NaN for never-firing latents, mean L0 of ``sae.encode``) over the tokens."""
+    source = as_source(activations, sae, n_tokens)
+    device, dtype = sae.W_dec.device, sae.W_dec.dtype
+    accumulator = AngularVarianceAccumulator(sae.cfg.d_sae, sae.cfg.d_in)
+    n, active = 0, 0
+    for batch in source.iter_batches(batch_size):
+        x = batch.acts.to(device=device, dtype=dtype)
+        codes = sae.encode(x)
+        accumulator.update(x, codes)
+        n += x.shape[0]
+        active += int((codes > 0).sum())
+    if n == 0:
+        raise InputError("the activations hold no tokens")
+    return accumulator.angular_variance, active / n
 
 
-GROUP_ORDERS = ("avar_desc", "avar_asc")
-BUDGET_SCALINGS = ("none", "match_k")
+def angular_variance(
+    sae, activations: Any, batch_size: int = 4096, n_tokens: int | None = None
+) -> torch.Tensor:
+    """AVar_j = 1 − ‖μ_j‖₂ [d_sae] (float64), μ_j the mean of the unit-normalised inputs on which latent j
+    fires under ``sae.encode``; streamed over ``activations`` (tensor [N, d_in], activation-file path or
+    activation source). Latents that never fire get NaN."""
+    return angular_variance_and_l0(sae, activations, batch_size, n_tokens)[0]
+
+
+GroupOrder = Literal["avar_desc", "avar_asc"]
+BudgetScaling = Literal["none", "match_k"]
+GROUP_ORDERS: tuple[GroupOrder, ...] = ("avar_desc", "avar_asc")
+BUDGET_SCALINGS: tuple[BudgetScaling, ...] = ("none", "match_k")
 
 
 def group_by_angular_variance(
-    avar: torch.Tensor, n_groups: int, order: str = "avar_desc"
+    avar: torch.Tensor, n_groups: int, order: GroupOrder = "avar_desc"
 ) -> torch.Tensor:
     """avar [d_sae] (NaN: never fired) → group index per latent [d_sae] (int64), groups whose sizes differ
     by at most one (the first ``d_sae % n_groups`` get one more); ties by latent index.
