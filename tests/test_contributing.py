@@ -1,6 +1,7 @@
 """CONTRIBUTING.md's "add an eval" recipe, followed by a toy eval in a separate distribution: one folder
-and one entry-point line, and it gets its own CLI option, the one runner loop (files, skip, per mode) and
-its metric direction in `saebench regress` — without touching this package."""
+and one entry-point line, and it gets its own CLI option, the one runner loop (files, skip, per mode), its
+metric direction in `saebench regress` and its metric in `saebench compare`'s plots — without touching
+this package."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ TOY_INIT = """
 from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseEvalConfig
 
-from sae_bench_amortization.registry import HIGHER_IS_WORSE, EvalEntry, EvalOption
+from sae_bench_amortization.registry import EvalEntry, EvalOption
 from sae_bench_amortization.runner.outputs import setting
 
 
@@ -39,23 +40,27 @@ EVAL = EvalEntry(
     description="toy: scale × mean squared norm of the SAE's reconstruction",
     evaluate="toy_eval.main:evaluate",
     config_class=ToyConfig,
-    options=(EvalOption("--toy-scale", "multiplies the toy metric", type=float, default=1.0,
-                        field="scale"),),
-    directions={"energy": HIGHER_IS_WORSE},
+    options=(EvalOption("--toy-scale", "multiplies the toy metric", type=float, field="scale"),),
+    output="toy_eval.main:ToyOutput",
 )
 """
 
 TOY_MAIN = """
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
+from sae_bench.evals.base_eval_output import (
+    BaseEvalOutput, BaseMetricCategories, BaseMetrics, BaseResultDetail,
+)
 
-from sae_bench_amortization.runner.outputs import eval_output, metric, metric_categories
+from sae_bench_amortization.registry import HIGHER_IS_WORSE
+from sae_bench_amortization.runner.outputs import category, details_field, metric, type_id_field
 from toy_eval import ToyConfig
 
 
 @dataclass
 class ToyMetrics(BaseMetrics):
-    energy: float = metric("Energy", "scale × mean ‖decode(encode(x))‖²")
+    energy: float = metric("Energy", "scale × mean ‖decode(encode(x))‖²", direction=HIGHER_IS_WORSE,
+                           bounds=(0.0, None), label="toy energy (scale × mean ‖x̂‖²)",
+                           topic="reconstruction", figures=("pathologies",))
 
 
 @dataclass
@@ -63,9 +68,21 @@ class ToyDetail(BaseResultDetail):
     n_tokens: int = metric("Tokens", "tokens read")
 
 
-ToyCategories = metric_categories("ToyCategories", "toy", ToyMetrics, "Toy", "Toy metrics")
-ToyOutput = eval_output("ToyOutput", "toy_energy", "Toy", "A toy eval.", ToyConfig, ToyCategories,
-                        ToyDetail, "Details", "One row")
+@dataclass
+class ToyCategories(BaseMetricCategories):
+    toy: ToyMetrics = category("Toy", "Toy metrics")
+
+
+@dataclass
+class ToyOutput(BaseEvalOutput[ToyConfig, ToyCategories, ToyDetail]):
+    '''A toy eval.'''
+
+    eval_config: ToyConfig
+    eval_id: str
+    datetime_epoch_millis: int
+    eval_result_metrics: ToyCategories
+    eval_result_details: list[ToyDetail] = details_field("Details", "One row")
+    eval_type_id: str = type_id_field("toy_energy")
 
 
 def evaluate(context):
@@ -100,7 +117,7 @@ def saebench(root, *args):
     )  # fmt: skip
 
 
-def test_a_toy_eval_from_another_distribution(tmp_path, planted):
+def test_a_toy_eval_from_another_distribution(tmp_path, planted, monkeypatch):
     toy = tmp_path / "toy"
     toy.mkdir()
     toy_distribution(toy)
@@ -148,6 +165,25 @@ def test_a_toy_eval_from_another_distribution(tmp_path, planted):
     saebench(toy, *run, "--toy-scale", "1", "--force-rerun")
     better = saebench(toy, "regress", "--results", out, "--baseline", baseline)
     assert better.returncode == 0 and "better" in better.stdout, better.stdout
+
+    # compare's plots: the metric gets its own pathologies panel, titled by its declared label
+    summary = tmp_path / "summary"
+    compared = saebench(toy, "compare", out, "--out", summary)
+    assert compared.returncode == 0, compared.stderr
+    assert (summary / "pathologies_by_mode.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.syspath_prepend(str(toy))  # the toy's distribution, as the subprocesses see it
+    from sae_bench_amortization.registry import discover_evals, facts_by_column
+    from sae_bench_amortization.reports.compare import load_results
+    from sae_bench_amortization.reports.plots import per_sae_and_mode, plot_pathologies
+
+    registry = discover_evals()
+    table = per_sae_and_mode(load_results(out, registry), registry)
+    figure = plot_pathologies(table, facts_by_column(registry))
+    assert figure is not None
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles == ["toy energy (scale × mean ‖x̂‖²)"]
+    bars = [bar.get_height() for bar in figure.axes[0].patches]
+    assert bars == __import__("pytest").approx(table["energy"].tolist())  # amortized, semi:3
 
 
 def test_contributing_guide_names_the_files():

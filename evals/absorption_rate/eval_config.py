@@ -7,6 +7,8 @@ from pydantic.dataclasses import dataclass
 from sae_bench_amortization.runner.eval_config import PerModeEvalConfig
 from sae_bench_amortization.runner.outputs import setting
 
+ABSORPTION_DEFINITIONS = ("auto", "concepts", "saebench_first_letter")
+
 
 @dataclass
 class AbsorptionRateEvalConfig(PerModeEvalConfig):

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
+from sae_bench.evals.base_eval_output import (
+    BaseEvalOutput,
+    BaseMetricCategories,
+    BaseMetrics,
+    BaseResultDetail,
+)
 
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
+from sae_bench_amortization.registry import HIGHER_IS_WORSE
 from sae_bench_amortization.runner.outputs import (
-    eval_output,
+    GroundTruthMetrics,
+    category,
+    details_field,
+    ground_truth_category,
     metric,
-    metric_categories,
     optional_metric,
+    type_id_field,
 )
 
 
@@ -20,9 +30,18 @@ class AbsorptionMetrics(BaseMetrics):
         "Absorption Rate",
         "Mean over the concepts where it is defined (conditional; null when defined on none)",
         display=True,
+        direction=HIGHER_IS_WORSE,
+        bounds=(0.0, 1.0),
+        label="absorption rate",
+        topic="absorption",
+        figures=("pathologies", "steps"),
     )
     full_absorption_rate: float | None = metric(
-        "Full Absorption Rate", "Mean over the concepts where it is defined (unconditional)"
+        "Full Absorption Rate",
+        "Mean over the concepts where it is defined (unconditional)",
+        direction=HIGHER_IS_WORSE,
+        bounds=(0.0, 1.0),
+        topic="absorption",
     )
     n_concepts: int = metric("Concepts", "Concepts where the absorption rate is defined")
     null_reason: str | None = optional_metric(
@@ -30,13 +49,14 @@ class AbsorptionMetrics(BaseMetrics):
     )
 
 
-AbsorptionMetricCategories = metric_categories(
-    "AbsorptionMetricCategories",
-    "absorption",
-    AbsorptionMetrics,
-    "Absorption",
-    "Feature absorption",
-)
+@dataclass
+class AbsorptionMetricCategories(BaseMetricCategories):
+    absorption: AbsorptionMetrics = category("Absorption", "Feature absorption")
+
+
+@dataclass
+class AbsorptionMetricCategoriesWithGroundTruth(AbsorptionMetricCategories):
+    ground_truth: GroundTruthMetrics = ground_truth_category()
 
 
 @dataclass
@@ -69,14 +89,15 @@ class ConceptAbsorption(BaseResultDetail):
     reason: str | None = optional_metric("Why Null", "Why a rate of this concept is null")
 
 
-AbsorptionRateEvalOutput = eval_output(
-    "AbsorptionRateEvalOutput",
-    "absorption_rate",
-    "Feature Absorption",
-    "How often a concept's main latents stay silent while an aligned latent fires in their place.",
-    AbsorptionRateEvalConfig,
-    AbsorptionMetricCategories,
-    ConceptAbsorption,
-    "Concepts",
-    "Per concept",
-)
+@dataclass(config=ConfigDict(title="Feature Absorption"))
+class AbsorptionRateEvalOutput(
+    BaseEvalOutput[AbsorptionRateEvalConfig, AbsorptionMetricCategories, ConceptAbsorption]
+):
+    """How often a concept's main latents stay silent while an aligned latent fires in their place."""
+
+    eval_config: AbsorptionRateEvalConfig
+    eval_id: str
+    datetime_epoch_millis: int
+    eval_result_metrics: AbsorptionMetricCategories
+    eval_result_details: list[ConceptAbsorption] = details_field("Concepts", "Per concept")
+    eval_type_id: str = type_id_field("absorption_rate")

@@ -2,14 +2,12 @@
 
 from pathlib import Path
 
-from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
-from sae_bench_amortization.evals.dead_dense import DENSE_THRESHOLD
-from sae_bench_amortization.registry import (
-    HIGHER_IS_WORSE,
-    LOWER_IS_WORSE,
-    EvalEntry,
-    EvalOption,
+from sae_bench_amortization.evals.amortization_gap.eval_config import (
+    PROTOCOLS,
+    AmortizationGapEvalConfig,
 )
+from sae_bench_amortization.evals.dead_dense import DENSE_THRESHOLD
+from sae_bench_amortization.registry import EvalEntry, EvalOption
 
 
 def _existing(path: str) -> str | None:
@@ -30,8 +28,7 @@ PROTOCOL = EvalOption(
     "--protocol",
     "default (this package's metric definitions) or paper (the paper's unified protocol: NMSE over "
     "mean ‖x‖², dense at 0.1 and 0.2, pseudo-label ΔF1 and absorption, ≤ 50,000 tokens, per-mode λ)",
-    default="default",
-    choices=("default", "paper"),
+    choices=PROTOCOLS,
 )
 
 EVAL = EvalEntry(
@@ -43,32 +40,5 @@ EVAL = EvalEntry(
     config_class=AmortizationGapEvalConfig,
     options=(DENSE_THRESHOLD, LOCA_PATH, PROTOCOL),
     per_mode=False,
-    directions={
-        name: HIGHER_IS_WORSE
-        for name in (
-            "nmse",
-            "nmse_refit",
-            "objective",
-            "dead_rate",
-            "dense_rate",
-            "delta_f1",
-            "absorption_rate",
-            "delta_f1_subset",
-            "absorption_rate_subset",
-            "full_absorption_rate_subset",
-            "mean_gap",
-            "mean_relative_gap",
-            "median_gap",
-            "dense_rate_0_2",
-        )
-    }
-    | {"explained_variance": LOWER_IS_WORSE},
-    # default protocol: ΔF1 and absorption over a concept subset, kept apart from splitting's and
-    # absorption_rate's all-concept means in compare and regress
-    metric_names={
-        "delta_f1": "delta_f1_subset",
-        "absorption_rate": "absorption_rate_subset",
-        "full_absorption_rate": "full_absorption_rate_subset",
-    },
-    lambda_dependent=("objective", "mean_gap", "mean_relative_gap", "median_gap"),
+    output="sae_bench_amortization.evals.amortization_gap.eval_output:AmortizationGapEvalOutput",
 )

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
+from sae_bench.evals.base_eval_output import (
+    BaseEvalOutput,
+    BaseMetricCategories,
+    BaseMetrics,
+    BaseResultDetail,
+)
 
 from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
+from sae_bench_amortization.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE
 from sae_bench_amortization.runner.outputs import (
-    eval_output,
+    GroundTruthByMode,
+    category,
+    details_field,
+    ground_truth_category,
     metric,
-    metric_categories,
     optional_metric,
+    type_id_field,
 )
+
+SHARE = (0.0, 1.0)  # bounds of a rate
 
 EVAL_TYPE_ID_AMORTIZATION_GAP = "amortization_gap"
 
@@ -23,63 +35,192 @@ class AmortizationMetrics(BaseMetrics):
         "Mean Amortization Gap",
         "Mean over tokens of objective(amortized) − objective(non_amortized)",
         display=True,
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
     )
     mean_relative_gap: float | None = metric(
-        "Mean Relative Gap", "mean_gap / mean non-amortized objective", display=True
+        "Mean Relative Gap",
+        "mean_gap / mean non-amortized objective",
+        display=True,
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
     )
     median_gap: float | None = optional_metric(
-        "Median Amortization Gap", "Median over tokens of the gap (--protocol paper)"
+        "Median Amortization Gap",
+        "Median over tokens of the gap (--protocol paper)",
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
+        protocol="paper",
     )
 
 
-AmortizationMetricCategories = metric_categories(
-    "AmortizationMetricCategories",
-    "amortization",
-    AmortizationMetrics,
-    "Amortization",
-    "The price of the shared encoder",
-)
+@dataclass
+class AmortizationMetricCategories(BaseMetricCategories):
+    amortization: AmortizationMetrics = category("Amortization", "The price of the shared encoder")
+
+
+@dataclass
+class AmortizationMetricCategoriesWithGroundTruth(AmortizationMetricCategories):
+    ground_truth: GroundTruthByMode = ground_truth_category()
 
 
 @dataclass
 class ModeRow(BaseResultDetail):
-    mode: str = metric("Mode", "amortized, semi:T or non_amortized")
+    mode: str = metric("Mode", "amortized, semi:T or non_amortized", column=0)
     nmse: float | None = metric(
-        "NMSE", "Σ‖x − x̂‖² / Σ‖x − x̄‖² (null when the activations have no variance)"
+        "NMSE",
+        "Σ‖x − x̂‖² / Σ‖x − x̄‖² (null when the activations have no variance)",
+        direction=HIGHER_IS_WORSE,
+        bounds=(0.0, None),
+        label="NMSE (lower is better)",
+        short="NMSE",
+        fmt=".4f",
+        column=1,
+        topic="reconstruction",
+        figures=("pathologies", "steps"),
     )
-    l0: float = metric("L0", "Mean number of firing latents per token")
-    objective: float = metric("Objective", "Mean ½‖x − x̂‖² + λ‖z‖₁ (sparse-coding space)")
-    dead_rate: float = metric("Dead Rate", "Share of latents that never fire")
-    dense_rate: float = metric("Dense Rate", "Share firing on more than dense_threshold")
+    l0: float = metric(
+        "L0",
+        "Mean number of firing latents per token",
+        bounds=(0.0, None),
+        label="L0 (mean active latents per token)",
+        unit="latents",
+        short="L0",
+        fmt=".2f",
+        column=4,
+        topic="sparsity",
+    )
+    objective: float = metric(
+        "Objective",
+        "Mean ½‖x − x̂‖² + λ‖z‖₁ (sparse-coding space)",
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
+        short="objective",
+        fmt=".4f",
+        column=5,
+    )
+    dead_rate: float = metric(
+        "Dead Rate",
+        "Share of latents that never fire",
+        direction=HIGHER_IS_WORSE,
+        bounds=SHARE,
+        label="dead latents (share)",
+        unit="share of latents",
+        short="dead",
+        fmt=".3f",
+        column=6,
+        topic="firing",
+        figures=("pathologies",),
+    )
+    dense_rate: float = metric(
+        "Dense Rate",
+        "Share firing on more than dense_threshold",
+        direction=HIGHER_IS_WORSE,
+        bounds=SHARE,
+        label="dense latents (share)",
+        unit="share of latents",
+        short="dense",
+        fmt=".3f",
+        column=7,
+        topic="firing",
+        figures=("pathologies",),
+    )
     delta_f1: float | None = metric(
         "ΔF1",
         "Mean over concepts of F1@2 − F1@1 (null without concept labels, or when no concept could be "
         "probed: e.g. codes that carry no information; the reason in undefined)",
+        direction=HIGHER_IS_WORSE,
+        bounds=(-1.0, 1.0),
+        label="ΔF1 (amortization_gap's concepts)",
+        short="ΔF1",
+        fmt=".4f",
+        column=11,
+        shared="delta_f1_subset",  # over a concept subset: kept apart from splitting's all-concept mean
+        topic="splitting",
+        figures=("pathologies",),
     )
-    absorption_rate: float | None = metric("Absorption", "Null without concepts")
-    seconds_per_1k_tokens: float = metric("Seconds / 1k Tokens", "Inference time")
+    absorption_rate: float | None = metric(
+        "Absorption",
+        "Null without concepts",
+        direction=HIGHER_IS_WORSE,
+        bounds=SHARE,
+        label="absorption (amortization_gap's concepts)",
+        short="absorb",
+        fmt=".3f",
+        column=12,
+        shared="absorption_rate_subset",  # kept apart from absorption_rate's all-concept mean
+        topic="absorption",
+        figures=("pathologies", "steps"),
+    )
+    seconds_per_1k_tokens: float = metric(
+        "Seconds / 1k Tokens",
+        "Inference time",
+        unit="seconds",
+        short="s/1k tok",
+        fmt=".4f",
+        column=13,
+    )
     l1_coefficient: float | None = optional_metric(
-        "λ", "The λ this mode's codes were inferred with (null for encoders)"
+        "λ",
+        "The λ this mode's codes were inferred with (null for encoders)",
+        short="λ",
+        fmt=".4g",
+        column=14,
     )
     dense_rate_0_2: float | None = optional_metric(
-        "Dense Rate ≥ 0.2", "Share firing on ≥ 20% of tokens (--protocol paper)"
+        "Dense Rate ≥ 0.2",
+        "Share firing on ≥ 20% of tokens (--protocol paper)",
+        direction=HIGHER_IS_WORSE,
+        bounds=SHARE,
+        unit="share of latents",
+        short="dense.2",
+        fmt=".3f",
+        column=8,
+        protocol="paper",
+        topic="firing",
     )
     f1_at_1: float | None = optional_metric(
-        "F1@1", "1-sparse pseudo-label probe F1 (--protocol paper)"
+        "F1@1",
+        "1-sparse pseudo-label probe F1 (--protocol paper)",
+        bounds=SHARE,
+        short="F1@1",
+        fmt=".3f",
+        column=9,
+        protocol="paper",
+        topic="splitting",
     )
     f1_at_2: float | None = optional_metric(
-        "F1@2", "2-sparse pseudo-label probe F1 (--protocol paper)"
+        "F1@2",
+        "2-sparse pseudo-label probe F1 (--protocol paper)",
+        bounds=SHARE,
+        column=10,
+        protocol="paper",
+        topic="splitting",
     )
     nmse_refit: float | None = optional_metric(
         "NMSE Refit",
         "NMSE after refitting each token's codes by non-negative least squares on their own support "
         "(same decoder): the support's quality without the L1 shrinkage (null: no variance)",
+        direction=HIGHER_IS_WORSE,
+        bounds=(0.0, None),
+        label="NMSE, codes refitted on their support",
+        short="NMSE-refit",
+        fmt=".4f",
+        column=2,
+        topic="reconstruction",
+        figures=("pathologies", "steps"),
     )
     explained_variance: float | None = optional_metric(
         "Explained Variance",
         "As SAEBench's core reports it: 1 − mean‖x − x̂‖² / (mean‖x‖² − (mean over tokens and dims of "
         "x²)²) (null, with the reason in undefined, when that denominator is not positive: all-zero "
         "activations, or a mean square of at least d_in)",
+        direction=LOWER_IS_WORSE,
+        bounds=(None, 1.0),
+        short="EV",
+        fmt=".4f",
+        column=3,
+        topic="reconstruction",
     )
     n_concepts_delta_f1: int | None = optional_metric(
         "ΔF1 Concepts",
@@ -95,20 +236,25 @@ class ModeRow(BaseResultDetail):
         "Mean over concepts of the share of the concept's tokens (where its ground-truth probe fires) on "
         "which the main latents are silent and an aligned latent fires (SAEBench-style; defined even when "
         "the main latents never miss; null without concepts and under --protocol paper)",
+        direction=HIGHER_IS_WORSE,
+        bounds=SHARE,
+        shared="full_absorption_rate_subset",
+        topic="absorption",
     )
     undefined: dict[str, str] | None = optional_metric(
         "Why Null", "Metric → why it could not be measured, for this row's null metrics"
     )
 
 
-AmortizationGapEvalOutput = eval_output(
-    "AmortizationGapEvalOutput",
-    EVAL_TYPE_ID_AMORTIZATION_GAP,
-    "Amortization Gap",
-    "Inference modes on one decoder: NMSE, L0, objective, dead/dense, splitting, absorption, time.",
-    AmortizationGapEvalConfig,
-    AmortizationMetricCategories,
-    ModeRow,
-    "Modes",
-    "One row per mode",
-)
+@dataclass(config=ConfigDict(title="Amortization Gap"))
+class AmortizationGapEvalOutput(
+    BaseEvalOutput[AmortizationGapEvalConfig, AmortizationMetricCategories, ModeRow]
+):
+    """Inference modes on one decoder: NMSE, L0, objective, dead/dense, splitting, absorption, time."""
+
+    eval_config: AmortizationGapEvalConfig
+    eval_id: str
+    datetime_epoch_millis: int
+    eval_result_metrics: AmortizationMetricCategories
+    eval_result_details: list[ModeRow] = details_field("Modes", "One row per mode")
+    eval_type_id: str = type_id_field(EVAL_TYPE_ID_AMORTIZATION_GAP)

@@ -1,7 +1,7 @@
 """``dead_dense`` eval: dead and dense latent rates, firing-frequency histogram."""
 
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
-from sae_bench_amortization.registry import HIGHER_IS_WORSE, EvalEntry, EvalOption
+from sae_bench_amortization.registry import EvalEntry, EvalOption
 
 
 def _share(value: float) -> str | None:
@@ -12,7 +12,6 @@ DENSE_THRESHOLD = EvalOption(
     "--dense-threshold",
     "a latent firing on more than this share of tokens is dense",
     type=float,
-    default=0.1,
     metavar="F",
     check=_share,
 )
@@ -23,6 +22,5 @@ EVAL = EvalEntry(
     evaluate="sae_bench_amortization.evals.dead_dense.main:evaluate",
     config_class=DeadDenseEvalConfig,
     options=(DENSE_THRESHOLD,),
-    directions={"dead_rate": HIGHER_IS_WORSE, "dense_rate": HIGHER_IS_WORSE},
-    metric_names={"mean_l0": "l0"},
+    output="sae_bench_amortization.evals.dead_dense.eval_output:DeadDenseEvalOutput",
 )

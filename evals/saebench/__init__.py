@@ -12,11 +12,17 @@ import dataclasses
 import importlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.registry import HIGHER_IS_WORSE, LOWER_IS_WORSE, EvalEntry
+from sae_bench_amortization.registry import (
+    HIGHER_IS_WORSE,
+    LOWER_IS_WORSE,
+    EvalEntry,
+    MetricFacts,
+)
 
 if TYPE_CHECKING:
     from sae_bench_amortization.runner.loop import EvalContext, Evaluated
@@ -204,14 +210,22 @@ def _check_api_key(requirements) -> None:
     _api_key()
 
 
-def _entry(name, description, evaluate, config, directions=None, defaults=None) -> EvalEntry:
-    """An entry around SAEBench's eval ``name``; ``config`` = (its module, its config class)."""
+def _entry(
+    name: str,
+    description: str,
+    evaluate: Callable[[EvalContext], Evaluated],
+    config: tuple[str, str],
+    metrics: dict[str, MetricFacts] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> EvalEntry:
+    """An entry around SAEBench's eval ``name``; ``config`` = (its module, its config class); ``metrics``:
+    the facts of metrics of SAEBench's output class (which this package does not own)."""
     config_class = getattr(
         importlib.import_module(f"sae_bench.evals.{config[0]}.eval_config"), config[1]
     )
     return EvalEntry(
         name=name, description=description, evaluate=evaluate, config_class=config_class,
-        config_defaults=defaults or {}, directions=directions or {}, needs="model", result_name=result_name,
+        config_defaults=defaults or {}, metrics=metrics or {}, needs="model", result_name=result_name,
         check=_check_api_key if name == "autointerp" else check,
     )  # fmt: skip
 
@@ -220,14 +234,17 @@ NEEDS_MODEL = "(needs a model)"
 CORE = _entry(
     "core", f"SAEBench core: reconstruction (MSE, explained variance), KL/CE loss recovered, L0 {NEEDS_MODEL}", evaluate_core,
     ("core", "CoreEvalConfig"),
-    {metric: LOWER_IS_WORSE for metric in ("explained_variance", "cossim", "ce_loss_score", "kl_div_score")},
+    {"explained_variance": MetricFacts(direction=LOWER_IS_WORSE, bounds=(None, 1.0), topic="reconstruction"),
+     "cossim": MetricFacts(direction=LOWER_IS_WORSE, bounds=(-1.0, 1.0), topic="reconstruction"),
+     "ce_loss_score": MetricFacts(direction=LOWER_IS_WORSE), "kl_div_score": MetricFacts(direction=LOWER_IS_WORSE)},
     {"n_eval_reconstruction_batches": 200, "n_eval_sparsity_variance_batches": 2000, "batch_size_prompts": 16,
      "compute_featurewise_density_statistics": True, "compute_featurewise_weight_based_metrics": True},
 )  # fmt: skip
 ABSORPTION = _entry(
     "absorption", f"SAEBench feature absorption on first-letter tasks {NEEDS_MODEL}",
     saebench_eval("absorption"), ("absorption", "AbsorptionEvalConfig"),
-    {metric: HIGHER_IS_WORSE for metric in ("mean_absorption_fraction_score", "mean_full_absorption_score")},
+    {metric: MetricFacts(direction=HIGHER_IS_WORSE, bounds=(0.0, 1.0), topic="absorption")
+     for metric in ("mean_absorption_fraction_score", "mean_full_absorption_score")},
 )  # fmt: skip
 SPARSE_PROBING = _entry(
     "sparse_probing", f"SAEBench k-sparse probing on classification datasets {NEEDS_MODEL}",

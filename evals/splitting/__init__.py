@@ -1,7 +1,7 @@
 """``splitting`` eval: ΔF1 of k-sparse probes per labelled concept."""
 
 from sae_bench_amortization.evals.splitting.eval_config import SplittingEvalConfig
-from sae_bench_amortization.registry import HIGHER_IS_WORSE, EvalEntry
+from sae_bench_amortization.registry import EvalEntry
 
 EVAL = EvalEntry(
     name="splitting",
@@ -9,6 +9,5 @@ EVAL = EvalEntry(
     evaluate="sae_bench_amortization.evals.splitting.main:evaluate",
     check="sae_bench_amortization.evals.splitting.main:check",
     config_class=SplittingEvalConfig,
-    directions={"delta_f1": HIGHER_IS_WORSE},
-    metric_names={"mean_delta_f1": "delta_f1"},
+    output="sae_bench_amortization.evals.splitting.eval_output:SplittingEvalOutput",
 )

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from pydantic import ConfigDict
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import BaseMetrics, BaseResultDetail
+from sae_bench.evals.base_eval_output import (
+    BaseEvalOutput,
+    BaseMetricCategories,
+    BaseMetrics,
+    BaseResultDetail,
+)
 
 from sae_bench_amortization.evals.splitting.eval_config import SplittingEvalConfig
+from sae_bench_amortization.registry import HIGHER_IS_WORSE
 from sae_bench_amortization.runner.outputs import (
-    eval_output,
+    GroundTruthMetrics,
+    category,
+    details_field,
+    ground_truth_category,
     metric,
-    metric_categories,
     optional_metric,
+    type_id_field,
 )
 
 
@@ -20,6 +30,12 @@ class SplittingMetrics(BaseMetrics):
         "Mean ΔF1",
         "Mean of F1@2 − F1@1 over the concepts that could be probed (null when none could)",
         display=True,
+        direction=HIGHER_IS_WORSE,
+        bounds=(-1.0, 1.0),
+        label="ΔF1 = F1@2 − F1@1 (splitting)",
+        shared="delta_f1",
+        topic="splitting",
+        figures=("pathologies",),
     )
     mean_f1_at_1: float | None = metric("Mean F1@1", "Mean 1-sparse probe F1")
     mean_f1_at_2: float | None = metric("Mean F1@2", "Mean 2-sparse probe F1")
@@ -29,9 +45,14 @@ class SplittingMetrics(BaseMetrics):
     )
 
 
-SplittingMetricCategories = metric_categories(
-    "SplittingMetricCategories", "splitting", SplittingMetrics, "Splitting", "Feature splitting"
-)
+@dataclass
+class SplittingMetricCategories(BaseMetricCategories):
+    splitting: SplittingMetrics = category("Splitting", "Feature splitting")
+
+
+@dataclass
+class SplittingMetricCategoriesWithGroundTruth(SplittingMetricCategories):
+    ground_truth: GroundTruthMetrics = ground_truth_category()
 
 
 @dataclass
@@ -54,14 +75,15 @@ class ConceptSplitting(BaseResultDetail):
     reason: str | None = optional_metric("Why Null", "Why this concept could not be probed")
 
 
-SplittingEvalOutput = eval_output(
-    "SplittingEvalOutput",
-    "splitting",
-    "Feature Splitting (ΔF1)",
-    "How much a second latent adds to a concept's k-sparse probe: a large ΔF1 means the concept is split.",
-    SplittingEvalConfig,
-    SplittingMetricCategories,
-    ConceptSplitting,
-    "Concepts",
-    "Per concept",
-)
+@dataclass(config=ConfigDict(title="Feature Splitting (ΔF1)"))
+class SplittingEvalOutput(
+    BaseEvalOutput[SplittingEvalConfig, SplittingMetricCategories, ConceptSplitting]
+):
+    """How much a second latent adds to a concept's k-sparse probe: a large ΔF1 means the concept is split."""
+
+    eval_config: SplittingEvalConfig
+    eval_id: str
+    datetime_epoch_millis: int
+    eval_result_metrics: SplittingMetricCategories
+    eval_result_details: list[ConceptSplitting] = details_field("Concepts", "Per concept")
+    eval_type_id: str = type_id_field("splitting")

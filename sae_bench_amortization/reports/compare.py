@@ -2,8 +2,9 @@
 
 Reads any registered eval's results (this package's, SAEBench's ``core`` and first-letter ``absorption``,
 plugins'). Metric names are shared across evals where they mean the same thing (``dead_rate``, ``nmse``,
-``delta_f1``, ``absorption_rate``, ...: each eval's entry declares its renames); which way is worse is each
-eval's ``directions`` (``registry.direction_of``). Modes are read with the mode registry.
+``delta_f1``, ``absorption_rate``, ...: each metric's ``shared`` name, declared with its field); which way
+is worse is each metric's declared direction (``registry.direction_of``). Modes are read with the mode
+registry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import numbers
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ import pandas as pd
 
 from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, split_mode
-from sae_bench_amortization.registry import discover_evals
+from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_of, split_mode
+from sae_bench_amortization.registry import EvalEntry, discover_evals, facts_by_column
 
 KEY_COLUMNS = ("sae", "eval", "mode")
 
@@ -101,12 +102,18 @@ def _numbers(metrics: dict) -> dict[str, float]:
     return out
 
 
-def _renames(eval_type: str, registry: dict | None) -> dict[str, str]:
-    entry = (registry if registry is not None else discover_evals()).get(eval_type)
+def _entry(eval_type: str, registry: Mapping[str, EvalEntry] | None) -> EvalEntry | None:
+    return (registry if registry is not None else discover_evals()).get(eval_type)
+
+
+def _renames(eval_type: str, registry: Mapping[str, EvalEntry] | None) -> dict[str, str]:
+    entry = _entry(eval_type, registry)
     return dict(entry.metric_names) if entry is not None else {}
 
 
-def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[dict[str, Any]]:
+def rows_of_result(
+    data: dict, stem: str, registry: Mapping[str, EvalEntry] | None = None
+) -> list[dict[str, Any]]:
     """One result JSON → rows (dicts with sae, eval, mode and metric columns); MalformedResult when the
     content does not have a SAEBench result's shape. An eval comparing modes (details with a ``mode`` per
     row) gives one row per mode; metric names are shared as the eval's entry declares
@@ -121,13 +128,14 @@ def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[
     per_mode_rows = isinstance(details, list) and any(
         isinstance(d, dict) and "mode" in d for d in details
     )
-    if eval_type == "amortization_gap" or per_mode_rows:
+    entry = _entry(eval_type, registry)
+    if (entry is not None and not entry.per_mode) or per_mode_rows:
         if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
             raise MalformedResult(f"{eval_type} result without a list of per-mode rows")
         modes = [_mode(d.get("mode")) for d in details]
         if len(set(modes)) != len(modes):
             raise MalformedResult(f"{eval_type} result lists a mode twice: {modes}")
-        encoder = "loca" if "loca" in modes and "amortized" not in modes else "amortized"
+        encoder = encoder_of(modes)
         protocol = _protocol_of(data)
         # renames name this eval's definitions apart (the paper protocol's are its own: one protocol a table)
         renames = _renames(eval_type, registry) if protocol in (None, "default") else {}
@@ -155,6 +163,13 @@ def rows_of_result(data: dict, stem: str, registry: dict | None = None) -> list[
         {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
     )
     return [row]
+
+
+def encoder_of(modes: list[str]) -> str | None:
+    """The encoder the gap is measured from: the first mode with the role "encoder" in mode order (the
+    SAE's own encoder, else a LocA-SAE's given as the SAE); None without one."""
+    encoders = sorted((mode for mode in modes if role_of(mode) == "encoder"), key=mode_order)
+    return encoders[0] if encoders else None
 
 
 def source_of(data: dict) -> str | None:
@@ -195,7 +210,7 @@ def iter_result_files(results_dir: Path) -> Iterator[Path]:
 
 
 def load_results(
-    results_dir: str | Path, registry: dict | None = None, sources: bool = False
+    results_dir: str | Path, registry: Mapping[str, EvalEntry] | None = None, sources: bool = False
 ) -> pd.DataFrame:
     """Every result file under ``results_dir`` → DataFrame (KEY_COLUMNS first, then metrics, sorted);
     ``sources``: an ``activation_source`` column after the keys (:func:`source_of`)."""
@@ -299,7 +314,7 @@ SUMMARY_FILES = (
 def write_summary(
     results_dir: str | Path,
     out: str | Path | None = None,
-    registry: dict | None = None,
+    registry: Mapping[str, EvalEntry] | None = None,
     overwrite: bool = False,
 ) -> tuple[pd.DataFrame, list[Path]]:
     """``saebench compare``: summary.csv, summary.md and the plots into ``out`` (default
@@ -328,11 +343,13 @@ def write_summary(
     note = note_sources(frame)
     if note:  # comparing across sources can be intended: said, not refused
         print(f"saebench: note: {note}", file=sys.stderr)
-    table = per_sae_and_mode(frame)
+    registry = discover_evals() if registry is None else registry
+    facts = facts_by_column(registry)
+    table = per_sae_and_mode(frame, registry)
     figures = {
-        "pathologies_by_mode.png": plot_pathologies(table),
-        "ista_steps_ablation.png": plot_ista_ablation(table),
-        "l0_nmse_pareto.png": plot_pareto(table),
+        "pathologies_by_mode.png": plot_pathologies(table, facts),
+        "ista_steps_ablation.png": plot_ista_ablation(table, facts),
+        "l0_nmse_pareto.png": plot_pareto(table, facts),
     }
     write_text_atomic(folder / "summary.csv", frame.to_csv(index=False))
     write_text_atomic(folder / "summary.md", markdown_table(frame))

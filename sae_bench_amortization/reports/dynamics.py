@@ -109,7 +109,10 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sae_bench_amortization.reports.plots import METRIC_BOUNDS, settle_flat_axis
+    from sae_bench_amortization.registry import discover_evals, facts_by_column
+    from sae_bench_amortization.reports.plots import bounds_of, settle_flat_axis
+
+    facts = facts_by_column(discover_evals())
 
     checkpoints = sorted(pd.to_numeric(table["checkpoint"]).unique())
     single = len(checkpoints) == 1
@@ -143,7 +146,7 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
         if not shown:
             _say(axis, "no values (not computed for these checkpoints)")
         else:
-            settle_flat_axis(axis, shown, METRIC_BOUNDS.get(column, (None, None)))
+            settle_flat_axis(axis, shown, bounds_of(column, facts))
     gap_axis = axes.flat[len(PLOTTED)]
     for spare in axes.flat[len(PLOTTED) + 1 :]:
         spare.set_visible(False)

@@ -1,11 +1,13 @@
 """PNG plots of a results table (from :func:`compare.load_results`): pathologies by inference mode, the
-ISTA-steps ablation, and the L0–NMSE Pareto scatter."""
+ISTA-steps ablation, and the L0–NMSE Pareto scatter. Which metrics a figure draws, their labels and the
+range they can take are the metrics' declared facts (``registry.MetricFacts``, by :func:`facts_by_column`);
+modes are placed by their role and step count (``modes.role_of``, ``modes.steps_of``)."""
 
 from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,48 +22,53 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
 from sae_bench_amortization.atomic import write_file_atomic  # noqa: E402
-from sae_bench_amortization.modes import mode_order  # noqa: E402
+from sae_bench_amortization.modes import mode_order, role_of, steps_of  # noqa: E402
+from sae_bench_amortization.registry import (  # noqa: E402
+    TOPICS,
+    EvalEntry,
+    MetricFacts,
+    Plot,
+    by_precedence,
+    discover_evals,
+    facts_by_column,
+)
 
-PATHOLOGY_METRICS = {
-    "nmse": "NMSE (lower is better)",
-    "nmse_refit": "NMSE, codes refitted on their support",
-    "dead_rate": "dead latents (share)",
-    "dense_rate": "dense latents (share)",
-    "delta_f1": "ΔF1 = F1@2 − F1@1 (splitting)",
-    "delta_f1_subset": "ΔF1 (amortization_gap's concepts)",
-    "absorption_rate": "absorption rate",
-    "absorption_rate_subset": "absorption (amortization_gap's concepts)",
-}
-# the range a metric can take (None: unbounded), used to draw a panel whose values are all the same
-METRIC_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "nmse": (0.0, None),
-    "nmse_refit": (0.0, None),
-    "l0": (0.0, None),
-    "dead_rate": (0.0, 1.0),
-    "dense_rate": (0.0, 1.0),
-    "absorption_rate": (0.0, 1.0),
-    "absorption_rate_subset": (0.0, 1.0),
-    "delta_f1": (-1.0, 1.0),
-    "delta_f1_subset": (-1.0, 1.0),
-}
-# where a (sae, mode) metric is read from when several evals have it: the side-by-side eval first
-EVAL_PRIORITY = [
-    "amortization_gap",
-    "dead_dense",
-    "splitting",
-    "absorption_rate",
-    "core",
-    "absorption_first_letter",
-]
 # one marker per SAE in the Pareto scatter (colour is the inference mode)
 SAE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+UNKNOWN = MetricFacts()  # a column no registered eval declares
 
 
-def per_sae_and_mode(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (sae, mode): each metric from the first eval in EVAL_PRIORITY that has it."""
-    rank = {name: i for i, name in enumerate(EVAL_PRIORITY)}
+def _facts(facts: Mapping[str, MetricFacts] | None) -> Mapping[str, MetricFacts]:
+    return facts_by_column(discover_evals()) if facts is None else facts
+
+
+def drawn_in(figure: Plot, table: pd.DataFrame, facts: Mapping[str, MetricFacts]) -> list[str]:
+    """The columns of ``table`` with a value that ``figure`` draws, by topic (:data:`TOPICS`), then name."""
+    names = [
+        name
+        for name, declared in facts.items()
+        if figure in declared.figures and name in table and table[name].notna().any()
+    ]
+    return sorted(names, key=lambda name: (TOPICS.index(facts[name].topic), name))
+
+
+def label_of(name: str, facts: Mapping[str, MetricFacts]) -> str:
+    return facts.get(name, UNKNOWN).label or name
+
+
+def bounds_of(name: str, facts: Mapping[str, MetricFacts]) -> tuple[float | None, float | None]:
+    return facts.get(name, UNKNOWN).bounds
+
+
+def per_sae_and_mode(
+    frame: pd.DataFrame, registry: Mapping[str, EvalEntry] | None = None
+) -> pd.DataFrame:
+    """One row per (sae, mode): each metric from the first eval that has it, evals in
+    :func:`registry.by_precedence` order (the side-by-side eval first; unregistered evals last)."""
+    order = by_precedence(discover_evals() if registry is None else registry)
+    rank = {name: i for i, name in enumerate(order)}
     ordered = frame.assign(_rank=frame["eval"].map(lambda e: rank.get(e, len(rank)))).sort_values(
-        "_rank"
+        "_rank", kind="stable"
     )
     merged = ordered.drop(columns=["eval", "_rank"]).groupby(["sae", "mode"], sort=False).first()
     merged = merged.reset_index()
@@ -152,9 +159,13 @@ def _panel_width(fig: Figure, ncols: int) -> float:
     return fig.get_figwidth() / ncols - 0.5
 
 
-def plot_pathologies(table: pd.DataFrame) -> Figure | None:
-    """Grouped bars: one panel per pathology metric, SAEs on the x axis, one bar per inference mode."""
-    metrics = [m for m in PATHOLOGY_METRICS if m in table and table[m].notna().any()]
+def plot_pathologies(
+    table: pd.DataFrame, facts: Mapping[str, MetricFacts] | None = None
+) -> Figure | None:
+    """Grouped bars: one panel per metric declared for the figure "pathologies", SAEs on the x axis, one
+    bar per inference mode."""
+    facts = _facts(facts)
+    metrics = drawn_in("pathologies", table, facts)
     if not metrics:
         return None
     saes, modes = list(dict.fromkeys(table["sae"])), _modes(table)
@@ -179,11 +190,11 @@ def plot_pathologies(table: pd.DataFrame) -> Figure | None:
             shown.extend(values)
             positions = [i - 0.4 + width * (j + 0.5) for i in range(len(saes))]
             ax.bar(positions, values, width, color=colors[j], label=mode)
-        fit_text(fig, ax.set_title(PATHOLOGY_METRICS[metric], fontsize=10), 3.0)
+        fit_text(fig, ax.set_title(label_of(metric, facts), fontsize=10), 3.0)
         ax.set_xticks(range(len(saes)))
         ax.set_xticklabels([_short(s) for s in saes], rotation=20, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-        settle_flat_axis(ax, shown, METRIC_BOUNDS.get(metric, (None, None)), include_zero=True)
+        settle_flat_axis(ax, shown, bounds_of(metric, facts), include_zero=True)
     axes[0][0].set_ylabel("value")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, title="inference mode", loc="outside right center", fontsize=8)
@@ -194,19 +205,19 @@ def plot_pathologies(table: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
-    """NMSE and absorption against the number of ISTA/FISTA steps T (amortized = T 0), per SAE; the
-    non-amortized value as a dashed line. Drawn when some SAE has at least two semi:T modes."""
-    steps = table[table["mode"].str.startswith("semi:")]
+def plot_ista_ablation(
+    table: pd.DataFrame, facts: Mapping[str, MetricFacts] | None = None
+) -> Figure | None:
+    """The metrics declared for the figure "steps" (NMSE, absorption) against the number of refinement
+    steps T (the encoder = T 0), per SAE; the optimum's value as a dashed line. Drawn when some SAE has
+    at least two modes on a step axis."""
+    facts = _facts(facts)
+    steps = table[table["mode"].map(lambda mode: steps_of(mode) is not None)]
     counts = steps.groupby("sae")["mode"].nunique()
     saes = list(counts[counts >= 2].index)
     if not saes:
         return None
-    metrics = [
-        m
-        for m in ("nmse", "nmse_refit", "absorption_rate", "absorption_rate_subset")
-        if m in table and table[m].notna().any()
-    ]
+    metrics = drawn_in("steps", table, facts)
     if not metrics:
         return None
     fig, axes = plt.subplots(
@@ -216,17 +227,18 @@ def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
         shown = []
         for i, sae in enumerate(saes):
             rows = table[table["sae"] == sae]
-            points = [(0, rows.loc[rows["mode"] == "amortized", metric])] + [
-                (int(mode.split(":")[1]), rows.loc[rows["mode"] == mode, metric])
+            encoders = [mode for mode in _modes(rows) if role_of(mode) == "encoder"][:1]
+            points = [(0, rows.loc[rows["mode"] == mode, metric]) for mode in encoders] + [
+                (steps_of(mode) or 0, rows.loc[rows["mode"] == mode, metric])
                 for mode in _modes(rows)
-                if mode.startswith("semi:")
+                if steps_of(mode) is not None
             ]
             xs = [x for x, v in points if len(v) and pd.notna(v.iloc[0])]
             ys = [v.iloc[0] for _, v in points if len(v) and pd.notna(v.iloc[0])]
             shown.extend(ys)
             color = f"C{i}"
             ax.plot(xs, ys, "o-" if len(xs) > 1 else "o", color=color, label=_short(sae))
-            optimum = rows.loc[rows["mode"] == "non_amortized", metric]
+            optimum = rows.loc[rows["mode"].map(role_of) == "optimum", metric]
             if len(optimum) and pd.notna(optimum.iloc[0]):
                 ax.axhline(optimum.iloc[0], color=color, ls="--", lw=1, alpha=0.7)
                 shown.append(optimum.iloc[0])
@@ -234,20 +246,23 @@ def plot_ista_ablation(table: pd.DataFrame) -> Figure | None:
         fit_text(
             fig, ax.set_xlabel("ISTA/FISTA steps T from the encoder's codes (0 = amortized)"), width
         )
-        ax.set_ylabel(PATHOLOGY_METRICS[metric])
-        title = f"{PATHOLOGY_METRICS[metric]} vs steps (dashed: non-amortized)"
+        ax.set_ylabel(label_of(metric, facts))
+        title = f"{label_of(metric, facts)} vs steps (dashed: non-amortized)"
         fit_text(fig, ax.set_title(title, fontsize=10), width)
         ax.grid(alpha=0.3)
-        settle_flat_axis(ax, shown, METRIC_BOUNDS.get(metric, (None, None)))
+        settle_flat_axis(ax, shown, bounds_of(metric, facts))
     axes[0][0].legend(title="SAE", fontsize=8)
     _suptitle(fig, "ISTA-steps ablation: how fast per-sample refinement relieves the pathologies")
     return fig
 
 
-def plot_pareto(table: pd.DataFrame) -> Figure | None:
+def plot_pareto(
+    table: pd.DataFrame, facts: Mapping[str, MetricFacts] | None = None
+) -> Figure | None:
     """L0 (x) against NMSE (y), one point per SAE × mode: colour = inference mode, marker = SAE (both in
     legends; with more SAEs than markers each point is also numbered after its SAE's legend entry).
     Each mode's Pareto frontier (no point with both lower L0 and lower NMSE) is joined by a line."""
+    facts = _facts(facts)
     points = (
         table.dropna(subset=["l0", "nmse"]) if {"l0", "nmse"} <= set(table) else table.iloc[0:0]
     )
@@ -290,12 +305,12 @@ def plot_pareto(table: pd.DataFrame) -> Figure | None:
                 best = nmse
         if len(frontier) > 1:
             ax.plot(*zip(*frontier, strict=True), color=f"C{i}", alpha=0.6, zorder=2)
-    ax.set_xlabel("L0 (mean active latents per token)")
-    ax.set_ylabel("NMSE (lower is better)")
+    ax.set_xlabel(label_of("l0", facts))
+    ax.set_ylabel(label_of("nmse", facts))
     title = "Sparsity–fidelity trade-off per SAE and inference mode (lower left is better)"
     fit_text(fig, ax.set_title(title, fontsize=11), fig.get_figwidth() - 2.6)
     ax.grid(alpha=0.3)
-    settle_flat_axis(ax, points["nmse"], METRIC_BOUNDS["nmse"])
+    settle_flat_axis(ax, points["nmse"], bounds_of("nmse", facts))
     mode_handles = [
         Line2D([], [], color=f"C{i}", marker="o", linestyle="none", label=mode)
         for i, mode in enumerate(modes)

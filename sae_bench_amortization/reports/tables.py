@@ -1,8 +1,43 @@
-"""Short human-readable tables for the terminal."""
+"""Short human-readable tables for the terminal, and the columns of an eval's own CSV and table as its
+detail rows' metric facts declare them (``column``, ``short``, ``fmt``, ``protocol``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from sae_bench_amortization.registry import MetricFacts, metric_facts
 from sae_bench_amortization.runner.request import SAEOutcome
+
+
+def _in_column_order(detail_class: type) -> list[tuple[str, MetricFacts]]:
+    """The fields of ``detail_class`` that declare a ``column``, in column order."""
+    declared = [(name, facts) for name, facts in metric_facts(detail_class).items()]
+    placed = [(name, facts) for name, facts in declared if facts.column is not None]
+    return sorted(placed, key=lambda item: item[1].column or 0)
+
+
+def csv_columns(detail_class: type, rows: list[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The CSV columns of rows of ``detail_class``: those measured under every protocol in column order,
+    then those of one protocol only (``protocol``) that some row has."""
+    placed = _in_column_order(detail_class)
+    always = [name for name, facts in placed if facts.protocol is None]
+    present = [
+        name
+        for name, facts in placed
+        if facts.protocol is not None and any(name in row for row in rows)
+    ]
+    return (*always, *present)
+
+
+def table_columns(detail_class: type) -> list[tuple[str, str, str]]:
+    """The (title, key, format) columns of a terminal table of rows of ``detail_class``: the fields with a
+    ``short`` title, in column order (:func:`shown_columns` then drops those nothing measured)."""
+    return [
+        (facts.short, name, facts.fmt)
+        for name, facts in _in_column_order(detail_class)
+        if facts.short is not None
+    ]
 
 
 def aligned(header: list[str], rows: list[list[str]], gap: int = 2, left: int = 1) -> list[str]:
@@ -33,7 +68,9 @@ def format_number(value, fmt: str, max_width: int = MAX_NUMBER_WIDTH) -> str:
 
 
 def shown_columns(
-    columns: list[tuple[str, str, str]], rows: list[dict], always: set[str] = frozenset()
+    columns: list[tuple[str, str, str]],
+    rows: list[dict],
+    always: set[str] | frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, str]]:
     """The (title, key, format) columns a table of metric rows shows: those in ``always``, those measured
     in some row, and those null with a reason (a key of some row's ``undefined``): a null metric keeps its

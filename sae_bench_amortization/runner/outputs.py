@@ -1,34 +1,40 @@
-"""Compact builders for SAEBench's typed result classes (``sae_bench.evals.base_eval_output``): every eval
-output has the same six fields around its own config, metric categories and detail rows, so an eval
-declares only what is its own."""
+"""The shared pieces of SAEBench's typed result classes (``sae_bench.evals.base_eval_output``): field
+helpers for metrics (with their facts), settings, categories and the six fields every eval output has, and
+the ground-truth metrics a synthetic source adds. Each eval writes its own classes out with them."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
-from typing import Any
+from typing import Any, Unpack
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from pydantic.dataclasses import dataclass
-from sae_bench.evals.base_eval_output import (
-    DEFAULT_DISPLAY,
-    BaseEvalOutput,
-    BaseMetricCategories,
-    BaseMetrics,
-)
+from sae_bench.evals.base_eval_output import DEFAULT_DISPLAY, BaseMetricCategories, BaseMetrics
+
+from sae_bench_amortization.registry import FactArguments, MetricFacts
 
 
-def metric(title: str, description: str, display: bool = False) -> Any:
-    """A metric field (``display``: shown by default in SAEBench's tables)."""
-    return Field(
+def _with_facts(info: Any, facts: FactArguments) -> Any:
+    """``info`` (a pydantic FieldInfo) carrying the metric's facts; they do not enter the JSON schema."""
+    if facts:
+        info.metadata.append(MetricFacts(**facts))
+    return info
+
+
+def metric(
+    title: str, description: str, display: bool = False, **facts: Unpack[FactArguments]
+) -> Any:
+    """A metric field (``display``: shown by default in SAEBench's tables); ``facts``: what the reports
+    know of it (:class:`~sae_bench_amortization.registry.MetricFacts`: direction, bounds, label, ...)."""
+    info = Field(
         title=title, description=description, json_schema_extra=DEFAULT_DISPLAY if display else None
     )
+    return _with_facts(info, facts)
 
 
-def optional_metric(title: str, description: str) -> Any:
+def optional_metric(title: str, description: str, **facts: Unpack[FactArguments]) -> Any:
     """A metric field that may be absent from a result (null; e.g. measured under one protocol only)."""
-    return Field(default=None, title=title, description=description)
+    return _with_facts(Field(default=None, title=title, description=description), facts)
 
 
 def setting(default: Any, title: str, description: str) -> Any:
@@ -38,21 +44,27 @@ def setting(default: Any, title: str, description: str) -> Any:
     return Field(default=default, title=title, description=description)
 
 
-def _module() -> str:
-    return sys._getframe(2).f_globals["__name__"]
+def category(title: str, description: str) -> Any:
+    """A metric category of a ``BaseMetricCategories`` (shown by default in SAEBench's tables)."""
+    return Field(title=title, description=description, json_schema_extra=DEFAULT_DISPLAY)
 
 
-def metric_categories(
-    name: str, category: str, metrics: type, title: str, description: str
-) -> type:
-    """A ``BaseMetricCategories`` with one category ``category`` holding ``metrics``."""
-    namespace = {
-        "__annotations__": {category: metrics},
-        category: Field(title=title, description=description, json_schema_extra=DEFAULT_DISPLAY),
-        "__module__": _module(),
-        "__qualname__": name,
-    }
-    return dataclass(type(name, (BaseMetricCategories,), namespace))
+def details_field(title: str, description: str) -> Any:
+    """An eval output's ``eval_result_details`` (a list of detail rows, empty by default)."""
+    return Field(default_factory=list, title=title, description=description)
+
+
+def type_id_field(name: str) -> Any:
+    """An eval output's ``eval_type_id``: the eval's name."""
+    return Field(default=name, title="Eval Type ID", description=name)
+
+
+def ground_truth_category() -> Any:
+    """The category ``ground_truth`` of a ``<Categories>WithGroundTruth`` class (:func:`with_ground_truth`)."""
+    return Field(
+        title="Ground Truth (SAE-Lens synthetic metrics)",
+        description="On a synthetic source: recovery of the planted features by these codes",
+    )
 
 
 @dataclass
@@ -80,35 +92,38 @@ class GroundTruthMetrics(BaseMetrics):
     null_reason: str | None = optional_metric("Null Reason", "Why a metric above is null")
 
 
-def per_mode_lists(name: str, metrics: type, doc: str) -> type:
-    """``metrics``' fields as parallel lists (same titles, one entry per mode) beside ``modes``: SAEBench's
-    metric categories are flat, so several modes' values of one metric sit in one list."""
-    annotations: dict[str, Any] = {"modes": list[str]}
-    namespace: dict[str, Any] = {
-        "modes": setting([], "Modes", "The mode of each position in the lists below")
-    }
-    for field_name, info in metrics.__pydantic_fields__.items():
-        annotations[field_name] = list[info.annotation]
-        namespace[field_name] = setting([], info.title, "Per mode")
+def _per_mode(metric_name: str) -> Any:
+    """A field of :class:`GroundTruthByMode`: the list of ``metric_name``'s values, one per mode."""
+    return setting([], GroundTruthMetrics.__pydantic_fields__[metric_name].title, "Per mode")
 
-    def of(cls, by_mode: dict[str, Any]):
-        """One instance from {mode: ``metrics`` instance}."""
+
+@dataclass
+class GroundTruthByMode(BaseMetrics):
+    """:class:`GroundTruthMetrics` of several modes as parallel lists (SAEBench's metrics are flat)."""
+
+    modes: list[str] = setting([], "Modes", "The mode of each position in the lists below")
+    mcc: list[float | None] = _per_mode("mcc")
+    uniqueness: list[float | None] = _per_mode("uniqueness")
+    dead_latents: list[int | None] = _per_mode("dead_latents")
+    dead_fraction: list[float | None] = _per_mode("dead_fraction")
+    sae_l0: list[float | None] = _per_mode("sae_l0")
+    true_l0: list[float | None] = _per_mode("true_l0")
+    shrinkage: list[float | None] = _per_mode("shrinkage")
+    precision: list[float | None] = _per_mode("precision")
+    recall: list[float | None] = _per_mode("recall")
+    f1: list[float | None] = _per_mode("f1")
+    accuracy: list[float | None] = _per_mode("accuracy")
+    n_true_features: list[int | None] = _per_mode("n_true_features")
+    null_reason: list[str | None] = _per_mode("null_reason")
+
+    @classmethod
+    def of(cls, by_mode: dict[str, GroundTruthMetrics]) -> GroundTruthByMode:
+        """One instance from {mode: :class:`GroundTruthMetrics`}."""
         columns = {
-            name: [getattr(m, name) for m in by_mode.values()]
-            for name in metrics.__pydantic_fields__
+            f.name: [getattr(metrics, f.name) for metrics in by_mode.values()]
+            for f in dataclasses.fields(GroundTruthMetrics)
         }
         return cls(modes=list(by_mode), **columns)
-
-    namespace |= {"__annotations__": annotations, "__module__": _module(), "__qualname__": name}
-    namespace |= {"__doc__": doc, "of": classmethod(of)}
-    return dataclass(type(name, (BaseMetrics,), namespace))
-
-
-GroundTruthByMode = per_mode_lists(
-    "GroundTruthByMode",
-    GroundTruthMetrics,
-    ":class:`GroundTruthMetrics` of several modes as parallel lists (SAEBench's metrics are flat).",
-)
 
 
 def ground_truth_metrics(values: dict[str, Any]) -> GroundTruthMetrics:
@@ -122,59 +137,21 @@ def ground_truth_metrics(values: dict[str, Any]) -> GroundTruthMetrics:
     )
 
 
-_WITH_GROUND_TRUTH: dict[tuple[type, type], type] = {}
-
-
-def with_ground_truth(categories: Any, ground_truth: BaseMetrics) -> Any:
+def with_ground_truth(categories: BaseMetricCategories, ground_truth: BaseMetrics) -> Any:
     """``categories`` plus the category ``ground_truth`` (SAEBench allows no empty category, so results
-    off synthetic sources have none): an instance of a subclass of its class with that field."""
+    off synthetic sources have none): an instance of the subclass of its class that the eval writes out
+    as ``<Categories>WithGroundTruth``, with ``ground_truth: <type of ground_truth>``."""
     base, kind = type(categories), type(ground_truth)
-    if (base, kind) not in _WITH_GROUND_TRUTH:
-        namespace = {
-            "__annotations__": {"ground_truth": kind},
-            "ground_truth": Field(
-                title="Ground Truth (SAE-Lens synthetic metrics)",
-                description="On a synthetic source: recovery of the planted features by these codes",
-            ),
-            "__module__": base.__module__,
-            "__qualname__": f"{base.__qualname__}WithGroundTruth",
-        }
-        _WITH_GROUND_TRUTH[base, kind] = dataclass(
-            type(namespace["__qualname__"], (base,), namespace)
+    variants = [
+        cls
+        for cls in base.__subclasses__()
+        if getattr(cls, "__pydantic_fields__", {}).get("ground_truth") is not None
+        and cls.__pydantic_fields__["ground_truth"].annotation is kind
+    ]
+    if not variants:
+        raise TypeError(
+            f"{base.__qualname__} has no subclass with a field ground_truth: {kind.__qualname__}; "
+            f"declare {base.__qualname__}WithGroundTruth beside it (see runner.outputs)"
         )
-    fields = {f.name: getattr(categories, f.name) for f in dataclasses.fields(base)}
-    return _WITH_GROUND_TRUTH[base, kind](**fields, ground_truth=ground_truth)
-
-
-def eval_output(
-    name: str,
-    eval_type_id: str,
-    title: str,
-    doc: str,
-    config: type,
-    categories: type,
-    detail: type,
-    details_title: str,
-    details_description: str,
-) -> type:
-    """The eval's ``BaseEvalOutput[config, categories, detail]`` with SAEBench's fields."""
-    namespace = {
-        "__annotations__": {
-            "eval_config": config,
-            "eval_id": str,
-            "datetime_epoch_millis": int,
-            "eval_result_metrics": categories,
-            "eval_result_details": list[detail],
-            "eval_type_id": str,
-        },
-        "eval_result_details": Field(
-            default_factory=list, title=details_title, description=details_description
-        ),
-        "eval_type_id": Field(default=eval_type_id, title="Eval Type ID", description=eval_type_id),
-        "__doc__": doc,
-        "__module__": _module(),
-        "__qualname__": name,
-    }
-    base = BaseEvalOutput[config, categories, detail]
-    cls = types.new_class(name, (base,), exec_body=lambda body: body.update(namespace))
-    return dataclass(config=ConfigDict(title=title))(cls)
+    values = {f.name: getattr(categories, f.name) for f in dataclasses.fields(base)}
+    return variants[0](**values, ground_truth=ground_truth)
