@@ -30,7 +30,7 @@ fi
 
 case "${1:-}" in
   demo) shift; exec .venv/bin/saebench run --eval amortization_gap "$@" ;;
-  test) shift; exec .venv/bin/python -m pytest -q "$@" ;;
+  test) shift; exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;
   install) ;;
   *) echo "usage: bash scripts/dev.sh demo|test|install" >&2; exit 2 ;;
 esac
