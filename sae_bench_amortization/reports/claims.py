@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -75,9 +76,10 @@ def _falls(metric: str, rises: bool = False) -> Callable[[dict[str, dict]], Outc
     relieve), a value is null, or the densities do not match."""
 
     def test(modes: dict[str, dict]) -> Outcome:
-        values = [_metric(modes, mode, metric) for mode in AMORTIZATION_ORDER]
-        if any(value is None for value in values):
-            missing = [m for m, v in zip(AMORTIZATION_ORDER, values, strict=True) if v is None]
+        measured = [_metric(modes, mode, metric) for mode in AMORTIZATION_ORDER]
+        values = [value for value in measured if value is not None]
+        if len(values) < len(measured):
+            missing = [m for m, v in zip(AMORTIZATION_ORDER, measured, strict=True) if v is None]
             return Outcome("n/a", reason=f"{metric} null for {', '.join(missing)}")
         mismatch = _density_mismatch(modes, AMORTIZATION_ORDER[1:])
         if mismatch:
@@ -92,8 +94,9 @@ def _falls(metric: str, rises: bool = False) -> Callable[[dict[str, dict]], Outc
 
 def _semi_nmse_below(modes: dict[str, dict]) -> Outcome:
     """(a): value = amortized NMSE − the highest semi:T NMSE (> 0: every semi mode reconstructs better)."""
-    values = [_metric(modes, mode, "nmse") for mode in ("amortized", *SEMI_MODES)]
-    if any(value is None for value in values):
+    measured = [_metric(modes, mode, "nmse") for mode in ("amortized", *SEMI_MODES)]
+    values = [value for value in measured if value is not None]
+    if len(values) < len(measured):
         return Outcome("n/a", reason="NMSE null")
     mismatch = _density_mismatch(modes, SEMI_MODES)
     if mismatch:
@@ -268,21 +271,32 @@ def claim_outcomes(cells: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> p
     grid columns and seed (``sparsity`` NaN for a per-series unit), status, value, reason."""
     rows = []
     for keys, group in cells.groupby(list(CELL), sort=True):
-        modes = {row["mode"]: row for row in group.to_dict("records")}
-        unit = dict(zip(CELL, keys, strict=True))
+        modes = {row["mode"]: row for row in records_of(group)}
+        unit = dict(zip(CELL, _key_tuple(keys), strict=True))
         for claim in claims:
             outcome = claim.test(modes) if claim.test is not None else None
             if outcome is not None:
                 rows.append({"claim": claim.key, **unit, **outcome.__dict__})
-    amortized = cells[cells["mode"] == "amortized"]
+    amortized = cells.loc[cells["mode"] == "amortized"]
     for keys, series in amortized.groupby(["architecture", "d_sae", "seed"], sort=True):
-        unit = {"architecture": keys[0], "d_sae": keys[1], "sparsity": math.nan, "seed": keys[2]}
+        architecture, d_sae, seed = _key_tuple(keys)
+        unit = {"architecture": architecture, "d_sae": d_sae, "sparsity": math.nan, "seed": seed}
         for claim in claims:
             if claim.test is None:
-                outcome = _rises_with_pressure(series.sort_values("sparsity"), claim.metric)
+                outcome = _rises_with_pressure(series.sort_values(by="sparsity"), claim.metric)
                 rows.append({"claim": claim.key, **unit, **outcome.__dict__})
-    columns = ["claim", *CELL, "status", "value", "reason"]
+    columns = pd.Index(["claim", *CELL, "status", "value", "reason"])
     return pd.DataFrame(rows, columns=columns)
+
+
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``frame``'s rows as dicts (column → value)."""
+    return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
+
+
+def _key_tuple(keys: object) -> tuple[Any, ...]:
+    """A groupby key over several columns as the tuple it is."""
+    return keys if isinstance(keys, tuple) else (keys,)
 
 
 def t_interval(shares: list[float]) -> tuple[float | None, float | None]:
@@ -295,7 +309,7 @@ def t_interval(shares: list[float]) -> tuple[float | None, float | None]:
         return None, None
     mean = sum(shares) / n
     sd = math.sqrt(sum((s - mean) ** 2 for s in shares) / (n - 1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return max(0.0, mean - half), min(1.0, mean + half)
 
 
@@ -315,14 +329,14 @@ def verdicts(outcomes: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.D
     share within each seed), and the failing grid points with how many seeds failed there."""
     rows = []
     for claim in claims:
-        mine = outcomes[outcomes["claim"] == claim.key]
-        applicable = mine[mine["status"] != "n/a"]
+        mine = outcomes.loc[outcomes["claim"] == claim.key]
+        applicable = mine.loc[mine["status"] != "n/a"]
         holds = int((applicable["status"] == "holds").sum())
         per_seed = [
             float((group["status"] == "holds").mean()) for _, group in applicable.groupby("seed")
         ]
         low, high = t_interval(per_seed)
-        labels = [grid_label(row) for row in applicable.to_dict("records")]
+        labels = [grid_label(row) for row in records_of(applicable)]
         seeds_at: dict[str, set] = {}
         fails_at: dict[str, set] = {}
         for label, seed, status in zip(
@@ -378,7 +392,7 @@ def mode_means(cells: pd.DataFrame) -> pd.DataFrame:
     means = grouped[list(METRICS)].mean()
     counts = grouped[list(METRICS)].count().add_prefix("n_")
     table = means.join(counts).reset_index()
-    table["order"] = table["mode"].map(order)
+    table["order"] = table["mode"].map(lambda mode: order.get(mode, math.nan))
     return table.sort_values(["architecture", "order"]).drop(columns="order").reset_index(drop=True)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sae_bench_amortization.reports.claims import CLAIMS, MOST, Claim, grid_label
+from sae_bench_amortization.reports.claims import CLAIMS, MOST, Claim, grid_label, records_of
 from sae_bench_amortization.reports.plots import plt, write_png
 
 VALUE_LABELS = {  # what a claim's value measures (> threshold: it holds)
@@ -34,7 +34,7 @@ def plot_claims(
             len(members), 1, figsize=(11, 3.2 * len(members)), squeeze=False, layout="constrained"
         )
         for ax, claim in zip(axes[:, 0], members, strict=True):
-            _panel(ax, outcomes[outcomes["claim"] == claim.key], claim)
+            _panel(ax, outcomes.loc[outcomes["claim"] == claim.key], claim)
         fig.suptitle(
             "one dot per seed (green: holds, red: fails), bar: mean over seeds, dashed: the claim's "
             "threshold; grid points where the claim is n/a in every seed are left out",
@@ -45,9 +45,9 @@ def plot_claims(
 
 
 def _panel(ax, rows: pd.DataFrame, claim: Claim) -> None:
-    measured = rows[rows["status"] != "n/a"].copy()
+    measured = rows.loc[rows["status"] != "n/a"].copy()
     n_na = len(rows) - len(measured)
-    measured["point"] = [grid_label(row) for row in measured.to_dict("records")]
+    measured["point"] = [grid_label(row) for row in records_of(measured)]
     points = list(dict.fromkeys(measured["point"]))
     threshold = MOST if claim_letter(claim) == "e" else 0.0
     for x, point in enumerate(points):

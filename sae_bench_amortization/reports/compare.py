@@ -245,12 +245,12 @@ def load_results(
     if not rows:
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
     frame = pd.DataFrame(rows)
-    if frame["protocol"].isna().all():
+    if bool(frame["protocol"].isna().all()):
         frame = frame.drop(columns="protocol")  # no eval with protocols: the table as before
     check_one_protocol(frame, str(results_dir))
     keys = [*KEY_COLUMNS, *(["activation_source"] if sources else [])]
     metrics = sorted(c for c in frame.columns if c not in keys)
-    frame = frame[[*keys, *metrics]]
+    frame = frame.loc[:, [*keys, *metrics]]
     frame["mode_order"] = frame["mode"].map(mode_order)
     frame = frame.sort_values(["sae", "eval", "mode_order"]).drop(columns="mode_order")
     return frame.reset_index(drop=True)

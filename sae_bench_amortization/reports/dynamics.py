@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -54,8 +54,9 @@ def check_widths(cfgs: list[tuple[str, Any]]) -> None:
     widths: dict[tuple[int, int], list[str]] = {}
     for name, cfg in cfgs:
         get = cfg.get if isinstance(cfg, dict) else lambda key, cfg=cfg: getattr(cfg, key, None)
-        if get("d_in") is not None and get("d_sae") is not None:
-            widths.setdefault((int(get("d_in")), int(get("d_sae"))), []).append(name)
+        d_in, d_sae = get("d_in"), get("d_sae")
+        if d_in is not None and d_sae is not None:
+            widths.setdefault((int(d_in), int(d_sae)), []).append(name)
     if len(widths) > 1:
         shown = "; ".join(
             f"d_in {d_in}, d_sae {d_sae}: {', '.join(names)}"
@@ -99,6 +100,11 @@ def dynamics_table(output_dir: Path, sae_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _numeric(values: Any) -> pd.Series:
+    """A column's values as numbers (NaN where not a number)."""
+    return cast(pd.Series, pd.to_numeric(values, errors="coerce"))
+
+
 def dynamics_figure(table: pd.DataFrame) -> Figure:
     """2 × 4 plots against checkpoint: NMSE, NMSE refit, dead, dense, ΔF1, absorption per mode, and the gap. Lines
     join the checkpoints; a single checkpoint is drawn as points. A legend only where something is
@@ -114,7 +120,7 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
 
     facts = facts_by_column(discover_evals())
 
-    checkpoints = sorted(pd.to_numeric(table["checkpoint"]).unique())
+    checkpoints = sorted(_numeric(table["checkpoint"]).unique())
     single = len(checkpoints) == 1
     style = {"marker": "o", "linestyle": "none" if single else "-"}
     modes = list(dict.fromkeys(table["mode"]))
@@ -132,7 +138,7 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
     for axis, (column, title) in zip(axes.flat, PLOTTED, strict=False):
         shown = []
         for j, (mode, group) in enumerate(table.groupby("mode", sort=False)):
-            values = pd.to_numeric(group.get(column, pd.Series(dtype=float)), errors="coerce")
+            values = _numeric(group.get(column, pd.Series(dtype=float)))
             if values.notna().any():
                 # one checkpoint: the modes' points a little apart, so equal values do not hide
                 dodge = (j - (len(modes) - 1) / 2) * 0.06 if single else 0.0
@@ -151,7 +157,7 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
     for spare in axes.flat[len(PLOTTED) + 1 :]:
         spare.set_visible(False)
     gap = table.drop_duplicates("checkpoint")
-    gaps = pd.to_numeric(gap.get("mean_gap", pd.Series(dtype=float)), errors="coerce")
+    gaps = _numeric(gap.get("mean_gap", pd.Series(dtype=float)))
     gap_axis.set_title("mean amortization gap")
     gap_axis.set_ylabel("objective(amortized) − objective(optimal)")
     if gaps.notna().any():

@@ -9,7 +9,7 @@ import math
 import textwrap
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
@@ -47,9 +48,14 @@ def drawn_in(figure: Plot, table: pd.DataFrame, facts: Mapping[str, MetricFacts]
     names = [
         name
         for name, declared in facts.items()
-        if figure in declared.figures and name in table and table[name].notna().any()
+        if figure in declared.figures and has_values(table, name)
     ]
     return sorted(names, key=lambda name: (TOPICS.index(facts[name].topic), name))
+
+
+def has_values(table: pd.DataFrame, name: str) -> bool:
+    """``table`` has a column ``name`` with a value in some row."""
+    return name in table and bool(table[name].notna().any())
 
 
 def label_of(name: str, facts: Mapping[str, MetricFacts]) -> str:
@@ -139,7 +145,7 @@ def settle_flat_axis(
 def fit_text(figure: Figure, text: Text, width_inches: float) -> Text:
     """Wrap ``text`` (a title or label of ``figure``) onto as many lines as it needs to be at most
     ``width_inches`` wide when drawn."""
-    renderer = figure.canvas.get_renderer()
+    renderer = cast(FigureCanvasAgg, figure.canvas).get_renderer()  # matplotlib.use("Agg") above
     limit = width_inches * figure.dpi
     original = " ".join(text.get_text().split())
     width = len(original)
@@ -214,7 +220,7 @@ def plot_ista_ablation(
     facts = _facts(facts)
     steps = table[table["mode"].map(lambda mode: steps_of(mode) is not None)]
     counts = steps.groupby("sae")["mode"].nunique()
-    saes = list(counts[counts >= 2].index)
+    saes = [str(sae) for sae, count in counts.items() if count >= 2]
     if not saes:
         return None
     metrics = drawn_in("steps", table, facts)
@@ -226,7 +232,7 @@ def plot_ista_ablation(
     for ax, metric in zip(axes[0], metrics, strict=True):
         shown = []
         for i, sae in enumerate(saes):
-            rows = table[table["sae"] == sae]
+            rows = table.loc[table["sae"] == sae]
             encoders = [mode for mode in _modes(rows) if role_of(mode) == "encoder"][:1]
             points = [(0, rows.loc[rows["mode"] == mode, metric]) for mode in encoders] + [
                 (steps_of(mode) or 0, rows.loc[rows["mode"] == mode, metric])
@@ -274,7 +280,7 @@ def plot_pareto(
     fig, ax = plt.subplots(figsize=(8.4, 4.8), layout="constrained")
     modes = _modes(points)
     for i, mode in enumerate(modes):
-        rows = points[points["mode"] == mode].sort_values("l0")
+        rows = points.loc[points["mode"] == mode].sort_values("l0")
         for sae, group in rows.groupby("sae", sort=False):
             ax.scatter(
                 group["l0"],
@@ -286,7 +292,7 @@ def plot_pareto(
                 linewidths=0.4,
                 zorder=3,
             )
-            if "nmse_refit" in group and group["nmse_refit"].notna().any():
+            if has_values(group, "nmse_refit"):
                 ax.scatter(group["l0"], group["nmse_refit"], facecolors="none", edgecolors=f"C{i}",
                            marker=marker[sae], s=42, linewidths=1.0, zorder=3)  # fmt: skip
             if numbered:
@@ -315,7 +321,7 @@ def plot_pareto(
         Line2D([], [], color=f"C{i}", marker="o", linestyle="none", label=mode)
         for i, mode in enumerate(modes)
     ]
-    if "nmse_refit" in points and points["nmse_refit"].notna().any():
+    if has_values(points, "nmse_refit"):
         mode_handles.append(
             Line2D(
                 [],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ STATUS_ORDER = (
 )
 
 
-def format_checks(checks: list[Check], notes: list[str] = ()) -> str:
+def format_checks(checks: list[Check], notes: Sequence[str] = ()) -> str:
     """Notes first (λ changes), then every check whose value moved or could not be made, as a table, then
     one summary line."""
     shown = [c for c in checks if c.current != c.baseline]

@@ -5,17 +5,26 @@ the ground-truth metrics a synthetic source adds. Each eval writes its own class
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Unpack
 
 from pydantic import Field
 from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 from sae_bench.evals.base_eval_output import DEFAULT_DISPLAY, BaseMetricCategories, BaseMetrics
 
 from sae_bench_amortization.registry import FactArguments, MetricFacts
 
 
-def _with_facts(info: Any, facts: FactArguments) -> Any:
+def _fields(cls: type) -> dict[str, FieldInfo]:
+    """A pydantic dataclass's fields (none for another class)."""
+    return getattr(cls, "__pydantic_fields__", {})
+
+
+def _with_facts(info: object, facts: FactArguments) -> Any:
     """``info`` (a pydantic FieldInfo) carrying the metric's facts; they do not enter the JSON schema."""
+    if not isinstance(info, FieldInfo):
+        raise TypeError(f"pydantic's Field() made a {type(info).__name__}")
     if facts:
         info.metadata.append(MetricFacts(**facts))
     return info
@@ -94,7 +103,7 @@ class GroundTruthMetrics(BaseMetrics):
 
 def _per_mode(metric_name: str) -> Any:
     """A field of :class:`GroundTruthByMode`: the list of ``metric_name``'s values, one per mode."""
-    return setting([], GroundTruthMetrics.__pydantic_fields__[metric_name].title, "Per mode")
+    return setting([], _fields(GroundTruthMetrics)[metric_name].title or metric_name, "Per mode")
 
 
 @dataclass
@@ -137,16 +146,17 @@ def ground_truth_metrics(values: dict[str, Any]) -> GroundTruthMetrics:
     )
 
 
-def with_ground_truth(categories: BaseMetricCategories, ground_truth: BaseMetrics) -> Any:
+def with_ground_truth(
+    categories: BaseMetricCategories, ground_truth: BaseMetrics
+) -> BaseMetricCategories:
     """``categories`` plus the category ``ground_truth`` (SAEBench allows no empty category, so results
     off synthetic sources have none): an instance of the subclass of its class that the eval writes out
     as ``<Categories>WithGroundTruth``, with ``ground_truth: <type of ground_truth>``."""
     base, kind = type(categories), type(ground_truth)
-    variants = [
+    variants: list[Callable[..., BaseMetricCategories]] = [
         cls
         for cls in base.__subclasses__()
-        if getattr(cls, "__pydantic_fields__", {}).get("ground_truth") is not None
-        and cls.__pydantic_fields__["ground_truth"].annotation is kind
+        if "ground_truth" in _fields(cls) and _fields(cls)["ground_truth"].annotation is kind
     ]
     if not variants:
         raise TypeError(
