@@ -19,18 +19,34 @@ workers and Python users alike::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import torch
+
+from sae_bench_amortization.activations.sources import FileActivations
+from sae_bench_amortization.atomic import check_output_dir
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import InferenceSettings, parse_modes
 from sae_bench_amortization.registry import EvalEntry, discover_evals, eval_options, get_eval
+from sae_bench_amortization.runner.executors import (
+    EXECUTORS,
+    Executor,
+    RayOptions,
+    run_ray,
+    run_sequential,
+)
 from sae_bench_amortization.runner.memory import bound_the_heap
-from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
+from sae_bench_amortization.runner.request import ActivationFactory, EvalRequest, SAEOutcome
 from sae_bench_amortization.sources.saes import SAESpec, spec_from_path
 from sae_bench_amortization.sources.selection import SAESelection, SourceSettings, as_spec
+from sae_bench_amortization.synthetic.default import default_benchmark
+from sae_bench_amortization.targets import check_apart, named
+
+if TYPE_CHECKING:  # annotations only
+    from _typeshed import DataclassInstance
 
 
 @dataclass
@@ -49,15 +65,11 @@ class RunResult:
 
 
 def default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(device: str) -> str:
     """``device`` when torch can use it on this machine; one line otherwise (before any work)."""
-    import torch
-
     try:
         parsed = torch.device(device)
     except (RuntimeError, ValueError):
@@ -79,14 +91,13 @@ def check_device(device: str) -> str:
     return device
 
 
-def choose(specs: list[SAESpec], source: SourceSettings, device: str) -> tuple[list[SAESpec], Any]:
+def choose(
+    specs: list[SAESpec], source: SourceSettings, device: str
+) -> tuple[list[SAESpec], ActivationFactory]:
     """(SAEs, activation factory) of a run, with the fallbacks (embedded default; each SAE's own model)."""
     factory = source.factory(device)
     if not specs and factory is None:
-        from sae_bench_amortization.activations.sources import FileActivations
-        from sae_bench_amortization.synthetic import default
-
-        bench = default.default_benchmark()
+        bench = default_benchmark()
         print(
             "no SAE given: using the offline default (synthetic ground truth, TopK SAE) from "
             f"{bench.sae_path.parent}"
@@ -101,14 +112,17 @@ def choose(specs: list[SAESpec], source: SourceSettings, device: str) -> tuple[l
         )
     if factory is None:  # SAEs but no source: read each SAE's own model and hook (TransformerLens)
         factory = source.skipped(source.transformer_lens(device, source.read_tokens(file=False)))
+    if factory is None:  # never: skipped() returns the factory it is given, or one wrapping it
+        raise InputError("no activation source")
     return specs, factory
 
 
 def run(
     evals: Sequence[str],
-    saes: Sequence[Any] = (),
+    saes: Sequence[object] = (),
+    *,
     selection: SAESelection | None = None,
-    source: SourceSettings | Any | None = None,
+    source: SourceSettings | ActivationFactory | None = None,
     inference: InferenceSettings | Sequence[str] | None = None,
     output_dir: str | Path = "eval_results",
     device: str | None = None,
@@ -116,10 +130,10 @@ def run(
     batch_size: int = 4096,
     seed: int = 42,
     force_rerun: bool = False,
-    eval_options: dict[str, Any] | None = None,
-    configs: dict[str, Any] | None = None,
-    executor: str = "sequential",
-    ray: Any = None,
+    eval_options: Mapping[str, object] | None = None,
+    configs: Mapping[str, DataclassInstance] | None = None,
+    executor: Executor = "sequential",
+    ray: RayOptions | None = None,
 ) -> RunResult:
     """Run ``evals`` (registered names) on SAEs and write SAEBench result files under ``output_dir``.
 
@@ -133,18 +147,16 @@ def run(
     executor: "sequential" or "ray" (``ray`` = ``runner.executors.RayOptions``).
     Bad input raises :class:`InputError` before anything is computed.
     """
-    from sae_bench_amortization.atomic import check_output_dir
-    from sae_bench_amortization.runner.executors import RayOptions, run_ray, run_sequential
-
     bound_the_heap()
     registry = discover_evals()
     entries = [get_eval(name, registry) for name in dict.fromkeys(evals)]
-    if executor not in ("sequential", "ray"):
+    if executor not in EXECUTORS:
         raise InputError(f"unknown executor '{executor}': choose sequential or ray")
     options = dict(eval_options or {})
     check_eval_options(options, entries)
     if not isinstance(inference, InferenceSettings):
-        inference = InferenceSettings(modes=parse_modes(inference), modes_given=bool(inference))
+        names = None if inference is None else list(inference)
+        inference = InferenceSettings(modes=parse_modes(names), modes_given=bool(names))
     device = check_device(device) if device else default_device()
     specs = [as_spec(item) for item in saes] + (selection.specs() if selection else [])
     settings = source if isinstance(source, SourceSettings) else SourceSettings()
@@ -182,19 +194,19 @@ def check_outputs_apart(
     output: Path,
     specs: list[SAESpec],
     source: SourceSettings,
-    options: dict[str, Any],
+    options: Mapping[str, object],
 ) -> None:
     """The folders the run writes (``output / <eval>``) hold none of its inputs (SAE paths, the activation
     source's files, ``--loca-path`` SAEs) and lie inside none of them: one line otherwise."""
-    from sae_bench_amortization.targets import check_apart, named
-
     reads = [("--sae-path", spec.path) for spec in specs if spec.path] + source.read_paths()
-    reads += [("--loca-path", path) for path in options.get("loca_paths") or []]
+    loca_paths = options.get("loca_paths")
+    if isinstance(loca_paths, Iterable) and not isinstance(loca_paths, str):
+        reads += [("--loca-path", str(path)) for path in loca_paths]
     writes = named(("--output-dir", str(output / entry.name)) for entry in entries)
     check_apart(writes, named(reads))
 
 
-def check_eval_options(values: dict[str, Any], entries: list[EvalEntry]) -> None:
+def check_eval_options(values: Mapping[str, object], entries: list[EvalEntry]) -> None:
     """Every option value checked before any work: a bad value, or a value no selected eval reads,
     is refused with one line."""
     read = {option.dest: option for entry in entries for option in entry.options}

@@ -1,21 +1,36 @@
 """``saebench``: a thin shell over the library — parse, look up the registry, call the library, print.
 Exit codes: 0 success; 2 bad input (one line on stderr, no traceback); 1 internal error."""
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.registry import EvalEntry, discover_evals, eval_options
+
+if TYPE_CHECKING:  # annotations only: the library loads when a command needs it
+    from types import ModuleType
+
+    from _typeshed import DataclassInstance
+
+    from sae_bench_amortization.api import RunResult
+
+D = TypeVar("D", bound="DataclassInstance")
+Done = str | tuple[str, int]  # what a command prints, or that and the exit code
+Registry = dict[str, EvalEntry]
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one-line InputErrors (exit 2) instead of usage dumps."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):  # type: ignore[override]  # argparse's stub: NoReturn, kept
         raise InputError(f"{message} (see '{self.prog} --help')")
 
 
@@ -30,8 +45,9 @@ MANY, FLAG = {"action": "append", "default": []}, {"action": "store_true"}
 DTYPES = {"default": "float32", "choices": ["float32", "float16", "bfloat16"]}
 
 
-def _options(parser, title: str | None, *specs: tuple) -> None:
-    """Add ("--flag[=METAVAR]", help, argparse keyword dicts..., default if not a dict) to a group."""
+def _options(parser: argparse._ActionsContainer, title: str | None, *specs: tuple) -> None:
+    """Add ("--flag[=METAVAR]", help, argparse keyword dicts..., default if not a dict) to a new group
+    ``title``, else to ``parser`` (a parser or a group) itself."""
     group = parser.add_argument_group(title) if title else parser
     for flag, text, *extra in specs:
         flag, _, metavar = flag.partition("=")
@@ -55,11 +71,14 @@ def _source_args(parser, hook_help: str) -> None:
     )  # fmt: skip
 
 
-def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
-    """The options of ``run`` (``dynamics`` takes the same); each registered eval adds its own."""
-    kinds = "; ".join(
-        f"{k.syntax}: {k.help}" for k in _lib("modes").KINDS.values() if k.requestable
-    )
+def _run_args(run: argparse.ArgumentParser, registry: Registry) -> None:
+    """The options of ``run`` (``dynamics`` takes the same); each mode kind and each registered eval adds
+    its own."""
+    modes = _lib("modes")
+    kinds = modes.KINDS.values()
+    requestable = "; ".join(f"{k.syntax}: {k.help}" for k in kinds if k.requestable)
+    own_lambda = "/".join(k.syntax for k in kinds if k.calibrate is not None)
+    stepped = "/".join(k.syntax for k in kinds if k.requestable and k.step_axis)
     _options(
         run, "SAE selection (repeatable, mixable; none: the embedded offline default)",
         ("--eval=NAME", "eval name (repeatable)", {"dest": "evals", "action": "append", "required": True}),
@@ -70,18 +89,25 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
         ("--sae-name=NAME", "name for the --sae-path of the same position", MANY),
     )  # fmt: skip
     _source_args(run, "hook name (default: the SAE's metadata.hook_name)")
+    common = run.add_argument_group("common, inference modes (on each SAE's own decoder), executor")
     _options(
-        run, "common, inference modes (on each SAE's own decoder), executor",
+        common, None,
         ("--output-dir=DIR", "results root (eval_results)", "eval_results"),
         ("--device", "cuda when available, else cpu"), ("--dtype", "SAE dtype", DTYPES),
         ("--batch-size=B", "tokens per chunk (4096)", POS, 4096), ("--seed", "(42)", INT, 42),
         ("--force-rerun", "recompute results that already exist", {"action": "store_true"}),
-        ("--inference=MODE", f"{kinds}; repeatable (default amortized)", {"action": "append"}),
+        ("--inference=MODE", f"{requestable}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
-        ("--solver", "steps of semi:T: ista (the paper's update; default) or fista", {"choices": ["ista", "fista"]}, "ista"),
+    )  # fmt: skip
+    for kind in kinds:  # each kind's own settings
+        for option in kind.options:
+            option.add_to(common, modes.option_default(kind, option))
+    _options(
+        common, None,
         ("--calibration-tokens=N", "tokens used to calibrate λ (4096)", POS, 4096), ("--allow-many-steps",
-         f"run semi:T above T = {_lib('modes').MAX_STEPS} (the paper's relief comes by 5-50 steps)", FLAG),
-        ("--lambda-calibration", "shared (one λ per SAE) or per_mode (each semi:T's own)", {"choices": ["shared", "per_mode"]}),
+         f"run {stepped} above T = {modes.MAX_STEPS} (the paper's relief comes by 5-50 steps)", FLAG),
+        ("--lambda-calibration", f"shared (one λ per SAE) or per_mode (each {own_lambda}'s own)",
+         {"choices": list(modes.LAMBDA_CALIBRATIONS)}),
         ("--executor", "sequential, or ray (a Ray task per SAE x eval)", {"choices": ["sequential", "ray"]},
          "sequential"),
         ("--ray-address=ADDR", "Ray cluster, e.g. ray://head:10001 or auto (default: RAY_ADDRESS)"),
@@ -89,13 +115,14 @@ def _run_args(run: argparse.ArgumentParser, registry: dict) -> None:
         ("--cpus-per-task=C", "CPUs per Ray task (1)", FLOAT, 1.0),
     )  # fmt: skip
     group = run.add_argument_group("eval options (declared by the evals)")
-    for option, evals in _lib("registry").eval_options(registry).values():
+    for option, evals in eval_options(registry).values():
         option.add_to(group, evals)
 
 
-def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
-    registry = _lib("registry").discover_evals() if registry is None else registry
-    parser = _Parser(prog="saebench", description=__doc__.splitlines()[0])
+def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
+    if registry is None:
+        registry = discover_evals()
+    parser = _Parser(prog="saebench", description=(__doc__ or "saebench").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add = commands.add_parser
     add("list", help="list every registered eval")
@@ -164,18 +191,18 @@ def build_parser(registry: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _lib(module: str):
+def _lib(module: str) -> ModuleType:
     """A library module, imported when a command needs it (``saebench list`` stays fast)."""
     return importlib.import_module(f"sae_bench_amortization.{module}")
 
 
-def _fields(args: argparse.Namespace, cls, **values):
+def _fields(args: argparse.Namespace, cls: type[D], **values: object) -> D:
     """``cls`` (a dataclass) from the parsed options named like its fields."""
     names = {f.name for f in dataclasses.fields(cls)} - set(values)
     return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **values)
 
 
-def _source(args: argparse.Namespace):
+def _source(args: argparse.Namespace) -> object:
     text = _lib("activations.text").TextSettings(args.dataset, args.text_file, args.context_size)
     return _fields(args, _lib("sources.selection").SourceSettings, text=text)
 
@@ -184,19 +211,20 @@ def _device(args: argparse.Namespace) -> str:  # --device, else cuda when availa
     return _lib("api").check_device(args.device) if args.device else _lib("api").default_device()
 
 
-def cmd_list(args: argparse.Namespace, registry: dict) -> str:
+def cmd_list(args: argparse.Namespace, registry: Registry) -> Done:
     width = max(len(name) for name in registry)
     return "\n".join(f"{name:<{width}}  {entry.description}" for name, entry in registry.items())
 
 
-def cmd_run(args: argparse.Namespace, registry: dict):
+def cmd_run(args: argparse.Namespace, registry: Registry) -> RunResult:
     modes, ray = _lib("modes"), _lib("runner.executors").RayOptions
     ray_options = ray.for_executor(
         args.executor, args.ray_address, args.gpus_per_task, args.cpus_per_task, args.device
     )
-    inference = _fields(args, modes.InferenceSettings, modes=modes.parse_modes(args.inference), method=args.solver,
-                        modes_given=bool(args.inference))  # fmt: skip
-    declared = _lib("registry").eval_options(registry).values()
+    inference = modes.inference_settings(
+        vars(args), modes=modes.parse_modes(args.inference), modes_given=bool(args.inference)
+    )
+    declared = eval_options(registry).values()
     options = {option.dest: getattr(args, option.dest) for option, _ in declared}
     result = _lib("api").run(args.evals, selection=_fields(args, _lib("sources.selection").SAESelection),
                              source=_source(args), inference=inference, output_dir=args.output_dir,
@@ -210,7 +238,7 @@ def cmd_run(args: argparse.Namespace, registry: dict):
     return result
 
 
-def cmd_dynamics(args: argparse.Namespace, registry: dict):
+def cmd_dynamics(args: argparse.Namespace, registry: Registry) -> Done:
     dynamics = _lib("reports.dynamics")
     dynamics.check_checkpoints(args.evals, args.sae_path or args.sae_release or args.sae_regex)
     dynamics.check_targets(Path(args.output_dir), args.overwrite)
@@ -221,18 +249,18 @@ def cmd_dynamics(args: argparse.Namespace, registry: dict):
     return "wrote {} and {}".format(*written)
 
 
-def cmd_activations(args: argparse.Namespace, registry: dict):
+def cmd_activations(args: argparse.Namespace, registry: Registry) -> Done:
     export = _lib("sources.selection").export_activations
     n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), args.overwrite, not args.no_concepts)  # fmt: skip
     return f"wrote {n_tokens} tokens x {d_in} to {args.out}"
 
 
-def cmd_synth(args: argparse.Namespace, registry: dict):
+def cmd_synth(args: argparse.Namespace, registry: Registry) -> Done:
     config = _fields(args, _lib("synthetic").SyntheticConfig)
     return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite, args.synthetic_model, args.start_token)  # fmt: skip
 
 
-def cmd_train(args: argparse.Namespace, registry: dict):
+def cmd_train(args: argparse.Namespace, registry: Registry) -> Done:
     options = {name: getattr(args, name) for name in ("k", "l1_coefficient", "batch_size", "lr")}
     done = _lib("synthetic.training").train_sae_file(
         args.activations, args.architecture, args.d_sae, args.n_tokens, Path(args.out),
@@ -241,7 +269,7 @@ def cmd_train(args: argparse.Namespace, registry: dict):
     return f"wrote {args.architecture} SAE ({args.n_tokens} tokens) to {args.out}: {done.summary()}"
 
 
-def cmd_train_loca(args: argparse.Namespace, registry: dict):
+def cmd_train_loca(args: argparse.Namespace, registry: Registry) -> Done:
     training = _lib("loca.training")
     config = _fields(args, training.LocATrainingConfig, n_tokens=args.n_tokens or 1_000_000)
     cfg = training.train_loca_from_sae(
@@ -250,12 +278,12 @@ def cmd_train_loca(args: argparse.Namespace, registry: dict):
     return f"wrote LocA-SAE (d_sae {cfg.d_sae}, budgets {cfg.group_k}) to {args.out}"
 
 
-def cmd_compare(args: argparse.Namespace, registry: dict):
+def cmd_compare(args: argparse.Namespace, registry: Registry) -> Done:
     frame, written = _lib("reports.compare").write_summary(args.results_dir, args.out, registry, args.overwrite)  # fmt: skip
     return f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals); wrote {', '.join(map(str, written))}"  # fmt: skip
 
 
-def cmd_regress(args: argparse.Namespace, registry: dict):
+def cmd_regress(args: argparse.Namespace, registry: Registry) -> Done:
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
         return regress.write_baseline(args.results, args.write_baseline, registry, args.overwrite)
@@ -263,7 +291,7 @@ def cmd_regress(args: argparse.Namespace, registry: dict):
     return report, 1 if failed else 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Registry], Done]] = {
     "list": cmd_list,
     "run": lambda args, registry: ("", 1 if cmd_run(args, registry).failed else 0),
     "dynamics": cmd_dynamics,
@@ -279,7 +307,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     _lib("runner.memory").bound_the_heap()
     try:
-        registry = _lib("registry").discover_evals()
+        registry = discover_evals()
         args = build_parser(registry).parse_args(argv)
         done = COMMANDS[args.command](args, registry)  # what to print, and the exit code
         text, code = done if isinstance(done, tuple) else (done, 0)

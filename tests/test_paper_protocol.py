@@ -149,9 +149,9 @@ def test_semi_is_t_hand_written_ista_steps(planted):
 
 
 def test_per_mode_calibration_matches_each_semi_mode_to_the_encoder(planted):
-    from sae_bench_amortization.inference.calibration import calibrate_semi_l1_coefficient
     from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
     from sae_bench_amortization.inference.solver import ista
+    from sae_bench_amortization.modes.semi import calibrate_semi_l1_coefficient
 
     sae_path, _, acts = planted
     sae = SAE.load_from_disk(sae_path)
@@ -163,7 +163,7 @@ def test_per_mode_calibration_matches_each_semi_mode_to_the_encoder(planted):
             calibration = calibrate_semi_l1_coefficient(sae, x, steps)
             codes = ista(
                 dictionary_of(sae), sparse_coding_targets(sae, x), calibration.l1_coefficient,
-                start, steps, "ista",
+                start, steps, method="ista",
             )  # fmt: skip
             l0 = (codes > 0).sum(-1).double().mean().item()  # re-measured here
             assert abs(l0 - target) <= 0.02 * target, (steps, l0, target)

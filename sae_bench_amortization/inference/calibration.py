@@ -1,5 +1,6 @@
 """λ calibration: the sparsity penalty at which the codes of an inference mode have a target mean L0 —
-non-amortized codes (the shared λ), or T ISTA/FISTA steps from the encoder's codes (a semi mode's own λ)."""
+non-amortized codes (the shared λ), or T ISTA/FISTA steps from the encoder's codes (a refinement mode's own
+λ, asked for by its kind's calibration hook)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -17,7 +19,11 @@ from sae_bench_amortization.inference.dictionary import (
     dictionary_of,
     sparse_coding_targets,
 )
-from sae_bench_amortization.inference.solver import lambda_max, mean_l0, solve
+from sae_bench_amortization.inference.solver import ista, lambda_max, mean_l0, solve
+from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
+
+if TYPE_CHECKING:  # annotations only
+    from sae_lens import SAE
 
 NO_CODES = (
     "cannot calibrate λ: on the calibration tokens every x − b_dec is orthogonal to the decoder's positive "
@@ -81,8 +87,10 @@ def calibrate_lambda(
         )
     if codes_at is None:
 
-        def codes_at(rows: slice, lam: float, warm: torch.Tensor | None, tol: float = solve_tol):
+        def solved(rows: slice, lam: float, warm: torch.Tensor | None, tol: float = solve_tol):
             return solve(dictionary, targets[rows], lam, tol=tol, z0=warm)
+
+        codes_at = solved
 
     n = targets.shape[0]
     if n <= 2 * search_tokens or _gram_is_cached(dictionary, targets.dtype):  # solves are cheap
@@ -110,8 +118,6 @@ def calibrate_lambda(
 
 
 def _gram_is_cached(dictionary: Dictionary, dtype: torch.dtype) -> bool:
-    from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
-
     n_atoms = dictionary.D.shape[0]
     return n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= GRAM_CACHE_BYTES
 
@@ -221,7 +227,7 @@ def _bracket_and_bisect(
 
 
 def calibrate_l1_coefficient(
-    sae, activations: torch.Tensor, target_l0: float | str = "encoder"
+    sae: SAE, activations: torch.Tensor, target_l0: float | Literal["encoder"] = "encoder"
 ) -> Calibration:
     """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own L0)."""
     with torch.no_grad():
@@ -232,17 +238,18 @@ def calibrate_l1_coefficient(
         return calibrate_lambda(dictionary_of(sae), targets, float(target_l0))
 
 
-def calibrate_semi_l1_coefficient(
-    sae,
+def calibrate_steps_l1_coefficient(
+    sae: SAE,
     activations: torch.Tensor,
     n_steps: int,
-    method: str = "ista",
-    target_l0: float | str = "encoder",
+    method: Literal["ista", "fista"] = "ista",
+    target_l0: float | Literal["encoder"] = "encoder",
+    *,
+    label: str,
 ) -> Calibration:
     """λ at which ``n_steps`` ISTA/FISTA steps from the encoder's codes of activations [N, d_in] reach
-    target_l0 ("encoder": the SAE's own mean L0) — a semi mode's own λ, density matched per mode."""
-    from sae_bench_amortization.inference.solver import ista
-
+    target_l0 ("encoder": the SAE's own mean L0) — a refinement mode's own λ, density matched per mode;
+    ``label``: the mode's name, recorded as whose L0 was matched."""
     with torch.no_grad():
         activations = activations.to(sae.W_dec.device)
         targets = sparse_coding_targets(sae, activations)
@@ -252,8 +259,8 @@ def calibrate_semi_l1_coefficient(
         dictionary = dictionary_of(sae)
 
         def codes_at(rows: slice, lam: float, _warm, _tol=None) -> torch.Tensor:
-            return ista(dictionary, targets[rows], lam, start[rows], n_steps, method)
+            return ista(dictionary, targets[rows], lam, start[rows], n_steps, method=method)
 
         return calibrate_lambda(
-            dictionary, targets, float(target_l0), codes_at=codes_at, mode=f"semi:{n_steps}"
+            dictionary, targets, float(target_l0), codes_at=codes_at, mode=label
         )

@@ -1,100 +1,92 @@
-"""Inference modes, defined once: how each is written, where it sorts, whether it needs λ, and which SAE
-implements it on a decoder. File names, the evals, ``compare``, ``regress`` and the plots all read this
-registry.
+"""Inference modes, defined once: how each is written, where it sorts, whether it needs λ, which SAE
+implements it on a decoder, how it calibrates its own λ, and its own settings. File names, the evals,
+``compare``, ``regress``, the plots and the CLI all read this registry.
 
-A mode kind is one file in this folder defining ``KIND = ModeKind(...)`` plus one entry in ``_KIND_MODULES``
-below. Layers point down: ``modes`` builds on ``adapters`` and ``inference``, which never import it.
+A mode kind is a module defining ``KIND = ModeKind(...)`` (:mod:`.kind`) and one line in its
+distribution's entry points (group ``sae_bench.modes``), as evals register: another package adds a kind
+the same way. Layers point down: ``modes`` builds on ``adapters`` and ``inference``, which never import it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
+import pkgutil
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sae_bench_amortization.errors import InputError, suggest
 from sae_bench_amortization.inference import check_l1_coefficient
+from sae_bench_amortization.modes.kind import (
+    KINDS,
+    ROLES,
+    InferenceMode,
+    ModeKind,
+    ModeOption,
+    NoSettings,
+    Role,
+    register,
+)
 
-# each module defines KIND; adding a mode kind = a new module + its name here
-_KIND_MODULES = ("amortized", "semi", "non_amortized", "loca")
+if TYPE_CHECKING:  # annotations only: torch and SAE-Lens load when a mode is built
+    import torch
+    from sae_lens import SAE
 
-# what a mode's codes are, for the reports that compare modes: an encoder's own codes (amortized, a
-# LocA-SAE's), a refinement of the encoder's codes along a step axis (semi:T), or the optimum the others
-# are measured against (non_amortized)
-Role = Literal["encoder", "refinement", "optimum"]
-ROLES: tuple[Role, ...] = ("encoder", "refinement", "optimum")
+    from sae_bench_amortization.activations.base import ActivationSource
+    from sae_bench_amortization.inference.calibration import Calibration
 
+__all__ = [
+    "KINDS", "ROLES", "InferenceMode", "ModeKind", "ModeOption", "NoSettings", "Role", "register",
+]  # fmt: skip
 
-@dataclass(frozen=True)
-class ModeKind:
-    """One kind of inference mode.
-
-    ``pattern`` matches the written name in full; its first group, when there is one, is the step count.
-    ``build(sae, mode, l1_coefficient, settings)`` returns the SAE whose ``encode`` implements the mode on
-    ``sae``'s decoder; None for modes that are not a solver run on that decoder (``loca``: a LocA-SAE's
-    own encoder), which cannot be asked for with ``--inference``.
-    """
-
-    name: str
-    syntax: str  # as shown to users: "semi:T"
-    pattern: str
-    rank: int  # order in tables and plots (then by step count)
-    needs_lambda: bool
-    help: str
-    role: Role
-    build: Callable[[Any, InferenceMode, float | None, InferenceSettings], Any] | None = None
-
-    @property
-    def requestable(self) -> bool:
-        return self.build is not None
-
-    @property
-    def step_axis(self) -> bool:
-        """True when the written name carries a step count (``semi:T``): plots draw it along T."""
-        return re.compile(self.pattern).groups > 0
+ENTRY_POINT_GROUP = "sae_bench.modes"
+DISTRIBUTION = "sae-bench-amortization"
 
 
-KINDS: dict[str, ModeKind] = {}
+def discover_kinds() -> list[ModeKind[Any]]:
+    """Every kind registered under the entry-point group, in rank order (then by name); a broken plugin
+    is reported, not fatal. An install of this package made before the group existed (an editable
+    install not reinstalled) has no such entry points: its own kind modules are read instead."""
+    points = list(entry_points(group=ENTRY_POINT_GROUP))
+    loaders: list[tuple[str, Callable[[], object]]] = [(point.name, point.load) for point in points]
+    if not any(_is_own(point) for point in points):
+        loaders += [(name, _kind_of_module(name)) for name in _own_kind_modules()]
+    found: dict[str, ModeKind[Any]] = {}
+    for name, load in loaders:
+        try:
+            kind = load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            print(f"warning: mode kind '{name}' could not be loaded: {exc}", file=sys.stderr)
+            continue
+        if not isinstance(kind, ModeKind):
+            print(f"warning: entry point '{name}' is not a ModeKind; ignored", file=sys.stderr)
+            continue
+        if kind.name in found and found[kind.name] is not kind:
+            print(
+                f"warning: mode kind '{kind.name}' is registered twice; the first kept",
+                file=sys.stderr,
+            )
+            continue
+        found[kind.name] = kind
+    return sorted(found.values(), key=lambda kind: (kind.rank, kind.name))
 
 
-def register(kind: ModeKind) -> ModeKind:
-    """Add a mode kind to the registry (its name must be new)."""
-    if kind.name in KINDS:
-        raise ValueError(f"inference mode kind {kind.name!r} is already registered")
-    KINDS[kind.name] = kind
-    return kind
+def _is_own(point: EntryPoint) -> bool:
+    dist = getattr(point, "dist", None)
+    return dist is not None and dist.metadata["Name"] == DISTRIBUTION
 
 
-@dataclass(frozen=True)
-class InferenceMode:
-    """One inference mode as written: ``amortized``, ``semi:5``, ``non_amortized``, ``loca``."""
+def _own_kind_modules() -> list[str]:
+    return [info.name for info in pkgutil.iter_modules(__path__) if info.name != "kind"]
 
-    name: str
-    n_steps: int | None = None  # semi:T → T
 
-    @property
-    def kind(self) -> str:
-        return self.name.split(":")[0]
-
-    @property
-    def spec(self) -> ModeKind:
-        return KINDS[self.kind]
-
-    @property
-    def file_tag(self) -> str:
-        """The mode in a file name: ':' written as '-'."""
-        return self.name.replace(":", "-")
-
-    @property
-    def order(self) -> tuple[float, int]:
-        return (self.spec.rank, self.n_steps or 0)
-
-    @property
-    def role(self) -> Role:
-        return self.spec.role
+def _kind_of_module(name: str) -> Callable[[], object]:
+    return lambda: importlib.import_module(f"{__name__}.{name}").KIND
 
 
 def _match(text: str) -> InferenceMode | None:
@@ -140,24 +132,24 @@ def mode_order(name: str) -> tuple[float, int]:
     return mode.order if mode is not None else (math.inf, 0)
 
 
-def parse_written(name: Any) -> InferenceMode | None:
+def parse_written(name: object) -> InferenceMode | None:
     """The mode a written name (a result's ``mode``) stands for; None for names no kind matches."""
     return _match(name) if isinstance(name, str) else None
 
 
-def role_of(name: Any) -> Role | None:
+def role_of(name: object) -> Role | None:
     """The role of a written mode name (None: not a mode name)."""
     mode = parse_written(name)
     return None if mode is None else mode.role
 
 
-def steps_of(name: Any) -> int | None:
+def steps_of(name: object) -> int | None:
     """The step count of a written mode name on a step axis (``semi:5`` → 5), else None."""
     mode = parse_written(name)
     return mode.n_steps if mode is not None and mode.spec.step_axis else None
 
 
-def is_mode_name(name: Any) -> bool:
+def is_mode_name(name: object) -> bool:
     return isinstance(name, str) and _match(name) is not None
 
 
@@ -190,25 +182,35 @@ def split_mode(stem: str) -> tuple[str, str | None]:
     return stem if not tail else base + tail, None
 
 
-# one λ per SAE (non-amortized L0 matched), or each semi mode its own (its L0 matched to the encoder's)
-LAMBDA_CALIBRATIONS = ("shared", "per_mode")
+# one λ per SAE (non-amortized L0 matched), or each mode whose kind calibrates its own λ its own (its L0
+# matched to the encoder's)
+LambdaCalibration = Literal["shared", "per_mode"]
+LAMBDA_CALIBRATIONS: tuple[LambdaCalibration, ...] = ("shared", "per_mode")
+Method = Literal["ista", "fista"]  # the solver's step: ISTA (the paper's update) or FISTA
 
+MAX_STEPS = 1000  # a step count above this needs --allow-many-steps (minutes per chunk at width)
 
-MAX_STEPS = 1000  # semi:T above this needs --allow-many-steps (minutes per chunk at width)
+S = TypeVar("S")
 
 
 @dataclass
 class InferenceSettings:
-    """Which modes to run and how λ is chosen (given, or calibrated to the amortized L0 per SAE)."""
+    """Which modes to run and how λ is chosen (given, or calibrated to the amortized L0 per SAE).
+
+    ``method`` and ``tol`` are the built-in kinds' settings (semi:T's and non_amortized's), kept here for
+    Python users; another kind's settings are ``kind_settings[kind name][field]`` (its CLI options' values).
+    A kind reads its own through :meth:`settings_for`.
+    """
 
     modes: list[InferenceMode] = field(default_factory=lambda: [AMORTIZED])
     l1_coefficient: float | None = None
-    method: str = "ista"  # semi:T steps: the paper's ISTA update (fista: accelerated)
+    method: Method = "ista"  # semi:T steps: the paper's ISTA update (fista: accelerated)
     tol: float = 1e-4  # non_amortized: KKT tolerance, relative to λ
     calibration_tokens: int = 4096
     modes_given: bool = False  # False: the user named no mode, so an eval may use its own defaults
-    lambda_calibration: str | None = None  # "shared" | "per_mode"; None: the eval's default
-    allow_many_steps: bool = False  # semi:T above MAX_STEPS only when asked for
+    lambda_calibration: LambdaCalibration | None = None  # None: the eval's default
+    allow_many_steps: bool = False  # step counts above MAX_STEPS only when asked for
+    kind_settings: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         many = [mode for mode in self.modes if (mode.n_steps or 0) > MAX_STEPS]
@@ -229,21 +231,88 @@ class InferenceSettings:
     def needs_lambda(self) -> bool:
         return any(mode.spec.needs_lambda for mode in self.modes)
 
+    def settings_for(self, kind: ModeKind[S]) -> S | NoSettings:
+        """``kind``'s settings: each field from ``kind_settings[kind.name]``, else from this object's field
+        of that name, else the settings class's default."""
+        given = self.kind_settings.get(kind.name, {})
+        values = {
+            name: given[name] if name in given else getattr(self, name)
+            for name in _field_names(kind.settings)
+            if name in given or name in _field_names(InferenceSettings)
+        }
+        return kind.settings(**values)
 
-def mode_sae(sae, mode: InferenceMode, l1_coefficient: float | None, settings: InferenceSettings):
+    def own_settings(self, kind: ModeKind[Any]) -> dict[str, object]:
+        """The settings of ``kind`` that this object holds no field for (another distribution's kind's),
+        JSON-ready, for the results' fingerprints."""
+        settings = self.settings_for(kind)
+        shared = _field_names(InferenceSettings)
+        return {
+            name: getattr(settings, name)
+            for name in _field_names(kind.settings)
+            if name not in shared
+        }
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+
+
+def inference_settings(parsed: Mapping[str, object], **values: Any) -> InferenceSettings:
+    """InferenceSettings from parsed command-line values (``vars(args)``): each field from its value of
+    the same name (``values`` first), each kind option's value into its kind's settings."""
+    own = set(_field_names(InferenceSettings))
+    values = {name: parsed[name] for name in own if name in parsed} | values
+    kind_settings: dict[str, dict[str, object]] = {}
+    for kind in KINDS.values():
+        for option in kind.options:
+            if option.dest not in parsed:
+                continue
+            if option.field in own:
+                values.setdefault(option.field, parsed[option.dest])
+            else:
+                kind_settings.setdefault(kind.name, {})[option.field] = parsed[option.dest]
+    return InferenceSettings(**values, kind_settings=kind_settings)
+
+
+def option_default(kind: ModeKind[Any], option: ModeOption) -> object:
+    """The default of a kind's option: its settings field's (as :meth:`InferenceSettings.settings_for`
+    gives it when nothing is set)."""
+    return getattr(InferenceSettings().settings_for(kind), option.field)
+
+
+def mode_sae(
+    sae: SAE, mode: InferenceMode, l1_coefficient: float | None, settings: InferenceSettings
+) -> SAE:
     """The SAE whose ``encode`` implements ``mode`` on ``sae``'s decoder."""
-    if mode.spec.build is None:
+    build = mode.spec.build
+    if build is None:
         raise InputError(f"inference mode '{mode.name}' is not built on a decoder")
-    return mode.spec.build(sae, mode, l1_coefficient, settings)
+    return build(sae, mode, l1_coefficient, settings.settings_for(mode.spec))
 
 
-def calibration_record(calibration: Any) -> dict[str, Any]:
-    return {} if calibration is None else dict(calibration.__dict__)
+def calibrates_own_lambda(mode: InferenceMode) -> bool:
+    """True when ``mode``'s kind can calibrate its own λ (``--lambda-calibration per_mode``)."""
+    return mode.spec.calibrate is not None
 
 
-def first_tokens(source, n_tokens: int, batch_size: int = 4096):
+def calibrate_mode(
+    sae: SAE, tokens: torch.Tensor, mode: InferenceMode, settings: InferenceSettings
+) -> Calibration:
+    """``mode``'s own λ on tokens [N, d_in] (its mean L0 matched to the encoder's), by its kind's hook."""
+    calibrate = mode.spec.calibrate
+    if calibrate is None:
+        raise InputError(f"inference mode '{mode.name}' does not calibrate its own λ")
+    return calibrate(sae, tokens, mode, settings.settings_for(mode.spec))
+
+
+def calibration_record(calibration: Calibration | None) -> dict[str, Any]:
+    return {} if calibration is None else dataclasses.asdict(calibration)
+
+
+def first_tokens(source: ActivationSource, n_tokens: int, batch_size: int = 4096) -> torch.Tensor:
     """The first n_tokens activations [n, d_in] of a source (for λ calibration)."""
-    import torch
+    import torch  # here: `saebench run --help` reads the kinds without loading torch
 
     chunks, seen = [], 0
     for batch in source.iter_batches(batch_size):
@@ -254,8 +323,8 @@ def first_tokens(source, n_tokens: int, batch_size: int = 4096):
     return torch.cat(chunks)
 
 
-for _module in _KIND_MODULES:
-    register(importlib.import_module(f"{__name__}.{_module}").KIND)
+for _kind in discover_kinds():
+    register(_kind)
 
 AMORTIZED = parse_mode("amortized")
 MODE_NAMES = tuple(kind.syntax for kind in KINDS.values() if kind.requestable)

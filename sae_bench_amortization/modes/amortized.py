@@ -1,9 +1,16 @@
 """``amortized``: the SAE's own encoder."""
 
-from sae_bench_amortization.modes import ModeKind
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sae_bench_amortization.modes.kind import InferenceMode, ModeKind, NoSettings
+
+if TYPE_CHECKING:  # annotations only: SAE-Lens loads with the SAE
+    from sae_lens import SAE
 
 
-def build(sae, mode, l1_coefficient, settings):
+def build(sae: SAE, mode: InferenceMode, l1_coefficient: float | None, settings: NoSettings) -> SAE:
     return sae
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.modes import ModeKind
+from sae_bench_amortization.modes.kind import ModeKind
 
 KIND = ModeKind(
     name="loca", syntax="loca", pattern=r"loca", rank=3, needs_lambda=False,

@@ -1,9 +1,26 @@
 """``non_amortized``: sparse coding from zero to tolerance on the decoder."""
 
-from sae_bench_amortization.modes import ModeKind
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sae_bench_amortization.modes.kind import InferenceMode, ModeKind
+
+if TYPE_CHECKING:  # annotations only: SAE-Lens loads when the mode is built
+    from sae_lens import SAE
 
 
-def build(sae, mode, l1_coefficient, settings):
+@dataclass(frozen=True)
+class NonAmortizedSettings:
+    """The KKT tolerance, relative to λ (no command-line option; ``InferenceSettings.tol``'s default)."""
+
+    tol: float
+
+
+def build(
+    sae: SAE, mode: InferenceMode, l1_coefficient: float | None, settings: NonAmortizedSettings
+) -> SAE:
     from sae_bench_amortization.adapters.ista_refined import ISTARefinedSAE  # SAE-Lens loads lazily
 
     return ISTARefinedSAE.from_sae(
@@ -13,5 +30,5 @@ def build(sae, mode, l1_coefficient, settings):
 
 KIND = ModeKind(
     name="non_amortized", syntax="non_amortized", pattern=r"non_amortized", rank=2, needs_lambda=True,
-    role="optimum", help="sparse coding to tolerance", build=build,
+    role="optimum", help="sparse coding to tolerance", build=build, settings=NonAmortizedSettings,
 )  # fmt: skip

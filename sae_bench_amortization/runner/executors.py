@@ -9,17 +9,22 @@ executor, a failed task costs only its own results, and re-running skips what is
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import torch
 
 from sae_bench_amortization.errors import InputError, first_line
-from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.registry import EvalEntry, discover_evals
 from sae_bench_amortization.runner.loop import run_entry
+from sae_bench_amortization.runner.memory import bound_the_heap
 from sae_bench_amortization.runner.plan import plan_command
-from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
+from sae_bench_amortization.runner.request import ActivationFactory, EvalRequest, SAEOutcome
 
-EXECUTORS = ("sequential", "ray")
+Executor = Literal["sequential", "ray"]
+EXECUTORS: tuple[Executor, ...] = ("sequential", "ray")
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,16 @@ class RayOptions:
     device: str | None = None  # --device; None: cuda when the task holds a GPU, else cpu
 
     @classmethod
-    def for_executor(cls, executor: str, *args: Any) -> RayOptions:
-        """The options (address, GPUs, CPUs per task, device); Ray settings without Ray are refused."""
-        options = cls(*args)
+    def for_executor(
+        cls,
+        executor: str,
+        address: str | None,
+        gpus_per_task: float,
+        cpus_per_task: float,
+        device: str | None,
+    ) -> RayOptions:
+        """The options of ``executor``; Ray settings without Ray are refused."""
+        options = cls(address, gpus_per_task, cpus_per_task, device)
         if executor != "ray" and options != cls(device=options.device):
             raise InputError(
                 "--ray-address, --gpus-per-task and --cpus-per-task go with --executor ray"
@@ -60,10 +72,10 @@ def run_sequential(entries: list[EvalEntry], request: EvalRequest) -> list[tuple
 # ------------------------------------------------------------------------------ Ray
 
 # per Ray worker process: activation factories by object id
-_WORKER_FACTORIES: dict[str, object] = {}
+_WORKER_FACTORIES: dict[str, ActivationFactory] = {}
 
 
-def _factory_in_worker(boxed_ref: list):
+def _factory_in_worker(boxed_ref: list[Any]) -> ActivationFactory:
     """The activation factory behind an object ref, deserialized once per worker process, so the tasks a
     worker runs share it (and the model it loaded, for a TransformerLens or HF source)."""
     import ray
@@ -76,13 +88,8 @@ def _factory_in_worker(boxed_ref: list):
     return _WORKER_FACTORIES[key]
 
 
-def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list) -> list[SAEOutcome]:
+def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list[Any]) -> list[SAEOutcome]:
     """One (SAE × eval) on a Ray worker: the registered eval on a request holding that one SAE."""
-    import torch
-
-    from sae_bench_amortization.registry import discover_evals
-    from sae_bench_amortization.runner.memory import bound_the_heap
-
     bound_the_heap()
     threads = int(float(os.environ.get("OMP_NUM_THREADS", "0") or 0))
     if threads > 0:
@@ -92,7 +99,7 @@ def _run_task(eval_name: str, request: EvalRequest, boxed_factory: list) -> list
         device = "cuda" if torch.cuda.is_available() else "cpu"
     factory = _factory_in_worker(boxed_factory)
     if getattr(factory, "device", device) != device:  # read models on the task's device (its GPU)
-        factory.device = device
+        setattr(factory, "device", device)  # noqa: B010 - only a model's factory has a device
     request = dataclasses.replace(request, activations=factory, device=device)
     return run_entry(discover_evals()[eval_name], request)
 
@@ -108,8 +115,6 @@ def run_ray(
         raise InputError(
             "--executor ray needs Ray: pip install 'sae-bench-amortization[ray]'"
         ) from None
-    import logging
-
     # the whole command is checked before any task; the workers then load their own models
     plan_command(entries, dataclasses.replace(request, device="cpu"))
     unload = getattr(request.activations, "unload", None)

@@ -14,6 +14,9 @@ import dataclasses
 import json
 from typing import Any
 
+from sae_bench_amortization import __version__
+from sae_bench_amortization.modes import InferenceMode, InferenceSettings
+
 # config fields that schedule the work rather than define it (the token count is the source's), and
 # the fields the runner fills per mode (recorded under ``inference`` and ``activations`` instead)
 SCHEDULING_FIELDS = frozenset(
@@ -24,7 +27,7 @@ RUN_FIELDS = frozenset(
 )
 
 
-def config_identity(config: Any) -> dict[str, Any]:
+def config_identity(config: object) -> dict[str, Any]:
     """The eval config's fields that determine its numbers."""
     if dataclasses.is_dataclass(config):
         values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
@@ -52,8 +55,11 @@ def comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def inference_identity(settings: Any, mode: Any, per_mode: bool) -> dict[str, Any]:
-    """How codes are inferred: the mode (per-mode evals) and, where λ is used, how it is set."""
+def inference_identity(
+    settings: InferenceSettings, mode: InferenceMode | None, per_mode: bool
+) -> dict[str, Any]:
+    """How codes are inferred: the mode (per-mode evals), where λ is used how it is set, and the settings
+    of the modes' kinds that ``settings`` holds no field for (another distribution's kinds)."""
     identity: dict[str, Any] = {} if not per_mode else {"mode": None if mode is None else mode.name}
     if not per_mode or (mode is not None and mode.spec.needs_lambda):  # (modes: in the config)
         given = settings.l1_coefficient
@@ -64,22 +70,25 @@ def inference_identity(settings: Any, mode: Any, per_mode: bool) -> dict[str, An
             "method": settings.method,
             "tol": settings.tol,
         }
+    kinds = [mode.spec] if per_mode and mode is not None else [m.spec for m in settings.modes]
+    own = {kind.name: settings.own_settings(kind) for kind in kinds}
+    own = {name: values for name, values in own.items() if values}
+    if own:
+        identity["kind_settings"] = own
     return identity
 
 
-def normalized(value: Any) -> Any:
+def normalized(value: object) -> Any:
     """``value`` as it reads back from JSON (tuples → lists, paths → strings)."""
     return json.loads(json.dumps(value, default=str))
 
 
 def fingerprint(**parts: Any) -> dict[str, Any]:
     """The fingerprint from its parts (package version added), JSON-normalized."""
-    from sae_bench_amortization import __version__
-
     return normalized({"package_version": __version__, **parts})
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def _flatten(value: object, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         flat: dict[str, Any] = {}
         for key, item in value.items():
@@ -88,7 +97,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     if len(text) == 64 and all(c in "0123456789abcdef" for c in text):
         return text[:12]  # a SHA-256: its first 12 hex digits tell two apart

@@ -12,14 +12,16 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import torch
+from sae_bench.evals.base_eval_output import BaseMetricCategories
 from tqdm.auto import tqdm
 
+from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.sources import CountingSource, check_width
 from sae_bench_amortization.atomic import (
     make_folder,
@@ -28,17 +30,24 @@ from sae_bench_amortization.atomic import (
     write_text_atomic,
 )
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.inference.calibration import Calibration, calibrate_l1_coefficient
 from sae_bench_amortization.modes import (
     InferenceMode,
+    InferenceSettings,
+    LambdaCalibration,
+    calibrate_mode,
+    calibrates_own_lambda,
     calibration_record,
     first_tokens,
     mode_sae,
-    result_sae_id,
     with_mode,
 )
 from sae_bench_amortization.registry import EvalEntry
+from sae_bench_amortization.runner.eval_inputs import config_for
 from sae_bench_amortization.runner.fingerprint import changes
+from sae_bench_amortization.runner.ground_truth import GroundTruthTap, tap_for
 from sae_bench_amortization.runner.memory import chunk_bytes, fit_batch_size, is_out_of_memory
+from sae_bench_amortization.runner.outputs import ground_truth_metrics, with_ground_truth
 from sae_bench_amortization.runner.plan import (
     Plan,
     PlannedResult,
@@ -47,16 +56,29 @@ from sae_bench_amortization.runner.plan import (
     stored_metrics,
     stored_numbers,
 )
-from sae_bench_amortization.runner.request import EvalRequest, SAEOutcome
+from sae_bench_amortization.runner.request import ActivationFactory, EvalRequest, SAEOutcome
 from sae_bench_amortization.runner.results import ResultLock, artifact_path, run_metadata
-from sae_bench_amortization.sources.saes import SAESpec
+from sae_bench_amortization.sources.saes import SAESpec, as_specs
+
+if TYPE_CHECKING:  # annotations only
+    from _typeshed import DataclassInstance
+    from sae_lens import SAE
+
+# an eval's config class (a pydantic dataclass on SAEBench's BaseEvalConfig)
+Config = TypeVar("Config", bound="DataclassInstance")
+
+
+class ResultOutput(Protocol):
+    """A result as written: a SAEBench typed output (``BaseEvalOutput``), or :class:`ResultText`."""
+
+    def to_json(self) -> str: ...
 
 
 @dataclass
 class Evaluated:
     """What an eval computed for one SAE (× mode): the typed output and files to write beside it."""
 
-    output: Any  # a sae_bench BaseEvalOutput subclass instance (anything with .to_json())
+    output: ResultOutput
     summary: dict[str, float]
     artifacts: dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]] = field(
         default_factory=dict
@@ -77,95 +99,121 @@ class ResultText:
 class SAEWork:
     """One SAE of a run, loaded and prepared once, lazily: the SAE, its activation source (width
     checked), and λ — the shared one (non-amortized mean L0 matched to the encoder's on the first
-    ``calibration_tokens`` tokens, or the given ``--l1-coefficient``) and, with per-mode calibration, each
-    semi mode's own (its mean L0 matched to the encoder's)."""
+    ``calibration_tokens`` tokens, or the given ``--l1-coefficient``) and, with per-mode calibration, the
+    own λ of each mode whose kind calibrates one (its mean L0 matched to the encoder's).
 
-    def __init__(self, spec: SAESpec, request: EvalRequest, sae: Any = None):
+    What is loaded so far is explicit: ``loaded_sae`` is None until the SAE is loaded."""
+
+    def __init__(self, spec: SAESpec, request: EvalRequest, sae: SAE | None = None):
         self.spec, self.request = spec, request
-        self._per_mode: dict[str, Any] = {}
-        if sae is not None:  # loaded (and checked) already when the command was planned
-            self.__dict__["sae"] = sae
+        self.loaded_sae = sae  # given: loaded (and checked) already when the command was planned
+        self._source: ActivationSource | None = None
+        self._calibration_tokens: torch.Tensor | None = None
+        self._shared_lambda: tuple[float, Calibration | None] | None = None
+        self._per_mode: dict[str, Calibration] = {}
 
-    @cached_property
-    def sae(self) -> Any:
-        return self.spec.load(self.request.device, self.request.dtype)
+    @property
+    def sae(self) -> SAE:
+        if self.loaded_sae is None:
+            self.loaded_sae = self.spec.load(self.request.device, self.request.dtype)
+        return self.loaded_sae
 
-    @cached_property
-    def source(self) -> Any:
-        source = self.request.activations.for_sae(self.sae)
-        check_width(self.sae, source)
-        return source
+    @property
+    def source(self) -> ActivationSource:
+        if self._source is None:
+            source = self.request.activations_for(self.sae)
+            check_width(self.sae, source)
+            self._source = source
+        return self._source
 
-    @cached_property
+    @property
     def calibration_tokens(self) -> torch.Tensor:
         """The first ``calibration_tokens`` activations [N, d_in] on the SAE's device and dtype."""
-        sae, settings = self.sae, self.request.inference
-        sample = first_tokens(self.request.activations.for_sae(sae), settings.calibration_tokens)
-        return sample.to(sae.W_dec.device, sae.W_dec.dtype)
+        if self._calibration_tokens is None:
+            sae, settings = self.sae, self.request.inference
+            sample = first_tokens(self.request.activations_for(sae), settings.calibration_tokens)
+            self._calibration_tokens = sample.to(sae.W_dec.device, sae.W_dec.dtype)
+        return self._calibration_tokens
 
-    @cached_property
-    def shared_lambda(self) -> tuple[float, Any]:
+    @property
+    def shared_lambda(self) -> tuple[float, Calibration | None]:
         """(λ, calibration or None): the given λ, or non-amortized L0 matched to the encoder's."""
-        from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
+        if self._shared_lambda is None:
+            given = self.request.inference.l1_coefficient
+            if given is not None:
+                self._shared_lambda = given, None
+            else:
+                calibration = calibrate_l1_coefficient(self.sae, self.calibration_tokens)
+                self._shared_lambda = calibration.l1_coefficient, calibration
+        return self._shared_lambda
 
-        if self.request.inference.l1_coefficient is not None:
-            return self.request.inference.l1_coefficient, None
-        calibration = calibrate_l1_coefficient(self.sae, self.calibration_tokens)
-        return calibration.l1_coefficient, calibration
-
-    def lambda_for(self, mode: InferenceMode, scope: str = "shared") -> tuple[float | None, Any]:
-        """(λ, calibration or None) of ``mode``: None for modes without λ; with ``scope`` "per_mode" a
-        semi mode's own calibrated λ (unless λ was given), else the shared one."""
+    def lambda_for(
+        self, mode: InferenceMode, scope: LambdaCalibration = "shared"
+    ) -> tuple[float | None, Calibration | None]:
+        """(λ, calibration or None) of ``mode``: None for modes without λ; with ``scope`` "per_mode" the
+        mode's own calibrated λ when its kind calibrates one (unless λ was given), else the shared one."""
         settings = self.request.inference
         if not mode.spec.needs_lambda:
             return None, None
-        if scope != "per_mode" or mode.kind != "semi" or settings.l1_coefficient is not None:
+        own = scope == "per_mode" and calibrates_own_lambda(mode)
+        if not own or settings.l1_coefficient is not None:
             return self.shared_lambda
         if mode.name not in self._per_mode:
-            from sae_bench_amortization.inference.calibration import calibrate_semi_l1_coefficient
-
-            self._per_mode[mode.name] = calibrate_semi_l1_coefficient(
-                self.sae, self.calibration_tokens, mode.n_steps, settings.method
+            self._per_mode[mode.name] = calibrate_mode(
+                self.sae, self.calibration_tokens, mode, settings
             )
         calibration = self._per_mode[mode.name]
         return calibration.l1_coefficient, calibration
 
 
-@dataclass
-class EvalContext:
+@dataclass(kw_only=True)
+class EvalContext(Generic[Config]):
     """What ``evaluate`` gets for one SAE (× mode). Everything is computed on first use: an eval that
     reads a model itself never builds an activation source.
 
     ``sae`` is the SAE whose ``encode`` gives the codes (for a per-mode eval, the mode's SAE on the base
     SAE's decoder); ``base_sae`` the SAE as loaded; ``source`` the activations it reads; ``config`` the
     eval's config with this run's fields filled; ``mode`` None for evals that compare modes themselves.
+    What has been computed is explicit: the private fields below are None until then.
     """
 
     entry: EvalEntry
     spec: SAESpec
     work: SAEWork
-    base_config: Any
+    base_config: Config
     mode: InferenceMode | None
     work_dir: Path  # intermediate files: a private temporary folder (removed) or request.work_dir
+    _source: CountingSource | None = field(default=None, init=False, repr=False)
+    _sae: SAE | None = field(default=None, init=False, repr=False)
+    _tap: GroundTruthTap | None = field(default=None, init=False, repr=False)
+    _tap_made: bool = field(default=False, init=False, repr=False)
+    _config: Config | None = field(default=None, init=False, repr=False)
 
     @property
     def request(self) -> EvalRequest:
         return self.work.request
 
     @property
-    def base_sae(self) -> Any:
+    def base_sae(self) -> SAE:
         return self.work.sae
 
-    @cached_property
-    def source(self) -> Any:
+    @property
+    def source(self) -> CountingSource:
         """The SAE's source, counting the tokens the eval reads (with a progress bar for slow modes)."""
-        modes = [self.mode] if self.mode is not None else self.request.inference.modes
-        slow = any((mode.n_steps or 0) > SLOW_STEPS for mode in modes)
-        return CountingSource(self.work.source, self.run_name if slow else None)
+        if self._source is None:
+            modes = [self.mode] if self.mode is not None else self.request.inference.modes
+            slow = any((mode.n_steps or 0) > SLOW_STEPS for mode in modes)
+            self._source = CountingSource(self.work.source, self.run_name if slow else None)
+        return self._source
 
     @property
-    def lambda_scope(self) -> str:
-        """ "shared" (one λ per SAE) or "per_mode" (each semi mode's own), as the run asks."""
+    def tokens_read(self) -> int:
+        """Tokens the eval read from ``source`` (its longest pass; 0 when it never built the source)."""
+        return 0 if self._source is None else self._source.tokens_read
+
+    @property
+    def lambda_scope(self) -> LambdaCalibration:
+        """ "shared" (one λ per SAE) or "per_mode" (each mode that calibrates its own), as the run asks."""
         return self.request.inference.lambda_calibration or "shared"
 
     @property
@@ -175,18 +223,22 @@ class EvalContext:
             return None
         return self.work.lambda_for(self.mode, self.lambda_scope)[0]
 
-    @cached_property
-    def sae(self) -> Any:
-        if self.mode is None:
-            return self.base_sae
-        return mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.request.inference)
+    @property
+    def sae(self) -> SAE:
+        if self._sae is None:
+            self._sae = (
+                self.base_sae
+                if self.mode is None
+                else mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.request.inference)
+            )
+        return self._sae
 
-    @cached_property
-    def ground_truth(self) -> Any:
+    @property
+    def ground_truth(self) -> GroundTruthTap | None:
         """On a synthetic source, the tap evals feed their codes to (``tap(codes, batch)``); else None."""
-        from sae_bench_amortization.runner.ground_truth import tap_for
-
-        return tap_for(self.sae, self.source)
+        if not self._tap_made:
+            self._tap, self._tap_made = tap_for(self.sae, self.source), True
+        return self._tap
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """codes [B, d_sae] of ``sae`` for inputs [B, d_in] on any device/dtype (moved to the SAE's)."""
@@ -198,9 +250,14 @@ class EvalContext:
         """``<sae_name>__<mode>`` (the SAE name alone for evals that compare modes)."""
         return self.spec.sae_name if self.mode is None else with_mode(self.spec.sae_name, self.mode)
 
-    @cached_property
-    def config(self) -> Any:
+    @property
+    def config(self) -> Config:
         """The eval's config with the run's fields it has: the mode, its λ and calibration, the source."""
+        if self._config is None:
+            self._config = dataclasses.replace(self.base_config, **self._run_fields())
+        return self._config
+
+    def _run_fields(self) -> dict[str, Any]:
         names = {f.name for f in dataclasses.fields(self.base_config)}
         values: dict[str, Any] = {}
         if self.mode is not None and "inference_mode" in names:
@@ -219,7 +276,7 @@ class EvalContext:
         if "activation_source" in names and self.entry.needs == "activations":
             values["activation_source"] = self.source.describe()
         if "batch_size" in names and self.entry.needs == "activations":
-            requested = self.base_config.batch_size
+            requested = getattr(self.base_config, "batch_size")  # noqa: B009 - a field only some configs have
             fitted = fit_batch_size(
                 requested, int(self.base_sae.cfg.d_sae), str(self.base_sae.W_dec.device)
             )
@@ -230,21 +287,21 @@ class EvalContext:
                     file=sys.stderr,
                 )
                 values["batch_size"] = fitted
-        return dataclasses.replace(self.base_config, **values)
+        return values
 
     def result(
-        self, output_class: type, categories: Any, details: list, summary: dict, config: Any = None
+        self,
+        output_class: Callable[..., ResultOutput],
+        categories: BaseMetricCategories,
+        details: Sequence[object],
+        summary: dict[str, float],
+        config: object = None,
     ) -> Evaluated:
         """``output_class(...)`` (a SAEBench typed output) for this SAE (× mode) with this run's config
         (or ``config``), and the summary printed for it. When the eval fed the ground-truth tap, its
         metrics become the category ``ground_truth``."""
-        tap = self.__dict__.get("ground_truth")
+        tap = self._tap
         if tap is not None and tap.used and not hasattr(categories, "ground_truth"):
-            from sae_bench_amortization.runner.outputs import (
-                ground_truth_metrics,
-                with_ground_truth,
-            )
-
             categories = with_ground_truth(categories, ground_truth_metrics(tap.metrics()))
         output = output_class(
             eval_config=self.config if config is None else config,
@@ -254,7 +311,7 @@ class EvalContext:
         )
         return Evaluated(output, summary)
 
-    def saebench_fields(self, sae: Any = None) -> dict[str, Any]:
+    def saebench_fields(self, sae: SAE | None = None) -> dict[str, Any]:
         """The SAEBench fields naming the run and the SAE (eval_id, datetime, versions, ids, cfg)."""
         return {
             **run_metadata(),
@@ -262,37 +319,6 @@ class EvalContext:
             "sae_lens_release_id": self.spec.release,
             "sae_cfg_dict": (sae or self.sae).cfg.to_dict(),
         }
-
-
-# request fields an eval's config receives when it has a field of the same name
-REQUEST_FIELDS = ("n_tokens", "skip_tokens", "batch_size", "seed")
-
-
-def config_for(entry: EvalEntry, request: EvalRequest) -> Any:
-    """The eval's config: ``configs[entry.name]`` as given, else its defaults filled from the request
-    (fields named like :data:`REQUEST_FIELDS`, ``modes`` when the user named modes) and its options."""
-    if entry.name in request.configs:
-        return request.configs[entry.name]
-    config = entry.default_config()
-    names = {f.name for f in dataclasses.fields(config)}
-    values = {name: getattr(request, name) for name in REQUEST_FIELDS if name in names}
-    if "modes" in names and request.inference.modes_given:
-        values["modes"] = [mode.name for mode in request.inference.modes]
-    for option in entry.options:
-        if option.dest in request.eval_options:
-            value = request.eval_options[option.dest]
-            option.validate(value)
-            values[option.dest] = list(value) if option.repeatable else value
-    return dataclasses.replace(config, **values)
-
-
-def result_name(
-    entry: EvalEntry, spec: SAESpec, mode: InferenceMode | None, modes: list[InferenceMode]
-) -> tuple[str, str]:
-    """(release, sae_id) of a result file: the eval's own naming, else ``<release>_<sae_id>[__<mode>]``."""
-    if entry.result_name is not None:
-        return entry.result_name(spec, mode, modes)
-    return spec.release, spec.sae_id if mode is None else result_sae_id(spec.sae_id, mode, modes)
 
 
 def run_entry(
@@ -329,7 +355,8 @@ def run_entry(
                     if isinstance(claimed, ResultLock):
                         claimed.release()
                 raise
-            planned, locks = {}, {}
+            planned: dict[InferenceMode | None, PlannedResult] = {}
+            locks: dict[InferenceMode | None, ResultLock] = {}
             for result in results:
                 claimed = claims.get(result.path, ("up to date", result.stored))
                 if isinstance(claimed, ResultLock):
@@ -345,7 +372,10 @@ def run_entry(
             work = SAEWork(spec, request, plan.loaded.get(spec.sae_name))
             try:
                 for mode, result in planned.items():
-                    context = EvalContext(entry, spec, work, base_config, mode, work_dir)
+                    context = EvalContext(
+                        entry=entry, spec=spec, work=work, base_config=base_config, mode=mode,
+                        work_dir=work_dir,
+                    )  # fmt: skip
                     with torch.no_grad(), out_of_memory_as_input_error(context):
                         evaluated = evaluate(context)
                     record_tokens_read(evaluated, context)
@@ -368,25 +398,24 @@ def run_entry(
 SLOW_STEPS = 100  # semi:T above this shows a progress bar over the tokens
 
 
-def record_tokens_read(evaluated: Evaluated, context: EvalContext) -> None:
+def record_tokens_read(evaluated: Evaluated, context: EvalContext[Any]) -> None:
     """The result's ``eval_config.n_tokens`` = the tokens the eval read (its longest pass over the source),
     not the tokens requested."""
-    source = context.__dict__.get("source")
     config = getattr(evaluated.output, "eval_config", None)
-    if source is None or not source.tokens_read or not hasattr(config, "n_tokens"):
+    if not context.tokens_read or config is None or not hasattr(config, "n_tokens"):
         return
-    config.n_tokens = source.tokens_read
+    config.n_tokens = context.tokens_read
 
 
 @contextlib.contextmanager
-def out_of_memory_as_input_error(context: EvalContext):
+def out_of_memory_as_input_error(context: EvalContext[Any]) -> Iterator[None]:
     """An allocation failure becomes one line naming the memory needed and the flags that change it."""
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
         if not is_out_of_memory(exc):
             raise
-        sae = context.work.__dict__.get("sae")  # None: loading the SAE itself did not fit
+        sae = context.work.loaded_sae  # None: loading the SAE itself did not fit
         device = context.request.device
         if sae is None:
             raise InputError(
@@ -407,7 +436,9 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix("_eval_results.json")
 
 
-def write_evaluated(evaluated: Evaluated, path: Path, fingerprint: dict | None = None) -> None:
+def write_evaluated(
+    evaluated: Evaluated, path: Path, fingerprint: dict[str, Any] | None = None
+) -> None:
     """The artifacts beside the result, then the result JSON last (its presence marks the work done),
     with the ``fingerprint`` of its inputs as a top-level key."""
     for suffix, (tensors, metadata) in evaluated.artifacts.items():
@@ -420,7 +451,9 @@ def write_evaluated(evaluated: Evaluated, path: Path, fingerprint: dict | None =
     write_text_atomic(path, text)
 
 
-def claim(result: PlannedResult, force_rerun: bool) -> ResultLock | tuple[str, dict | None]:
+def claim(
+    result: PlannedResult, force_rerun: bool
+) -> ResultLock | tuple[str, dict[str, Any] | None]:
     """The lock on a result this run will compute, or why it skips it (and the stored result, if any).
     Another run computing it from the same inputs: skipped. From other inputs (or inputs not readable):
     wait for that run, then decide as a rerun would — the same inputs' result skipped, another's refused
@@ -456,25 +489,23 @@ def claim(result: PlannedResult, force_rerun: bool) -> ResultLock | tuple[str, d
 
 def run_eval_saebench_style(
     entry: EvalEntry,
-    config: Any,
-    selected_saes: list,
-    activations: Any,
+    config: DataclassInstance,
+    selected_saes: Sequence[object],
+    activations: ActivationFactory,
     device: str,
     output_path: str | Path,
+    *,
     force_rerun: bool = False,
     dtype: str = "float32",
-    inference: Any = None,
+    inference: InferenceSettings | None = None,
     work_dir: str | Path | None = None,
 ) -> list[SAEOutcome]:
     """SAEBench's ``run_eval(config, selected_saes, device, output_path, force_rerun)`` shape for an eval of
     this package: ``selected_saes`` as (release, sae_id), (name, SAE) or SAESpec; ``activations`` an
     activation factory (e.g. ``FileActivations``); ``inference`` an ``InferenceSettings``; ``work_dir`` a
     folder kept for intermediate files (default: a private temporary one)."""
-    from sae_bench_amortization.modes import InferenceSettings
-    from sae_bench_amortization.sources.saes import as_specs
-
     request = EvalRequest(
-        saes=as_specs(selected_saes),
+        saes=as_specs(list(selected_saes)),
         output_dir=Path(output_path).parent,
         activations=activations,
         device=device,
@@ -487,6 +518,6 @@ def run_eval_saebench_style(
     return run_entry(entry, request, output_path)
 
 
-def saebench_style(entry: EvalEntry):
+def saebench_style(entry: EvalEntry) -> Callable[..., list[SAEOutcome]]:
     """The eval's ``run_eval(config, selected_saes, activations, device, output_path, ...)``."""
     return functools.partial(run_eval_saebench_style, entry)

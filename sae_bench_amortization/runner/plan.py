@@ -10,19 +10,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.sources import check_width, source_identity
 from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError, first_line
 from sae_bench_amortization.modes import InferenceMode
 from sae_bench_amortization.registry import EvalEntry
 from sae_bench_amortization.runner import fingerprint as fp
+from sae_bench_amortization.runner.eval_inputs import config_for, result_name
 from sae_bench_amortization.runner.ground_truth import truth_identity
 from sae_bench_amortization.runner.memory import is_out_of_memory
 from sae_bench_amortization.runner.request import EvalRequest
+from sae_bench_amortization.runner.results import result_path
 from sae_bench_amortization.sources.saes import SAESpec
 from sae_bench_amortization.sources.sanity import check_sae
+
+if TYPE_CHECKING:  # annotations only
+    from _typeshed import DataclassInstance
+    from sae_lens import SAE
 
 
 @dataclass(frozen=True)
@@ -32,9 +39,9 @@ class RequirementContext:
 
     entry: EvalEntry
     spec: SAESpec
-    sae: Any
-    source: Any
-    config: Any
+    sae: SAE
+    source: ActivationSource | None
+    config: DataclassInstance
     request: EvalRequest
 
 
@@ -51,13 +58,13 @@ class PlannedResult:
 @dataclass
 class Plan:
     results: dict[tuple[str, str], list[PlannedResult]] = field(default_factory=dict)
-    loaded: dict[str, Any] = field(default_factory=dict)  # SAE name → the SAE, kept for the work
+    loaded: dict[str, SAE] = field(default_factory=dict)  # SAE name → the SAE, kept for the work
 
     def for_sae(self, entry: EvalEntry, spec: SAESpec) -> list[PlannedResult]:
         return self.results[(entry.name, spec.sae_name)]
 
 
-def load_checked(spec: SAESpec, request: EvalRequest) -> Any:
+def load_checked(spec: SAESpec, request: EvalRequest) -> SAE:
     """The SAE loaded as the run loads it, refused with one line when it is not fit to evaluate."""
     try:
         sae = spec.load(request.device, request.dtype)
@@ -79,9 +86,6 @@ def plan_command(
 ) -> Plan:
     """Check the whole command and decide each result (see the module doc). ``output_paths``: each eval's
     folder (default ``request.output_dir / <eval name>``). A single SAE stays loaded for the work."""
-    from sae_bench_amortization.runner.loop import config_for, result_name
-    from sae_bench_amortization.runner.results import result_path
-
     names = [spec.sae_name for spec in request.saes]
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated:
@@ -103,7 +107,7 @@ def plan_command(
             source = None
             activations = None
             if entry.needs == "activations":
-                source = request.activations.for_sae(sae)
+                source = request.activations_for(sae)
                 check_width(sae, source)
                 activations = source_identity(source) | (truth_identity(sae, source) or {})
             check = entry.check_fn()
@@ -160,7 +164,9 @@ def read_result(path: Path) -> dict[str, Any]:
     return stored
 
 
-def stored_if_up_to_date(path: Path, made_of: dict, force_rerun: bool) -> dict[str, Any] | None:
+def stored_if_up_to_date(
+    path: Path, made_of: dict[str, Any], force_rerun: bool
+) -> dict[str, Any] | None:
     """The stored result when it exists and was made of the same inputs; None when it is to be computed
     (absent, or ``force_rerun``); one line naming what changed otherwise."""
     if force_rerun or not path.exists():
@@ -184,7 +190,7 @@ def stored_numbers(stored: dict[str, Any]) -> dict[str, float | None]:
     """The metrics of a stored result's ``eval_result_metrics``, by name (categories flattened)."""
     numbers: dict[str, float | None] = {}
 
-    def walk(value: Any, name: str) -> None:
+    def walk(value: object, name: str) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 walk(item, key)

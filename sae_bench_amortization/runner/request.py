@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.text import TextSettings
+from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import InferenceSettings
 from sae_bench_amortization.sources.saes import SAESpec
 
+if TYPE_CHECKING:  # annotations only: SAE-Lens loads with the SAEs
+    from _typeshed import DataclassInstance
+    from sae_lens import SAE
+
 
 class ActivationFactory(Protocol):
-    def for_sae(self, sae: Any) -> Any:
-        """The activation source (``ActivationSource``) this SAE reads."""
+    def for_sae(self, sae: SAE) -> ActivationSource:
+        """The activation source this SAE reads."""
         ...
 
 
@@ -36,12 +42,20 @@ class EvalRequest:
     skip_tokens: int = 0  # the source's first tokens skipped (recorded in eval_config)
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     text: TextSettings = field(default_factory=TextSettings)
-    eval_options: dict[str, Any] = field(default_factory=dict)
-    configs: dict[str, Any] = field(default_factory=dict)
+    eval_options: dict[str, Any] = field(
+        default_factory=dict
+    )  # each of the type its option declares
+    configs: dict[str, DataclassInstance] = field(default_factory=dict)
     work_dir: Path | None = None  # kept intermediate files (default: a temporary folder per eval)
 
     def __post_init__(self) -> None:
         self.output_dir = Path(self.output_dir)
+
+    def activations_for(self, sae: SAE) -> ActivationSource:
+        """The activation source ``sae`` reads (one line when the request has none)."""
+        if self.activations is None:
+            raise InputError("no activation source: pass --activations, --model or --hf-model")
+        return self.activations.for_sae(sae)
 
 
 @dataclass
@@ -51,4 +65,4 @@ class SAEOutcome:
     sae_name: str
     status: str  # "written", "skipped", or "failed: ..." (Ray)
     path: Path | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
