@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic.dataclasses import dataclass
 
 from sae_bench_amortization.runner.eval_config import PerModeEvalConfig
 from sae_bench_amortization.runner.outputs import setting
 
-ABSORPTION_DEFINITIONS = ("auto", "concepts", "saebench_first_letter")
+AbsorptionDefinition = Literal["auto", "concepts", "saebench_first_letter"]
+ABSORPTION_DEFINITIONS: tuple[AbsorptionDefinition, ...] = get_args(AbsorptionDefinition)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseEvalConfig
 
@@ -9,7 +11,8 @@ from sae_bench_amortization.runner.outputs import setting
 
 DEFAULT_MODES = ["amortized", "semi:5", "semi:25", "non_amortized"]
 PAPER_MODES = ["amortized", "semi:5", "semi:30", "semi:50", "non_amortized"]
-PROTOCOLS = ("default", "paper")
+ProtocolName = Literal["default", "paper"]
+PROTOCOLS: tuple[ProtocolName, ...] = get_args(ProtocolName)
 
 
 @dataclass
