@@ -9,8 +9,11 @@ machinery on a TransformerLens model (auto: the latter when the source is one, r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
-from sae_bench_amortization.activations.base import require_concepts
+import torch
+
+from sae_bench_amortization.activations.base import ActivationSource, require_concepts
 from sae_bench_amortization.evals.absorption_rate import EVAL
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.eval_output import (
@@ -24,43 +27,44 @@ from sae_bench_amortization.evals.absorption_rate.first_letter import (
     use_saebench_first_letter,
 )
 from sae_bench_amortization.inference.dictionary import print_zero_rows_note
+from sae_bench_amortization.metrics.accumulator import Batch, encode_stream
 from sae_bench_amortization.metrics.concepts import (
-    SplittingAccumulator,
-    absorption_scores,
-    mean_over,
-    n_measured,
-    null_reason,
+    AbsorptionResult,
+    AbsorptionSettings,
+    ConceptProbes,
 )
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
-def absorption_rows(
-    encode, source, sae_W_dec, config: AbsorptionRateEvalConfig, on_codes=None
-) -> list[dict]:
-    """Stream the source once through ``encode``; per-concept absorption rows (``on_codes(codes,
-    batch)`` is told each batch's codes)."""
-    tokens = SplittingAccumulator(source.concept_names, seed=config.seed, keep_inputs=True)
-    for batch in source.iter_batches(config.batch_size):
-        codes = encode(batch.acts)
-        tokens.update(codes, batch.concepts, batch.acts)
-        if on_codes is not None:
-            on_codes(codes, batch)
-    return absorption_scores(
-        tokens,
-        sae_W_dec,
-        config.min_positives,
-        config.max_k,
-        config.f1_jump_threshold,
-        config.cosine_threshold,
+def absorption_result(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    source: ActivationSource,
+    decoder: torch.Tensor,
+    config: AbsorptionRateEvalConfig,
+    on_codes: Callable[[torch.Tensor, Batch], None] | None = None,
+) -> AbsorptionResult:
+    """Stream the source once through ``encode`` into :class:`ConceptProbes`: per-concept absorption
+    against ``decoder`` [d_sae, d_in] (``on_codes(codes, batch)`` is told each batch's codes)."""
+    settings = AbsorptionSettings(
+        decoder,
+        min_positives=config.min_positives,
+        max_k=config.max_k,
+        f1_jump_threshold=config.f1_jump_threshold,
+        cosine_threshold=config.cosine_threshold,
     )
+    probes = ConceptProbes(source.concept_names or [], seed=config.seed, absorption=settings)
+    encode_stream(source.iter_batches(config.batch_size), encode, [probes], on_codes)
+    result = probes.result().absorption
+    assert result is not None  # asked for
+    return result
 
 
-def absorption_metrics(rows: list[dict]) -> AbsorptionMetrics:
+def absorption_metrics(result: AbsorptionResult) -> AbsorptionMetrics:
     return AbsorptionMetrics(
-        absorption_rate=mean_over(rows, "absorption_rate"),
-        full_absorption_rate=mean_over(rows, "full_absorption_rate"),
-        n_concepts=n_measured(rows, "absorption_rate"),
-        null_reason=null_reason(rows, "absorption_rate", "absorption"),
+        absorption_rate=result.absorption_rate,
+        full_absorption_rate=result.full_absorption_rate,
+        n_concepts=result.n_concepts,
+        null_reason=result.null_reason,
     )
 
 
@@ -82,12 +86,12 @@ def evaluate(context: EvalContext) -> Evaluated:
             context.sae, source, config, context.work_dir, context.run_name
         )
         config = dataclasses.replace(config, **how)
+        metrics = absorption_metrics(AbsorptionResult.of(rows))
     else:
         require_concepts(source, "absorption_rate")
-        rows = absorption_rows(
-            context.encode, source, context.sae.W_dec, config, context.ground_truth
-        )
-    metrics = absorption_metrics(rows)
+        decoder = context.sae.W_dec
+        result = absorption_result(context.encode, source, decoder, config, context.ground_truth)
+        rows, metrics = result.rows, absorption_metrics(result)
     summary = {"absorption_rate": metrics.absorption_rate, "n_concepts": metrics.n_concepts}
     categories = AbsorptionMetricCategories(absorption=metrics)
     details = [ConceptAbsorption(**row) for row in rows]

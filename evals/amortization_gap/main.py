@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
+from dataclasses import dataclass
 
 import torch
+from sae_lens import SAE
 
+from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.sources import TruncatedSource
 from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError
@@ -29,31 +33,18 @@ from sae_bench_amortization.inference.dictionary import (
     print_zero_rows_note,
     sparse_coding_targets,
 )
-from sae_bench_amortization.inference.solver import objective
-from sae_bench_amortization.metrics.concepts import (
-    SplittingAccumulator,
-    absorption_scores,
-    mean_over,
-    n_measured,
-    null_reason,
-    select_concepts,
-)
-from sae_bench_amortization.metrics.firing import FiringCounter, pathologies
-from sae_bench_amortization.metrics.ground_truth import GroundTruthAccumulator
+from sae_bench_amortization.metrics.accumulator import Step
+from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings
 from sae_bench_amortization.metrics.paper import DEFINITIONS as PAPER_DEFINITIONS
-from sae_bench_amortization.metrics.paper import PAPER_MAX_TOKENS, PaperProtocolAccumulator
-from sae_bench_amortization.metrics.reconstruction import (
-    NO_VARIANCE,
-    MeanAccumulator,
-    ReconstructionAccumulator,
-)
-from sae_bench_amortization.metrics.refit import refit_on_support
 from sae_bench_amortization.modes import (
+    KINDS,
+    InferenceMode,
     InferenceSettings,
     calibration_record,
     mode_sae,
     parse_mode,
     parse_modes,
+    role_of,
 )
 from sae_bench_amortization.modes.loca import check_pairing
 from sae_bench_amortization.reports.tables import aligned, format_number, shown_columns
@@ -71,7 +62,6 @@ from sae_bench_amortization.runner.outputs import (
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.sanity import check_sae
 
-NO_SIGNAL = "the activations are all zero, so NMSE is 0/0"
 CSV_COLUMNS = (
     "mode",
     "nmse",
@@ -89,163 +79,113 @@ CSV_COLUMNS = (
 PAPER_CSV_COLUMNS = ("dense_rate_0_2", "f1_at_1", "f1_at_2")
 
 
-def is_loca(sae) -> bool:
+def is_loca(sae: SAE) -> bool:
     return sae.cfg.architecture() == "loca"
 
 
-def mode_row_name(sae, mode) -> str:
-    """A mode's row name: a LocA-SAE's own encoder is the row ``loca`` (its amortized mode)."""
-    return "loca" if mode.kind == "amortized" and is_loca(sae) else mode.name
+def mode_row_name(sae: SAE, mode: InferenceMode) -> str:
+    """A mode's row name: the encoder of an SAE whose architecture is itself a mode (a LocA-SAE's own
+    encoder: the row ``loca``) is named after it."""
+    own = sae.cfg.architecture()
+    return own if mode.role == "encoder" and role_of(own) == "encoder" else mode.name
+
+
+@dataclass(frozen=True)
+class ModeRun:
+    """One row: the SAE whose encode gives the codes, the SAE whose decoder reads them, λ of the codes."""
+
+    encoder: SAE
+    decoder: SAE
+    lam: float | None
+
+
+def mode_runs(
+    sae: SAE,
+    modes: list[InferenceMode],
+    lam: float,
+    inference: InferenceSettings,
+    *,
+    loca: SAE | None,
+    mode_lambdas: dict[str, float | None],
+) -> dict[str, ModeRun]:
+    """Row name → its run: each mode on ``sae``'s decoder at its λ (``mode_lambdas``, default ``lam``; none
+    for modes without λ), then ``loca``: the LocA-SAE's own encoder and decoder, when one is given."""
+    runs: dict[str, ModeRun] = {}
+    for mode in modes:
+        mode_lam = mode_lambdas.get(mode.name, lam) if mode.spec.needs_lambda else None
+        runs[mode_row_name(sae, mode)] = ModeRun(
+            mode_sae(sae, mode, mode_lam, inference), sae, mode_lam
+        )
+    if loca is not None:
+        runs["loca"] = ModeRun(loca, loca, None)
+    return runs
 
 
 def compare_modes(
-    sae,
-    source,
-    modes,
+    sae: SAE,
+    source: ActivationSource,
+    modes: list[InferenceMode],
     lam: float,
     inference: InferenceSettings,
-    config,
-    loca=None,
+    config: AmortizationGapEvalConfig,
+    *,
+    loca: SAE | None = None,
     mode_lambdas: dict[str, float | None] | None = None,
 ) -> list[dict]:
-    """Stream the source once; per mode: NMSE, L0, mean objective, dead/dense rates, ΔF1, absorption and
-    time (``config.protocol`` "paper": the paper's definitions, :mod:`metrics.paper`). Rows in mode order,
-    then ``loca`` when a LocA-SAE is given beside ``sae``: its own encoder and decoder. A mode's codes use
-    its λ from ``mode_lambdas`` (default ``lam``); every objective is at ``lam``."""
-    mode_lambdas = mode_lambdas or {}
-    paper = config.protocol == "paper"
-    runs = {}  # row name → (SAE whose encode gives the codes, SAE whose decoder reads them, λ of the codes)
-    for mode in modes:
-        mode_lam = mode_lambdas.get(mode.name, lam) if mode.spec.needs_lambda else None
-        runs[mode_row_name(sae, mode)] = (mode_sae(sae, mode, mode_lam, inference), sae, mode_lam)
-    if loca is not None:
-        runs["loca"] = (loca, loca, None)
-    decoders = {id(decoder): decoder for _, decoder, _ in runs.values()}
-    dictionaries = {key: dictionary_of(decoder) for key, decoder in decoders.items()}
-    firing = {name: FiringCounter(decoder.cfg.d_sae) for name, (_, decoder, _) in runs.items()}
-    reconstruction = {name: ReconstructionAccumulator() for name in runs}
-    refitted = {
-        name: ReconstructionAccumulator() for name in runs
-    }  # codes refitted on their support
-    objectives = {name: MeanAccumulator() for name in runs}
-    protocol = {name: PaperProtocolAccumulator(run[1].cfg.d_sae) for name, run in runs.items()}
-    per_token = {name: [] for name in runs}  # objectives per token (paper: the median gap)
-    seconds = dict.fromkeys(runs, 0.0)
-    splitting_accumulators = (  # ΔF1 per mode when the tokens carry concept labels
-        {name: SplittingAccumulator(source.concept_names, keep_inputs=True) for name in runs}
-        if source.concept_names and not paper
-        else {}
-    )
+    """Stream the source once; per mode, the accumulators of ``config.protocol``
+    (:data:`GAP_PROTOCOLS`: NMSE, L0, mean objective, dead/dense rates, ΔF1, absorption, time; "paper":
+    the paper's definitions). Rows in mode order, then ``loca`` when a LocA-SAE is given beside ``sae``:
+    its own encoder and decoder. A mode's codes use its λ from ``mode_lambdas`` (default ``lam``); every
+    objective is at ``lam``."""
+    runs = mode_runs(sae, modes, lam, inference, loca=loca, mode_lambdas=mode_lambdas or {})
+    protocol = GAP_PROTOCOLS[config.protocol]
     truth = truth_for(sae, source)
-    ground_truth = (  # SAE-Lens's synthetic metrics per mode, on a synthetic source
-        {name: GroundTruthAccumulator(run[1].W_dec, truth.dictionary) for name, run in runs.items()}
-        if truth is not None
-        else {}
+    settings = GapSettings(
+        dense_threshold=config.dense_threshold,
+        max_concepts=config.max_concepts,
+        concept_names=source.concept_names,
+        truth=None if truth is None else truth.dictionary,
     )
-    device, dtype = sae.W_dec.device, sae.W_dec.dtype
-    if paper:
-        source = TruncatedSource(source, PAPER_MAX_TOKENS)
+    metrics = {
+        name: protocol(run.decoder.W_dec, functools.partial(decode, run.decoder), settings)
+        for name, run in runs.items()
+    }
+    decoders = {id(run.decoder): run.decoder for run in runs.values()}
+    dictionaries = {key: dictionary_of(decoder).D for key, decoder in decoders.items()}
+    if protocol.max_tokens is not None:
+        source = TruncatedSource(source, protocol.max_tokens)
     with torch.no_grad():
         for batch in source.iter_batches(config.batch_size):
-            x = batch.acts.to(device=device, dtype=dtype)
+            x = batch.acts.to(device=sae.W_dec.device, dtype=sae.W_dec.dtype)
             targets = {key: sparse_coding_targets(decoder, x) for key, decoder in decoders.items()}
-            for name, (encoder, decoder, _) in runs.items():
-                start = time.perf_counter()
-                codes = encoder.encode(x)
-                if codes.is_cuda:
-                    torch.cuda.synchronize()
-                seconds[name] += time.perf_counter() - start
-                key = id(decoder)
-                x_hat = decode(decoder, codes)
-                reconstruction[name].update(x, x_hat)
-                for rows in _token_groups(x.shape[0], int(decoder.cfg.d_sae)):
-                    refit = refit_on_support(dictionaries[key].D, targets[key][rows], codes[rows])
-                    refitted[name].update(x[rows], decode(decoder, refit))
-                token_objectives = objective(dictionaries[key].D, targets[key], codes, lam)
-                objectives[name].update(token_objectives)
-                firing[name].update(codes)
-                if paper:
-                    protocol[name].update(x, x_hat, codes)
-                    per_token[name].append(token_objectives.cpu())
-                if splitting_accumulators:
-                    splitting_accumulators[name].update(codes, batch.concepts, batch.acts)
-                if ground_truth:
-                    ground_truth[name].update(codes, x, x_hat, batch.concepts)
-    # ΔF1 and absorption on up to config.max_concepts concepts (planted roles first, then the most frequent)
-    subset = (
-        select_concepts(next(iter(splitting_accumulators.values())), config.max_concepts)
-        if splitting_accumulators
-        else None
-    )
-    splitting = {
-        name: tokens.scores(only=subset) for name, tokens in splitting_accumulators.items()
-    }
-    probes: dict = {}  # the modes saw the same tokens and labels: one ground-truth probe per concept
-    absorption = {
-        name: absorption_scores(tokens, runs[name][1].W_dec, probe_cache=probes, only=subset)
-        for name, tokens in splitting_accumulators.items()
-    }
-    rows = []
-    for name, (_, _, mode_lam) in runs.items():
-        stats = pathologies(firing[name], config.dense_threshold)
-        row = {
-            "mode": name,
-            "nmse": reconstruction[name].nmse,
-            "nmse_refit": refitted[name].nmse,
-            "explained_variance": reconstruction[name].explained_variance,
-            "l0": stats.mean_l0,
-            "objective": objectives[name].mean,
-            "dead_rate": stats.dead_rate,
-            "dense_rate": stats.dense_rate,
-            "delta_f1": mean_over(splitting.get(name, []), "delta_f1"),
-            "absorption_rate": mean_over(absorption.get(name, []), "absorption_rate"),
-            "full_absorption_rate": mean_over(absorption.get(name, []), "full_absorption_rate"),
-            "n_concepts_delta_f1": n_measured(splitting[name], "delta_f1")
-            if name in splitting
-            else None,
-            "n_concepts_absorption": n_measured(absorption[name], "absorption_rate")
-            if name in absorption
-            else None,
-            "seconds_per_1k_tokens": 1000 * seconds[name] / max(stats.n_tokens, 1),
-            "ground_truth": ground_truth[name].metrics() if ground_truth else None,
-            "l1_coefficient": mode_lam,
-        }
-        if paper:
-            row.update(protocol[name].metrics())
-            row["nmse_refit"] = refitted[name].nmse_over_mean_norm
-            row["per_token_objective"] = torch.cat(per_token[name]) if per_token[name] else None
-        no_label = "the pseudo-label y = ‖x‖ > median has one class only (every norm equal)"
-        no_nmse = NO_SIGNAL if paper else NO_VARIANCE
-        undefined = {
-            **{key: no_nmse for key in ("nmse", "nmse_refit") if row[key] is None},
-            "explained_variance": reconstruction[name].explained_variance_reason,
-            **{
-                key: no_label
-                for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")
-                if paper and row.get(key) is None
-            },
-            "delta_f1": null_reason(splitting[name], "delta_f1", "ΔF1")
-            if name in splitting
-            else None,
-            "absorption_rate": null_reason(absorption[name], "absorption_rate", "absorption")
-            if name in absorption
-            else None,
-            "full_absorption_rate": null_reason(
-                absorption[name], "full_absorption_rate", "full absorption"
-            )
-            if name in absorption
-            else None,
-        }
-        row["undefined"] = {key: why for key, why in undefined.items() if why} or None
-        rows.append(row)
-    return rows
+            for name, run in runs.items():
+                codes, seconds = timed_encode(run.encoder, x)
+                key = id(run.decoder)
+                step = Step(
+                    x=x,
+                    codes=codes,
+                    x_hat=decode(run.decoder, codes),
+                    concepts=batch.concepts,
+                    inputs=batch.acts,
+                    targets=targets[key],
+                    dictionary=dictionaries[key],
+                    lam=lam,
+                    seconds=seconds,
+                )
+                metrics[name].update(step)
+    return [
+        {"mode": name, **metrics[name].result(), "l1_coefficient": run.lam}
+        for name, run in runs.items()
+    ]
 
 
-def _token_groups(n_tokens: int, d_sae: int, budget: int = 256 * 2**20) -> list[slice]:
-    """Rows of a chunk in groups whose dense [group, d_sae] float32 codes take at most ``budget`` bytes
-    (refitted codes are built and decoded a group at a time: no second chunk-sized code buffer)."""
-    size = max(1, budget // (4 * d_sae))
-    return [slice(start, start + size) for start in range(0, n_tokens, size)]
+def timed_encode(encoder: SAE, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """(codes [B, d_sae] of ``encoder`` for x [B, d_in], seconds it took, the GPU synchronized)."""
+    start = time.perf_counter()
+    codes = encoder.encode(x)
+    if codes.is_cuda:
+        torch.cuda.synchronize()
+    return codes, time.perf_counter() - start
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -285,14 +225,35 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     return "\n".join([f"{sae_name} (λ {lam:.4g})", *aligned(header, cells), *sorted(notes)])
 
 
-def gap_modes(config: AmortizationGapEvalConfig) -> list:
-    """The config's modes (none: the protocol's defaults), plus amortized and non_amortized (the gap
-    compares these two)."""
+def gap_ends() -> tuple[InferenceMode, InferenceMode]:
+    """The two modes the gap compares: the first requestable mode kind whose role is ``encoder`` (an SAE's
+    own encoder) and the first whose role is ``optimum`` (the codes the others are measured against)."""
+    ends = []
+    for role in ("encoder", "optimum"):
+        for name, kind in KINDS.items():
+            if kind.role == role and (mode := requestable(name)) is not None:
+                ends.append(mode)
+                break
+    encoder, optimum = ends
+    return encoder, optimum
+
+
+def requestable(name: str) -> InferenceMode | None:
+    """The mode ``--inference`` asks for by ``name``; None when it cannot (a step count is missing, or the
+    kind is not a solver run on the decoder)."""
+    try:
+        return parse_mode(name)
+    except InputError:
+        return None
+
+
+def gap_modes(config: AmortizationGapEvalConfig) -> list[InferenceMode]:
+    """The config's modes (none: the protocol's defaults), plus the gap's two ends (:func:`gap_ends`)."""
     defaults = PAPER_MODES if config.protocol == "paper" else DEFAULT_MODES
     modes = parse_modes(config.modes or defaults)
-    for required in ("amortized", "non_amortized"):
-        if all(mode.name != required for mode in modes):
-            modes.append(parse_mode(required))
+    for required in gap_ends():
+        if all(mode.name != required.name for mode in modes):
+            modes.append(required)
     return modes
 
 
@@ -337,15 +298,16 @@ def evaluate(context: EvalContext) -> Evaluated:
         mode_lambdas[mode.name] = mode_lam
         if mode_calibration is not None and mode_calibration is not calibration:
             calibrations[mode.name] = calibration_record(mode_calibration)
-    rows = compare_modes(sae, source, modes, lam, inference, config, loca, mode_lambdas)
+    rows = compare_modes(
+        sae, source, modes, lam, inference, config, loca=loca, mode_lambdas=mode_lambdas
+    )
     by_mode = {row["mode"]: row for row in rows}
-    encoder_row = by_mode["loca" if is_loca(sae) else "amortized"]
-    gap = encoder_row["objective"] - by_mode["non_amortized"]["objective"]
+    encoder_mode, optimum_mode = gap_ends()
+    encoder_row, optimum_row = by_mode[mode_row_name(sae, encoder_mode)], by_mode[optimum_mode.name]
+    gap = encoder_row["objective"] - optimum_row["objective"]
     median_gap = None
     if config.protocol == "paper":
-        per_token = (
-            encoder_row["per_token_objective"] - by_mode["non_amortized"]["per_token_objective"]
-        )
+        per_token = encoder_row["per_token_objective"] - optimum_row["per_token_objective"]
         median_gap = float(per_token.median()) if per_token.numel() else None
         for row in rows:
             del row["per_token_objective"]
@@ -360,9 +322,7 @@ def evaluate(context: EvalContext) -> Evaluated:
     metrics = AmortizationMetrics(
         l1_coefficient=lam,
         mean_gap=gap,
-        mean_relative_gap=gap / by_mode["non_amortized"]["objective"]
-        if by_mode["non_amortized"]["objective"] > 0
-        else None,
+        mean_relative_gap=gap / optimum_row["objective"] if optimum_row["objective"] > 0 else None,
         median_gap=median_gap,
     )
     truth_by_mode = {row["mode"]: row.pop("ground_truth") for row in rows}

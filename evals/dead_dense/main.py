@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
+import torch
+from sae_lens import SAE
+
+from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.sources import check_width
 from sae_bench_amortization.evals.dead_dense import EVAL
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
@@ -14,29 +19,29 @@ from sae_bench_amortization.evals.dead_dense.eval_output import (
     PathologyMetrics,
 )
 from sae_bench_amortization.inference.dictionary import print_zero_rows_note
-from sae_bench_amortization.metrics.firing import (
-    FiringCounter,
-    log_frequency_histogram,
-    pathologies,
-)
+from sae_bench_amortization.metrics.accumulator import Batch, encode_stream
+from sae_bench_amortization.metrics.firing import Firing, FiringResult, log_frequency_histogram
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
 def evaluate_sae(
-    sae, activations, config: DeadDenseEvalConfig, on_codes=None
-) -> tuple[PathologyMetrics, FiringCounter]:
-    """Stream the source through ``sae.encode`` and count firings. activations: an ActivationSource;
-    ``on_codes(codes, batch)``: also told each batch's codes (the ground-truth tap)."""
+    sae: SAE,
+    activations: ActivationSource,
+    config: DeadDenseEvalConfig,
+    on_codes: Callable[[torch.Tensor, Batch], None] | None = None,
+) -> tuple[PathologyMetrics, FiringResult]:
+    """Stream the source through ``sae.encode`` and count firings (:class:`Firing`); ``on_codes(codes,
+    batch)``: also told each batch's codes (the ground-truth tap)."""
     check_width(sae, activations)
-    counter = FiringCounter(sae.cfg.d_sae)
+    firing = Firing(sae.cfg.d_sae, config.dense_threshold)
     device, dtype = sae.W_dec.device, sae.W_dec.dtype
-    for batch in activations.iter_batches(config.batch_size):
-        codes = sae.encode(batch.acts.to(device=device, dtype=dtype))
-        counter.update(codes)
-        if on_codes is not None:
-            on_codes(codes, batch)
-    stats = pathologies(counter, config.dense_threshold)
-    return PathologyMetrics(**dataclasses.asdict(stats)), counter
+
+    def encode(acts: torch.Tensor) -> torch.Tensor:
+        return sae.encode(acts.to(device=device, dtype=dtype))
+
+    encode_stream(activations.iter_batches(config.batch_size), encode, [firing], on_codes)
+    result = firing.result()
+    return PathologyMetrics(**dataclasses.asdict(result.pathologies)), result
 
 
 def evaluate(context: EvalContext) -> Evaluated:
@@ -44,17 +49,17 @@ def evaluate(context: EvalContext) -> Evaluated:
     config = context.config
     if context.mode is not None and context.mode.spec.needs_lambda:
         print_zero_rows_note(context.base_sae, context.spec.sae_name)
-    metrics, counter = evaluate_sae(context.sae, context.source, config, context.ground_truth)
-    histogram = log_frequency_histogram(counter.frequency, counter.n_tokens, config.histogram_bins)
+    metrics, firing = evaluate_sae(context.sae, context.source, config, context.ground_truth)
+    histogram = log_frequency_histogram(firing.frequency, firing.n_tokens, config.histogram_bins)
     categories = DeadDenseMetricCategories(pathologies=metrics)
     details = [FrequencyHistogramBin(**row) for row in histogram]
     evaluated = context.result(
         DeadDenseEvalOutput, categories, details, dataclasses.asdict(metrics)
     )
     frequency_file = (
-        {"feature_frequency": counter.frequency, "firing_counts": counter.counts},
+        {"feature_frequency": firing.frequency, "firing_counts": firing.counts},
         {
-            "n_tokens": str(counter.n_tokens),
+            "n_tokens": str(firing.n_tokens),
             "sae_name": context.spec.sae_name,
             "inference_mode": context.mode.name,
         },

@@ -11,22 +11,22 @@ from sae_bench_amortization.evals.splitting.eval_output import (
     SplittingMetrics,
 )
 from sae_bench_amortization.inference.dictionary import print_zero_rows_note
+from sae_bench_amortization.metrics.accumulator import encode_stream
 from sae_bench_amortization.metrics.concepts import (
-    mean_over,
-    n_measured,
-    null_reason,
-    splitting_scores,
+    ConceptProbes,
+    SplittingResult,
+    SplittingSettings,
 )
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
 
-def splitting_metrics(rows: list[dict]) -> SplittingMetrics:
+def splitting_metrics(result: SplittingResult) -> SplittingMetrics:
     return SplittingMetrics(
-        mean_delta_f1=mean_over(rows, "delta_f1"),
-        mean_f1_at_1=mean_over(rows, "f1_at_1"),
-        mean_f1_at_2=mean_over(rows, "f1_at_2"),
-        n_concepts=n_measured(rows, "delta_f1"),
-        null_reason=null_reason(rows, "delta_f1", "ΔF1"),
+        mean_delta_f1=result.mean_delta_f1,
+        mean_f1_at_1=result.mean_f1_at_1,
+        mean_f1_at_2=result.mean_f1_at_2,
+        n_concepts=result.n_concepts,
+        null_reason=result.null_reason,
     )
 
 
@@ -40,18 +40,19 @@ def evaluate(context: EvalContext) -> Evaluated:
     require_concepts(context.source, "splitting")
     if context.mode is not None and context.mode.spec.needs_lambda:
         print_zero_rows_note(context.base_sae, context.spec.sae_name)
-    config = context.config
-    rows = splitting_scores(
-        context.encode,
-        context.source,
-        config.batch_size,
-        config.min_positives,
-        config.seed,
-        context.ground_truth,
+    config, source = context.config, context.source
+    probes = ConceptProbes(
+        source.concept_names or [],
+        seed=config.seed,
+        splitting=SplittingSettings(config.min_positives),
     )
-    metrics = splitting_metrics(rows)
+    batches = source.iter_batches(config.batch_size)
+    encode_stream(batches, context.encode, [probes], context.ground_truth)
+    result = probes.result().splitting
+    assert result is not None  # asked for
+    metrics = splitting_metrics(result)
     summary = {"mean_delta_f1": metrics.mean_delta_f1, "n_concepts": metrics.n_concepts}
-    details = [ConceptSplitting(**row) for row in rows]
+    details = [ConceptSplitting(**row) for row in result.rows]
     return context.result(
         SplittingEvalOutput, SplittingMetricCategories(splitting=metrics), details, summary
     )

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
+
+from sae_bench_amortization.metrics.accumulator import Step
 
 
 class LatentConceptMeans:
@@ -344,24 +347,126 @@ def absorption_scores(
     return out
 
 
-def splitting_scores(
-    encode,
-    source,
-    batch_size: int = 4096,
-    min_positives: int = 50,
-    seed: int = 0,
-    on_codes=None,
-) -> list[dict]:
-    """Per concept of ``source`` (which must carry concept labels): F1 of 1- and 2-sparse probes on the
-    latents of ``encode`` (inputs [B, d_in] → codes [B, d_sae]) and ΔF1 = F1@2 − F1@1. One pass;
-    ``on_codes(codes, batch)`` is told each batch's codes."""
-    accumulator = SplittingAccumulator(source.concept_names, seed=seed)
-    for batch in source.iter_batches(batch_size):
-        codes = encode(batch.acts)
-        accumulator.update(codes, batch.concepts)
-        if on_codes is not None:
-            on_codes(codes, batch)
-    return accumulator.scores(min_positives)
+@dataclass(frozen=True)
+class SplittingSettings:
+    """k-sparse probes (ΔF1 = F1@2 − F1@1) on concepts with at least ``min_positives`` positive tokens."""
+
+    min_positives: int = 50
+
+
+@dataclass(frozen=True)
+class AbsorptionSettings:
+    """Absorption (:func:`absorption_scores`) against ``decoder`` [d_sae, d_in]; ``probe_cache`` shares the
+    ground-truth probes between accumulators that sampled the same tokens (several modes on one stream)."""
+
+    decoder: torch.Tensor
+    min_positives: int = 50
+    max_k: int = 5
+    f1_jump_threshold: float = 0.03
+    cosine_threshold: float = 0.3
+    probe_cache: dict[int, tuple[torch.Tensor, np.ndarray]] | None = None
+
+
+@dataclass(frozen=True)
+class SplittingResult:
+    """Per-concept rows of :meth:`SplittingAccumulator.scores`, and their means over the concepts where
+    each was measured (``n_concepts``: concepts with a ΔF1; ``null_reason``: why ΔF1 is null)."""
+
+    rows: list[dict]
+    mean_delta_f1: float | None
+    mean_f1_at_1: float | None
+    mean_f1_at_2: float | None
+    n_concepts: int
+    null_reason: str | None
+
+    @staticmethod
+    def of(rows: list[dict]) -> SplittingResult:
+        return SplittingResult(
+            rows=rows,
+            mean_delta_f1=mean_over(rows, "delta_f1"),
+            mean_f1_at_1=mean_over(rows, "f1_at_1"),
+            mean_f1_at_2=mean_over(rows, "f1_at_2"),
+            n_concepts=n_measured(rows, "delta_f1"),
+            null_reason=null_reason(rows, "delta_f1", "ΔF1"),
+        )
+
+
+@dataclass(frozen=True)
+class AbsorptionResult:
+    """Per-concept rows of :func:`absorption_scores` and their means over the concepts where each was
+    measured (``n_concepts``: concepts with an absorption rate; the null reasons of both means)."""
+
+    rows: list[dict]
+    absorption_rate: float | None
+    full_absorption_rate: float | None
+    n_concepts: int
+    null_reason: str | None
+    full_null_reason: str | None
+
+    @staticmethod
+    def of(rows: list[dict]) -> AbsorptionResult:
+        return AbsorptionResult(
+            rows=rows,
+            absorption_rate=mean_over(rows, "absorption_rate"),
+            full_absorption_rate=mean_over(rows, "full_absorption_rate"),
+            n_concepts=n_measured(rows, "absorption_rate"),
+            null_reason=null_reason(rows, "absorption_rate", "absorption"),
+            full_null_reason=null_reason(rows, "full_absorption_rate", "full absorption"),
+        )
+
+
+@dataclass(frozen=True)
+class ConceptResult:
+    """What :class:`ConceptProbes` measured: each part it was asked for (None: not asked)."""
+
+    splitting: SplittingResult | None
+    absorption: AbsorptionResult | None
+
+
+class ConceptProbes:
+    """Accumulator: the concept metrics of the codes, from one bounded token sample
+    (:class:`SplittingAccumulator`) → :class:`ConceptResult`. ``splitting`` / ``absorption``: the parts to
+    measure; ``max_concepts``: only that many concepts (:func:`select_concepts`), else all. Needs the
+    steps' concept labels; absorption keeps the raw inputs of the sampled tokens."""
+
+    def __init__(
+        self,
+        concept_names: list[str],
+        *,
+        seed: int = 0,
+        max_concepts: int | None = None,
+        splitting: SplittingSettings | None = None,
+        absorption: AbsorptionSettings | None = None,
+    ):
+        keep_inputs = absorption is not None
+        self.tokens = SplittingAccumulator(concept_names, seed=seed, keep_inputs=keep_inputs)
+        self.max_concepts, self.splitting, self.absorption = max_concepts, splitting, absorption
+
+    def update(self, step: Step) -> None:
+        self.tokens.update(step.codes, step.labels, step.raw_inputs)
+
+    def result(self) -> ConceptResult:
+        only = None
+        if self.max_concepts is not None:
+            only = select_concepts(self.tokens, self.max_concepts)
+        splitting = absorption = None
+        if self.splitting is not None:
+            rows = self.tokens.scores(self.splitting.min_positives, only=only)
+            splitting = SplittingResult.of(rows)
+        if self.absorption is not None:
+            settings = self.absorption
+            rows = absorption_scores(
+                self.tokens,
+                settings.decoder,
+                settings.min_positives,
+                settings.max_k,
+                settings.f1_jump_threshold,
+                settings.cosine_threshold,
+                probe_cache=settings.probe_cache,
+                only=only,
+            )
+            absorption = AbsorptionResult.of(rows)
+        return ConceptResult(splitting, absorption)
 
 
 def mean_over(rows: list[dict], key: str) -> float | None:

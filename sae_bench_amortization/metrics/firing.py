@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sae_bench_amortization.metrics.accumulator import Step
+
 
 class FiringCounter:
     """Accumulates per-latent firing counts and the total L0 over chunks of codes [B, d_sae]."""
@@ -55,6 +57,34 @@ def pathologies(counter: FiringCounter, dense_threshold: float = 0.1) -> Patholo
         mean_l0=counter.total_l0 / counter.n_tokens,
         n_tokens=counter.n_tokens,
     )
+
+
+@dataclass(frozen=True)
+class FiringResult:
+    """What :class:`Firing` measured: the pathologies, and per-latent counts [d_sae] over n_tokens."""
+
+    pathologies: Pathologies
+    counts: torch.Tensor
+    frequency: torch.Tensor
+
+    @property
+    def n_tokens(self) -> int:
+        return self.pathologies.n_tokens
+
+
+class Firing:
+    """Accumulator: firing counts of the codes → :class:`FiringResult` (dead/dense at ``dense_threshold``)."""
+
+    def __init__(self, d_sae: int, dense_threshold: float = 0.1):
+        self.counter = FiringCounter(d_sae)
+        self.dense_threshold = dense_threshold
+
+    def update(self, step: Step) -> None:
+        self.counter.update(step.codes)
+
+    def result(self) -> FiringResult:
+        stats = pathologies(self.counter, self.dense_threshold)
+        return FiringResult(stats, self.counter.counts, self.counter.frequency)
 
 
 def log_frequency_histogram(frequency: torch.Tensor, n_tokens: int, bins: int = 20) -> list[dict]:

@@ -17,6 +17,7 @@ with the reason (the benchmark has hundreds of features; a 1M-latent SAE on it w
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -28,6 +29,8 @@ from sae_lens.synthetic import (
     feature_uniqueness,
     mean_correlation_coefficient,
 )
+
+from sae_bench_amortization.metrics.accumulator import Step
 
 MAX_PAIRS = 2**26  # [d_sae, F] float32 cosine matrix of at most 256 MiB
 METRICS = (
@@ -112,3 +115,40 @@ class GroundTruthAccumulator:
             undefined["shrinkage"] = "every input has zero norm"
         result["undefined"] = undefined or None
         return result
+
+
+@dataclass(frozen=True)
+class GroundTruthResult:
+    """:meth:`GroundTruthAccumulator.metrics` as fields (``undefined``: {metric: why it is null})."""
+
+    sae_l0: float | None
+    true_l0: float | None
+    dead_latents: int | None
+    dead_fraction: float | None
+    shrinkage: float | None
+    n_true_features: int
+    mcc: float | None
+    uniqueness: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    accuracy: float | None
+    undefined: dict[str, str] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as :meth:`GroundTruthAccumulator.metrics` gives them."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class GroundTruth:
+    """Accumulator: (codes, x, x̂, the true features' firings = the first F concept columns) of each step
+    against the planted dictionary → :class:`GroundTruthResult`. W_dec [d_sae, d_in], features [F, d_in]."""
+
+    def __init__(self, W_dec: torch.Tensor, features: torch.Tensor):
+        self.sums = GroundTruthAccumulator(W_dec, features)
+
+    def update(self, step: Step) -> None:
+        self.sums.update(step.codes, step.x, step.reconstruction, step.labels)
+
+    def result(self) -> GroundTruthResult:
+        return GroundTruthResult(**self.sums.metrics())

@@ -16,10 +16,12 @@ With z⁺ = max(z, 0) and x̂ = decode(z):
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sae_bench_amortization.metrics.accumulator import Step
 from sae_bench_amortization.metrics.reconstruction import ReconstructionAccumulator
 
 PAPER_MAX_TOKENS = 50_000
@@ -101,6 +103,33 @@ class PaperProtocolAccumulator:
             "delta_f1": None if None in (f1[1], f1[2]) else f1[2] - f1[1],
             "absorption_rate": absorption(top, y),
         }
+
+
+@dataclass(frozen=True)
+class PaperMetrics:
+    """The protocol's metrics (the module docstring defines them); None where undefined."""
+
+    nmse: float | None
+    dead_rate: float | None
+    dense_rate: float | None
+    dense_rate_0_2: float | None
+    f1_at_1: float | None
+    f1_at_2: float | None
+    delta_f1: float | None
+    absorption_rate: float | None
+
+
+class PaperProtocol:
+    """Accumulator: (x, x̂, codes) of each step over at most ``max_tokens`` tokens → :class:`PaperMetrics`."""
+
+    def __init__(self, d_sae: int, max_tokens: int = PAPER_MAX_TOKENS):
+        self.tokens = PaperProtocolAccumulator(d_sae, max_tokens)
+
+    def update(self, step: Step) -> None:
+        self.tokens.update(step.x, step.reconstruction, step.codes)
+
+    def result(self) -> PaperMetrics:
+        return PaperMetrics(**self.tokens.metrics())
 
 
 def latent_moments(z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
+
+from sae_bench_amortization.metrics.accumulator import Step
 
 
 class ReconstructionAccumulator:
@@ -90,6 +93,38 @@ class ReconstructionAccumulator:
             return None
         n = self.n_tokens
         return (self.squared_error / n) / (self.sum_squared_norm / n + 1e-9)
+
+
+@dataclass(frozen=True)
+class ReconstructionResult:
+    """What :class:`Reconstruction` measured (see :class:`ReconstructionAccumulator`'s properties)."""
+
+    nmse: float | None  # Σ‖x − x̂‖² / Σ‖x − x̄‖²
+    nmse_over_mean_norm: float | None  # the paper's: mean‖x − x̂‖² / (mean‖x‖² + 1e-9)
+    explained_variance: float | None  # as SAEBench's core reports it
+    explained_variance_reason: str | None  # why explained_variance is None
+
+    @staticmethod
+    def of(sums: ReconstructionAccumulator) -> ReconstructionResult:
+        return ReconstructionResult(
+            nmse=sums.nmse,
+            nmse_over_mean_norm=sums.nmse_over_mean_norm,
+            explained_variance=sums.explained_variance,
+            explained_variance_reason=sums.explained_variance_reason,
+        )
+
+
+class Reconstruction:
+    """Accumulator: (x, x̂) of each step → :class:`ReconstructionResult`."""
+
+    def __init__(self) -> None:
+        self.sums = ReconstructionAccumulator()
+
+    def update(self, step: Step) -> None:
+        self.sums.update(step.x, step.reconstruction)
+
+    def result(self) -> ReconstructionResult:
+        return ReconstructionResult.of(self.sums)
 
 
 NO_VARIANCE = "the activations have no variance (every token is the same vector), so NMSE is 0/0"

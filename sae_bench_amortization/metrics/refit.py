@@ -14,9 +14,17 @@ Latents whose decoder row is all zero are dropped from every support (their refi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy.optimize import nnls
+
+from sae_bench_amortization.metrics.accumulator import Step
+from sae_bench_amortization.metrics.reconstruction import (
+    ReconstructionAccumulator,
+    ReconstructionResult,
+)
 
 GATHER_BYTES = 64 * 2**20
 MAX_GRAM_SUPPORT = 1024  # wider supports are solved on their atoms, not on a K × K Gram matrix
@@ -52,6 +60,32 @@ def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor
             1, index, solved.to(codes.dtype) * valid
         )
     return refit
+
+
+class RefitReconstruction:
+    """Accumulator: the reconstruction of each step's codes refitted on their support (the step's
+    dictionary and targets) → :class:`ReconstructionResult`. ``decode``: codes [n, d_sae] → x̂ [n, d_in]
+    (the decoder of the codes). Refitted codes are built and decoded ``token_budget`` bytes of dense
+    [group, d_sae] float32 codes at a time: no second chunk-sized code buffer."""
+
+    def __init__(
+        self,
+        decode: Callable[[torch.Tensor], torch.Tensor],
+        d_sae: int,
+        token_budget: int = 256 * 2**20,
+    ):
+        self.decode, self.sums = decode, ReconstructionAccumulator()
+        self.group = max(1, token_budget // (4 * d_sae))
+
+    def update(self, step: Step) -> None:
+        dictionary, targets = step.sparse_coding()
+        for start in range(0, step.n_tokens, self.group):
+            rows = slice(start, start + self.group)
+            refit = refit_on_support(dictionary, targets[rows], step.codes[rows])
+            self.sums.update(step.x[rows], self.decode(refit))
+
+    def result(self) -> ReconstructionResult:
+        return ReconstructionResult.of(self.sums)
 
 
 def _nnls_on_atoms(atoms: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
