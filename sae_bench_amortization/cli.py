@@ -30,7 +30,7 @@ Registry = dict[str, EvalEntry]
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one-line InputErrors (exit 2) instead of usage dumps."""
 
-    def error(self, message: str):  # type: ignore[override]  # argparse's stub: NoReturn, kept
+    def error(self, message: str):  # type: ignore[override]
         raise InputError(f"{message} (see '{self.prog} --help')")
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -24,6 +25,9 @@ from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
 
 if TYPE_CHECKING:  # annotations only
     from sae_lens import SAE
+
+# codes_at(rows, λ, warm start or None, solve tolerance) → codes [rows, d_sae] of those targets
+CodesAt = Callable[[slice, float, "torch.Tensor | None", float], torch.Tensor]
 
 NO_CODES = (
     "cannot calibrate λ: on the calibration tokens every x − b_dec is orthogonal to the decoder's positive "
@@ -63,10 +67,11 @@ def calibrate_lambda(
     dictionary: Dictionary,
     targets: torch.Tensor,
     target_l0: float,
+    *,
     rel_tol: float = 0.02,
     max_solves: int = 40,
     solve_tol: float = 1e-4,
-    codes_at=None,
+    codes_at: CodesAt | None = None,
     mode: str = "non_amortized",
     search_tokens: int = 128,
 ) -> Calibration:
@@ -95,8 +100,8 @@ def calibrate_lambda(
     n = targets.shape[0]
     if n <= 2 * search_tokens or _gram_is_cached(dictionary, targets.dtype):  # solves are cheap
         return _bracket_and_bisect(
-            dictionary, targets, target_l0, rel_tol, max_solves,
-            lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), mode,
+            dictionary, targets, target_l0, rel_tol=rel_tol, max_solves=max_solves,
+            codes_at=lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), mode=mode,
         )  # fmt: skip
     search_rows = slice(0, search_tokens)
     high = lambda_max(dictionary, targets[search_rows])
@@ -123,9 +128,9 @@ def _gram_is_cached(dictionary: Dictionary, dtype: torch.dtype) -> bool:
 
 
 def _search(
-    codes_at, target_l0, rel_tol, max_solves, start: float, outward: tuple[float, float],
-    warm_starts: bool = True,
-):  # fmt: skip
+    codes_at: Callable[[float, torch.Tensor | None], torch.Tensor], target_l0: float, rel_tol: float,
+    max_solves: int, *, start: float, outward: tuple[float, float], warm_starts: bool = True,
+) -> list[tuple[float, float]]:  # fmt: skip
     """[(λ, mean L0)] of safeguarded secant steps on log L0 against log λ from ``start``: outward (λ
     divided by ``outward[0]`` towards denser codes, multiplied by ``outward[1]`` towards sparser ones)
     until the target is bracketed, then regula falsi in log-log inside the bracket; warm starts from the
@@ -167,8 +172,8 @@ def _next_lambda(sparse_side, dense_side, target_l0: float, lam: float, outward)
 
 
 def _bracket_and_bisect(
-    dictionary: Dictionary, targets: torch.Tensor, target_l0: float, rel_tol: float, max_solves: int,
-    codes_at, mode: str,
+    dictionary: Dictionary, targets: torch.Tensor, target_l0: float, *, rel_tol: float,
+    max_solves: int, codes_at: Callable[[float, torch.Tensor | None], torch.Tensor], mode: str,
 ) -> Calibration:  # fmt: skip
     """Bisect log λ so that the mean L0 of the codes of targets [N, d_in] is within rel_tol of target_l0
     (the one-stage search used where solves are cheap: every solve on all tokens).
@@ -258,7 +263,7 @@ def calibrate_steps_l1_coefficient(
             target_l0 = float((start > 0).sum(-1).double().mean())
         dictionary = dictionary_of(sae)
 
-        def codes_at(rows: slice, lam: float, _warm, _tol=None) -> torch.Tensor:
+        def codes_at(rows: slice, lam: float, _warm: object, _tol: float) -> torch.Tensor:
             return ista(dictionary, targets[rows], lam, start[rows], n_steps, method=method)
 
         return calibrate_lambda(

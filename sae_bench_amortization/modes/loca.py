@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes.kind import ModeKind
+
+if TYPE_CHECKING:  # annotations only: SAE-Lens loads with the SAEs
+    from sae_lens import SAE
 
 KIND = ModeKind(
     name="loca", syntax="loca", pattern=r"loca", rank=3, needs_lambda=False,
@@ -15,10 +18,10 @@ KIND = ModeKind(
 )  # fmt: skip
 
 
-def base_record(loca: Any, path: str | Path) -> dict[str, Any] | None:
+def base_record(loca: SAE, path: str | Path) -> dict[str, Any] | None:
     """The record of the SAE a LocA-SAE was made from (cfg ``base_sae``), None for LocA-SAEs made before
     it was recorded."""
-    from sae_bench_amortization.sources.sanity import read_cfg
+    from sae_bench_amortization.sources.sanity import read_cfg  # here: `run --help` reads the kinds
 
     record = getattr(loca.cfg, "base_sae", None)
     cfg_json = Path(path) / "cfg.json"
@@ -27,7 +30,7 @@ def base_record(loca: Any, path: str | Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def check_pairing(path: str | Path, loca: Any, sae: Any, sae_sha256: str | None) -> None:
+def check_pairing(path: str | Path, loca: SAE, sae: SAE, sae_sha256: str | None) -> None:
     """One line when the LocA-SAE at ``path`` was not made from ``sae``: its recorded base's weights
     SHA-256 against ``sae_sha256`` (None: not comparable, e.g. another dtype), else the widths."""
     record = base_record(loca, path) or {}
