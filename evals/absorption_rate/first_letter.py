@@ -20,12 +20,16 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
 
 from sae_bench_amortization.errors import InputError
+
+if TYPE_CHECKING:
+    from sae_lens import SAE
+    from transformer_lens import HookedTransformer
 
 SAEBENCH_DEFINITION = (
     "saebench_first_letter: SAEBench's absorption eval machinery (first-letter probe on ICL spelling prompts "
@@ -84,9 +88,24 @@ def saebench_absorption_config(config, model_name: str):
     )
 
 
+class _Experiment(TypedDict):
+    """The arguments SAEBench's two absorption experiments share."""
+
+    model: HookedTransformer
+    sae: SAE
+    layer: int
+    sae_name: str
+    force: bool
+    max_k_value: int
+    prompt_template: str
+    prompt_token_pos: int
+    device: str
+    probes_dir: Path
+
+
 def first_letter_rows(
     sae, source, config, work_dir: Path, run_name: str
-) -> tuple[list[dict], dict[str, Any]]:
+) -> tuple[list[dict], dict[str, object]]:
     """Run SAEBench's two absorption experiments on ``sae`` at the source's model and layer; one row per
     letter whose ground-truth probe F1 passes ``first_letter_min_probe_f1``, and the eval_config fields
     naming the definition and SAEBench's config.
@@ -105,7 +124,9 @@ def first_letter_rows(
     device = str(sae.W_dec.device)
     sae_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)
     experiments = work_dir / "experiments"
-    common = dict(
+    if layer is None:  # use_saebench_first_letter checked it
+        raise InputError(f"{source.describe()} is not read at blocks.L.hook_resid_post")
+    common = _Experiment(
         model=model,
         sae=sae,
         layer=layer,

@@ -13,7 +13,11 @@ from collections.abc import Callable
 
 import torch
 
-from sae_bench_amortization.activations.base import ActivationSource, require_concepts
+from sae_bench_amortization.activations.base import (
+    ActivationBatch,
+    ActivationSource,
+    require_concepts,
+)
 from sae_bench_amortization.evals.absorption_rate import EVAL
 from sae_bench_amortization.evals.absorption_rate.eval_config import AbsorptionRateEvalConfig
 from sae_bench_amortization.evals.absorption_rate.eval_output import (
@@ -27,7 +31,7 @@ from sae_bench_amortization.evals.absorption_rate.first_letter import (
     use_saebench_first_letter,
 )
 from sae_bench_amortization.inference.dictionary import print_zero_rows_note
-from sae_bench_amortization.metrics.accumulator import Batch, encode_stream
+from sae_bench_amortization.metrics.accumulator import encode_stream
 from sae_bench_amortization.metrics.concepts import (
     AbsorptionResult,
     AbsorptionSettings,
@@ -41,7 +45,7 @@ def absorption_result(
     source: ActivationSource,
     decoder: torch.Tensor,
     config: AbsorptionRateEvalConfig,
-    on_codes: Callable[[torch.Tensor, Batch], None] | None = None,
+    on_codes: Callable[[torch.Tensor, ActivationBatch], None] | None = None,
 ) -> AbsorptionResult:
     """Stream the source once through ``encode`` into :class:`ConceptProbes`: per-concept absorption
     against ``decoder`` [d_sae, d_in] (``on_codes(codes, batch)`` is told each batch's codes)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from sae_lens import SAE
 
-from sae_bench_amortization.activations.base import ActivationSource
+from sae_bench_amortization.activations.base import ActivationBatch, ActivationSource
 from sae_bench_amortization.activations.sources import check_width
 from sae_bench_amortization.evals.dead_dense import EVAL
 from sae_bench_amortization.evals.dead_dense.eval_config import DeadDenseEvalConfig
@@ -19,7 +19,7 @@ from sae_bench_amortization.evals.dead_dense.eval_output import (
     PathologyMetrics,
 )
 from sae_bench_amortization.inference.dictionary import print_zero_rows_note
-from sae_bench_amortization.metrics.accumulator import Batch, encode_stream
+from sae_bench_amortization.metrics.accumulator import encode_stream
 from sae_bench_amortization.metrics.firing import Firing, FiringResult, log_frequency_histogram
 from sae_bench_amortization.runner.loop import EvalContext, Evaluated, saebench_style
 
@@ -28,7 +28,7 @@ def evaluate_sae(
     sae: SAE,
     activations: ActivationSource,
     config: DeadDenseEvalConfig,
-    on_codes: Callable[[torch.Tensor, Batch], None] | None = None,
+    on_codes: Callable[[torch.Tensor, ActivationBatch], None] | None = None,
 ) -> tuple[PathologyMetrics, FiringResult]:
     """Stream the source through ``sae.encode`` and count firings (:class:`Firing`); ``on_codes(codes,
     batch)``: also told each batch's codes (the ground-truth tap)."""
@@ -61,7 +61,7 @@ def evaluate(context: EvalContext) -> Evaluated:
         {
             "n_tokens": str(firing.n_tokens),
             "sae_name": context.spec.sae_name,
-            "inference_mode": context.mode.name,
+            "inference_mode": config.inference_mode,
         },
     )
     evaluated.artifacts["feature_frequency.safetensors"] = frequency_file

@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 import torch
 
 R = TypeVar("R", covariant=True)
+B = TypeVar("B", bound="Batch")
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class Batch(Protocol):
 
 
 def encode_stream(
-    batches: Iterable[Batch],
+    batches: Iterable[B],
     encode: Callable[[torch.Tensor], torch.Tensor],
     accumulators: Sequence[Accumulator[object]],
-    on_codes: Callable[[torch.Tensor, Batch], None] | None = None,
+    on_codes: Callable[[torch.Tensor, B], None] | None = None,
 ) -> None:
     """Every batch's codes ``encode(acts)`` into each accumulator (x = the source's acts, no x̂);
     ``on_codes(codes, batch)`` is also told each batch's codes."""

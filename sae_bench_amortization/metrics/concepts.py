@@ -59,7 +59,9 @@ def probe_f1(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float |
     )
     probe = LogisticRegression(max_iter=1000, class_weight="balanced")
     probe.fit(train_x, train_y)
-    return float(f1_score(test_y, probe.predict(test_x), zero_division=0.0))
+    predicted = probe.predict(test_x)
+    # sklearn's inferred annotation of zero_division is its default's (str); 0.0 is documented
+    return float(f1_score(test_y, predicted, zero_division=0.0))  # pyright: ignore[reportArgumentType]
 
 
 def k_sparse_f1(features: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> float | None:
@@ -127,6 +129,8 @@ class SplittingAccumulator:
         """(sparse codes of the kept tokens [n, d_sae] as scipy CSR, their labels [n, C])."""
         from scipy.sparse import csr_matrix
 
+        if self.means is None:
+            raise ValueError("no tokens were seen")
         d_sae = self.means.total_sum.shape[0]
         values, rows, columns = (
             torch.cat(t).numpy() for t in (self.values, self.rows, self.columns)
@@ -163,7 +167,7 @@ class SplittingAccumulator:
                     "concept": name,
                     "f1_at_1": f1_1,
                     "f1_at_2": f1_2,
-                    "delta_f1": None if reason else f1_2 - f1_1,
+                    "delta_f1": None if f1_1 is None or f1_2 is None else f1_2 - f1_1,
                     "top_latents": [] if reason else [int(j) for j in top[c]],
                     "n_positives": positives,
                     "n_negatives": int(labels.shape[0]) - positives,

@@ -145,7 +145,9 @@ class DefaultGapMetrics(GapMetrics):
 
     def result(self) -> Row:
         row = super().result()
-        reasons = {key: NO_VARIANCE for key in ("nmse", "nmse_refit") if row[key] is None}
+        reasons: dict[str, str | None] = {
+            key: NO_VARIANCE for key in ("nmse", "nmse_refit") if row[key] is None
+        }
         concepts = None if self.concepts is None else self.concepts.result()
         if concepts is not None and concepts.splitting is not None:
             splitting = concepts.splitting

@@ -17,8 +17,7 @@ with the reason (the benchmark has hundreds of features; a 1M-latent SAE on it w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, fields, replace
 
 import torch
 from sae_lens.synthetic import (
@@ -46,6 +45,9 @@ METRICS = (
     "f1",
     "accuracy",
 )
+DECODER_METRICS = ("mcc", "uniqueness", "precision", "recall", "f1", "accuracy")  # need the cosines
+
+MetricValue = float | int | dict[str, str] | None  # a metric, or ``undefined``: {metric: reason}
 
 
 class GroundTruthAccumulator:
@@ -78,48 +80,51 @@ class GroundTruthAccumulator:
         if self.classification is not None:
             self.classification.add_batch(codes, fires)
 
-    def metrics(self) -> dict[str, Any]:
-        """The numbers of :data:`METRICS`, plus ``undefined`` {metric: reason} for the null ones."""
+    def result(self) -> GroundTruthResult:
+        """The numbers of :data:`METRICS`, with ``undefined`` {metric: reason} for the null ones."""
         dead = self.dead.compute()
-        result: dict[str, Any] = {
-            "sae_l0": self.sae_l0.compute(),
-            "true_l0": self.true_l0.compute(),
-            "dead_latents": dead,
-            "dead_fraction": dead / self.d_sae,
-            "shrinkage": self.shrinkage.compute() if self.shrinkage.num_samples else None,
-            "n_true_features": self.n_features,
-        }
-        undefined = {}
+        result = GroundTruthResult(
+            sae_l0=self.sae_l0.compute(),
+            true_l0=self.true_l0.compute(),
+            dead_latents=dead,
+            dead_fraction=dead / self.d_sae,
+            shrinkage=self.shrinkage.compute() if self.shrinkage.num_samples else None,
+            n_true_features=self.n_features,
+        )
+        undefined: dict[str, str] = {}
         if self.sae_l0.num_samples == 0:
             undefined = {name: "no tokens" for name in METRICS}
-            result.update(dict.fromkeys(METRICS))
-        elif self.too_large:
+            result = replace(result, **dict.fromkeys(METRICS))
+        elif self.too_large or self.classification is None:
             why = (
                 f"d_sae × true features = {self.d_sae} × {self.n_features} is above {MAX_PAIRS} "
                 "(SAE-Lens's metrics build the full cosine matrix)"
             )
-            for name in ("mcc", "uniqueness", "precision", "recall", "f1", "accuracy"):
-                result[name], undefined[name] = None, why
+            undefined = dict.fromkeys(DECODER_METRICS, why)
         else:
-            result["mcc"] = mean_correlation_coefficient(self.W_dec, self.features)
-            result["uniqueness"] = feature_uniqueness(self.W_dec, self.features)
-            assert self.classification is not None
             scores = self.classification.compute()
-            result.update(
+            result = replace(
+                result,
+                mcc=mean_correlation_coefficient(self.W_dec, self.features),
+                uniqueness=feature_uniqueness(self.W_dec, self.features),
                 precision=scores.precision,
                 recall=scores.recall,
                 f1=scores.f1_score,
                 accuracy=scores.accuracy,
             )
-        if result.get("shrinkage") is None and "shrinkage" not in undefined:
+        if result.shrinkage is None and "shrinkage" not in undefined:
             undefined["shrinkage"] = "every input has zero norm"
-        result["undefined"] = undefined or None
-        return result
+        return replace(result, undefined=undefined or None)
+
+    def metrics(self) -> dict[str, MetricValue]:
+        """:meth:`result` as a dict: the numbers of :data:`METRICS`, ``n_true_features`` and
+        ``undefined``."""
+        return self.result().as_dict()
 
 
 @dataclass(frozen=True)
 class GroundTruthResult:
-    """:meth:`GroundTruthAccumulator.metrics` as fields (``undefined``: {metric: why it is null})."""
+    """SAE-Lens's metrics of one mode's codes (``undefined``: {metric: why it is null})."""
 
     sae_l0: float | None
     true_l0: float | None
@@ -127,15 +132,15 @@ class GroundTruthResult:
     dead_fraction: float | None
     shrinkage: float | None
     n_true_features: int
-    mcc: float | None
-    uniqueness: float | None
-    precision: float | None
-    recall: float | None
-    f1: float | None
-    accuracy: float | None
-    undefined: dict[str, str] | None
+    mcc: float | None = None
+    uniqueness: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    accuracy: float | None = None
+    undefined: dict[str, str] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, MetricValue]:
         """The fields as :meth:`GroundTruthAccumulator.metrics` gives them."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -151,4 +156,4 @@ class GroundTruth:
         self.sums.update(step.codes, step.x, step.reconstruction, step.labels)
 
     def result(self) -> GroundTruthResult:
-        return GroundTruthResult(**self.sums.metrics())
+        return self.sums.result()

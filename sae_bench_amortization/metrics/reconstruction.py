@@ -77,7 +77,7 @@ class ReconstructionAccumulator:
             return None
         if not math.isfinite(self.sum_squared_norm):
             return "Σ‖x‖² overflows float64, so explained variance is undefined"
-        if self.sum_squared_norm <= 0:
+        if self.sum_squared_norm <= 0 or self.sum_x is None:
             return "the activations are all zero, so explained variance is 0/0"
         d_in = self.sum_x.shape[0]
         mean_square = self.sum_squared_norm / self.n_tokens / d_in
