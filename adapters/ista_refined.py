@@ -19,7 +19,7 @@ from sae_lens import SAE
 from sae_lens.saes.sae import SAEConfig
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.inference import check_l1_coefficient
+from sae_bench_amortization.inference import Init, Method, check_l1_coefficient
 from sae_bench_amortization.inference.calibration import (
     calibrate_l1_coefficient,
 )
@@ -45,9 +45,9 @@ class ISTARefinedSAEConfig(SAEConfig):
 
     base_cfg: dict[str, Any] = field(default_factory=dict)
     n_steps: int | None = 5  # None: to tolerance
-    init: str = "encoder"  # "encoder" (semi-amortized) or "zero" (non-amortized)
+    init: Init = "encoder"  # "encoder" (semi-amortized) or "zero" (non-amortized)
     l1_coefficient: float = 0.0  # λ
-    method: str = "ista"  # "ista" (the paper's update) or "fista"
+    method: Method = "ista"  # "ista" (the paper's update) or "fista"
     tol: float | None = None
     keep_top_k: bool = False  # TopK bases: keep at most k actives per token after each step
     chunk_size: int = 4096
@@ -99,12 +99,13 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
     def from_sae(
         cls,
         sae: SAE,
+        *,
         n_steps: int | None = 5,
-        init: str = "encoder",
+        init: Init = "encoder",
         l1_coefficient: float | None = None,
         target_l0: float | None = None,
         calibration_activations: torch.Tensor | None = None,
-        method: str = "ista",
+        method: Method = "ista",
         tol: float | None = None,
         keep_top_k: bool = False,
         chunk_size: int = 4096,
@@ -130,6 +131,7 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
                 raise ValueError("target_l0 needs calibration_activations [N, d_in]")
             calibration = calibrate_l1_coefficient(sae, calibration_activations, target_l0)
             l1_coefficient = calibration.l1_coefficient
+        assert l1_coefficient is not None  # given, or calibrated above
         cfg = ISTARefinedSAEConfig(
             **inherited_cfg_fields(sae),
             base_cfg=sae.cfg.to_dict(),
@@ -166,7 +168,8 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
         dictionary = dictionary_of(self.base)
         top_k = int(self.base.cfg.k) if cfg.keep_top_k else None
         with torch.no_grad():
-            if cfg.n_steps is None:  # to tolerance
+            n_steps = cfg.n_steps
+            if n_steps is None:  # to tolerance
 
                 def step(r, z0):
                     return solve(dictionary, r, cfg.l1_coefficient, tol=cfg.tol or 1e-4, z0=z0)
@@ -178,10 +181,10 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
                         r,
                         cfg.l1_coefficient,
                         z0,
-                        cfg.n_steps,
-                        cfg.method,
-                        cfg.tol,
-                        top_k,
+                        n_steps,
+                        method=cfg.method,
+                        tol=cfg.tol,
+                        top_k=top_k,
                     )
 
             return map_chunks(step, cfg.chunk_size, targets, start)

@@ -82,6 +82,9 @@ def _contiguous_groups(d_sae: int, n_groups: int) -> list[int]:
 class GroupTopK(nn.Module):
     """pre-activations [..., d_sae] → codes [..., d_sae]: per group ReLU then its k_g largest, rest zero."""
 
+    slots: torch.Tensor  # [G, width] latent per slot (d_sae: padding), a buffer
+    keep: torch.Tensor  # [G, k_max] whether rank r of group g is kept, a buffer
+
     def __init__(self, latent_groups: Sequence[int], group_k: Sequence[int]):
         super().__init__()
         groups = torch.as_tensor(list(latent_groups), dtype=torch.int64)

@@ -55,5 +55,5 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
         flat = tensor.reshape(-1)
         for start in range(0, flat.numel(), 1 << 24):  # 16M elements at a time off the device
             piece = flat[start : start + (1 << 24)].contiguous().cpu()
-            digest.update(piece.view(torch.uint8).numpy())
+            digest.update(piece.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -53,14 +53,14 @@ def hub_access() -> Iterator[bool]:
     saved = (constants.HF_HUB_OFFLINE, getattr(datasets_config, "HF_HUB_OFFLINE", None))
     verbosity = hf_logging.get_verbosity()
     if not online:
-        constants.HF_HUB_OFFLINE = True
+        setattr(constants, "HF_HUB_OFFLINE", True)  # noqa: B010 - a module flag the stubs do not declare
         if datasets_config is not None:
-            datasets_config.HF_HUB_OFFLINE = True
+            setattr(datasets_config, "HF_HUB_OFFLINE", True)  # noqa: B010 - as above
     hf_logging.set_verbosity_error()
     try:
         yield online
     finally:
-        constants.HF_HUB_OFFLINE = saved[0]
+        setattr(constants, "HF_HUB_OFFLINE", saved[0])  # noqa: B010
         if datasets_config is not None:
-            datasets_config.HF_HUB_OFFLINE = saved[1]
+            setattr(datasets_config, "HF_HUB_OFFLINE", saved[1])  # noqa: B010
         hf_logging.set_verbosity(verbosity)

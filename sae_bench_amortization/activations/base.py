@@ -8,6 +8,8 @@ from typing import Protocol
 
 import torch
 
+from sae_bench_amortization.errors import InputError
+
 
 @dataclass
 class ActivationBatch:
@@ -72,7 +74,6 @@ def rechunk(chunks: Iterator[torch.Tensor], batch_size: int) -> Iterator[torch.T
 
 def require_concepts(source: ActivationSource, eval_name: str) -> None:
     """One-line error when the activation source carries no concept labels."""
-    from sae_bench_amortization.errors import InputError
 
     if not source.concept_names:
         raise InputError(

@@ -20,6 +20,7 @@ from safetensors import SafetensorError, safe_open
 
 from sae_bench_amortization.activations.base import ActivationBatch
 from sae_bench_amortization.atomic import clean_stale_temporaries, temporary_prefix
+from sae_bench_amortization.digest import file_digest
 from sae_bench_amortization.errors import InputError
 
 ACTIVATION_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32}
@@ -113,7 +114,6 @@ class ActivationFile:
 
     def identity(self) -> dict:
         """The file's content (SHA-256) and token count: what results read from it depend on."""
-        from sae_bench_amortization.digest import file_digest
 
         return {"activation_file_sha256": file_digest(self.path), "n_tokens": self.n_tokens}
 
@@ -166,7 +166,7 @@ class ActivationFile:
             row, column = (int(i) for i in bad.nonzero()[0])
             raise InputError(
                 f"{self.path}: concept labels must be 0 or 1, found {int(labels[row, column])} at "
-                f"token {start + row}, concept '{self.concept_names[column]}'"
+                f"token {start + row}, concept '{(self.concept_names or [])[column]}'"
             )
 
 
@@ -214,7 +214,7 @@ class ActivationFileWriter:
             raise ValueError("concepts must be given exactly when the writer has concept_names")
         self._acts.write(_raw_bytes(acts.detach().to("cpu", self.dtype)))
         if concepts is not None:
-            assert self.concept_names is not None
+            assert self.concept_names is not None and self._concepts is not None  # checked above
             if concepts.shape != (acts.shape[0], len(self.concept_names)):
                 raise ValueError(f"expected concepts [{acts.shape[0]}, {len(self.concept_names)}]")
             self._concepts.write(_raw_bytes(concepts.detach().to("cpu", torch.bool)))

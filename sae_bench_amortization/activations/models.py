@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.base import ActivationBatch, rechunk, take_tokens
+from sae_bench_amortization.digest import folder_digest
 from sae_bench_amortization.errors import InputError, first_line, suggest
 from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
@@ -67,6 +68,8 @@ class _ModelReader:
 
     d_in: int
     concept_names: list[str] | None = FIRST_LETTER_NAMES
+    labeler: FirstLetterLabeler  # set by each reader once its tokenizer is known
+    _kept_ids: torch.Tensor  # [n] token ids of the last batch's kept positions
 
     def __init__(self, texts: TextFactory, n_tokens: int, context_size: int, docs_per_batch: int):
         if n_tokens <= 0:
@@ -201,7 +204,6 @@ class HFModelActivations(_ModelReader):
         )
 
     def identity(self) -> dict:
-        from sae_bench_amortization.digest import folder_digest
 
         path = resolve_hf_model(self.model_name)
         model = (

@@ -23,6 +23,7 @@ from sae_bench_amortization.activations.models import (
     TransformerLensActivations,
     load_transformer_lens_model,
 )
+from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError
 
 
@@ -228,7 +229,8 @@ class HFActivationFactory:
 def source_identity(source: ActivationSource) -> dict:
     """What determines the activations a source yields (``identity()``; else its one-line description)."""
     identity = getattr(source, "identity", None)
-    return identity() if callable(identity) else {"describe": source.describe()}
+    found = identity() if callable(identity) else None
+    return found if isinstance(found, dict) else {"describe": source.describe()}
 
 
 def check_width(sae: Any, source: ActivationSource) -> None:
@@ -242,7 +244,7 @@ def check_width(sae: Any, source: ActivationSource) -> None:
 class TensorActivations:
     """An in-memory activation tensor [N, d_in] as an activation source."""
 
-    concept_names = None
+    concept_names: list[str] | None = None
 
     def __init__(self, acts: torch.Tensor):
         if acts.ndim != 2:
@@ -255,7 +257,6 @@ class TensorActivations:
         return f"in-memory tensor ({self.acts.shape[0]} tokens)"
 
     def identity(self) -> dict:
-        from sae_bench_amortization.digest import tensors_digest
 
         return {
             "tensor_sha256": tensors_digest({"activations": self.acts}),

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from sae_bench_amortization.digest import file_digest
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.hub import OFFLINE_HINT, hub_access
 
@@ -66,8 +67,6 @@ class Texts:
     def identity(self) -> dict:
         """What determines the documents: a text file's SHA-256, a dataset's name, the packaged corpus."""
         if "text_file" in self.describe:
-            from sae_bench_amortization.digest import file_digest
-
             return {"text_file_sha256": file_digest(self.describe["text_file"])}
         return dict(self.describe)
 
@@ -107,6 +106,7 @@ def iter_hf_dataset(name: str, split: str = "train", column: str = "text") -> It
             "use --text-file PATH offline"
         ) from None
     for row in dataset:
+        assert isinstance(row, dict)  # a streamed dataset yields one dict per row
         if column not in row:
             raise InputError(
                 f"HF dataset '{name}' has no '{column}' column (columns: {sorted(row)})"

@@ -2,8 +2,17 @@
 encoder output) and non-amortized (sparse coding to tolerance), plus the λ calibration."""
 
 import math
+from typing import Literal
 
 from sae_bench_amortization.errors import InputError
+
+Method = Literal[
+    "ista", "fista"
+]  # the step of semi:T: the paper's ISTA update, or accelerated (FISTA)
+METHODS: tuple[Method, ...] = ("ista", "fista")
+Init = Literal[
+    "encoder", "zero"
+]  # where refinement starts: the encoder's codes (semi), or zero (non)
 
 
 def check_l1_coefficient(value: float, name: str = "l1_coefficient") -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 
+from sae_bench_amortization.inference import Method
 from sae_bench_amortization.inference.dictionary import Dictionary
 from sae_bench_amortization.inference.working_set import working_set_solve as solve
 
@@ -45,7 +46,8 @@ def ista(
     lam: float,
     z0: torch.Tensor | None = None,
     n_steps: int = 5,
-    method: str = "fista",
+    *,
+    method: Method = "fista",
     tol: float | None = None,
     top_k: int | None = None,
 ) -> torch.Tensor:
@@ -79,7 +81,7 @@ def ista(
         if top_k is not None:
             z_new.copy_(keep_top_k(z_new, top_k))
         if method == "fista":
-            t_new = (1 + torch.sqrt(1 + 4 * momentum_t * momentum_t)) / 2
+            t_new = momentum_t.square().mul(4).add(1).sqrt().add(1).div(2)
             torch.sub(z_new, z, out=direction)
             restart = (
                 y.sub_(z_new).mul_(direction).sum(dim=-1, keepdim=True) > 0

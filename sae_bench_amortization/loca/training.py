@@ -43,7 +43,7 @@ from sae_bench_amortization.synthetic.training import shuffled_batches
 from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable, named
 
 STATE_FILE = "trainer_state.safetensors"
-LOG_FIELDS = ("tokens", "mse", "aux_loss", "dead_fraction")
+LOG_FIELDS: tuple[str, ...] = ("tokens", "mse", "aux_loss", "dead_fraction")
 
 
 @dataclass
@@ -369,6 +369,7 @@ def activation_identity(source) -> dict:
 def run_record(
     base_sae: dict,
     source,
+    *,
     skip_tokens: int,
     n_groups: int,
     budgets: list[int],
@@ -541,11 +542,11 @@ def train_loca_from_sae(
     resuming = not overwrite and bool(checkpoints(out))
     if not resuming:
         _check_target(out, overwrite)
-    spec = (
-        loading.spec_from_path(sae_path)
-        if sae_path
-        else loading.spec_from_release(sae_release, sae_id)
-    )
+    if sae_path:
+        spec = loading.spec_from_path(sae_path)
+    else:
+        assert sae_release and sae_id  # checked above: one of the two ways is given
+        spec = loading.spec_from_release(sae_release, sae_id)
     settings = _file_span(source_settings)
     factory = settings.factory(device)
     if factory is None:
@@ -570,9 +571,11 @@ def train_loca_from_sae(
         else {"release": sae_release, "sae_id": sae_id}
     )
     base = base_sae_identity(sae, **origin)
+    assert base is not None  # loaded in float32 above: always identified
     run = run_record(
-        base, source, source_settings.skip_tokens, n_groups, budgets, group_order, budget_scaling,
-        grouping_tokens, config,
+        base, source, skip_tokens=source_settings.skip_tokens, n_groups=n_groups, budgets=budgets,
+        group_order=group_order, budget_scaling=budget_scaling, grouping_tokens=grouping_tokens,
+        config=config,
     )  # fmt: skip
     if resuming:
         check_same_run(out, run, config)

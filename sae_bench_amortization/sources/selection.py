@@ -9,10 +9,23 @@ from typing import Any
 
 import torch
 
+from sae_bench_amortization.activations.file import ActivationFileWriter
+from sae_bench_amortization.activations.models import (
+    HFModelActivations,
+    TransformerLensActivations,
+    load_transformer_lens_model,
+)
+from sae_bench_amortization.activations.sources import (
+    FileActivations,
+    HFActivationFactory,
+    SkippingFactory,
+    TransformerLensActivationFactory,
+)
 from sae_bench_amortization.activations.text import DEFAULT_DATASET, FORTUNES, TextSettings
 from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.sources import saes as loading
+from sae_bench_amortization.synthetic.generator import truth_path
 from sae_bench_amortization.targets import check_apart, check_creatable
 
 DEFAULT_MODEL_TOKENS = 100_000
@@ -76,7 +89,6 @@ class SourceSettings:
     def read_paths(self) -> list[tuple[str, str]]:
         """(flag, path) of every local file or folder this source reads: the activation file and its truth
         sidecar, the text file, a local transformers model folder, a local dataset folder."""
-        from sae_bench_amortization.synthetic.generator import truth_path
 
         paths = [("--activations", self.activations), ("--text-file", self.text.text_file)]
         if self.activations:
@@ -106,17 +118,12 @@ class SourceSettings:
 
     def skipped(self, factory: Any | None) -> Any | None:
         """``factory`` after its first ``skip_tokens`` tokens (unchanged without a skip)."""
-        from sae_bench_amortization.activations.sources import SkippingFactory
 
         if factory is None or not self.skip_tokens:
             return factory
         return SkippingFactory(factory, self.skip_tokens, self.n_tokens)
 
     def _factory(self, device: str, n_tokens: int | None) -> Any | None:
-        from sae_bench_amortization.activations.sources import (
-            FileActivations,
-            HFActivationFactory,
-        )
 
         flags = self.flags()
         if len(flags) > 1:
@@ -143,7 +150,6 @@ class SourceSettings:
     def transformer_lens(self, device: str, n_tokens: int | None = None) -> Any:
         """A TransformerLens source: ``model`` (else each SAE's metadata.model_name) at ``hook`` (else
         each SAE's metadata.hook_name)."""
-        from sae_bench_amortization.activations.sources import TransformerLensActivationFactory
 
         return TransformerLensActivationFactory(
             self.model,
@@ -181,12 +187,6 @@ def export_activations(
     """Write the activations a model source reads to an activation file (``saebench activations``),
     with the reader's concept labels (``concepts`` [N, C], names in the metadata) unless ``concepts``
     is False; returns (tokens, d_in)."""
-    from sae_bench_amortization.activations.file import ActivationFileWriter
-    from sae_bench_amortization.activations.models import (
-        HFModelActivations,
-        TransformerLensActivations,
-        load_transformer_lens_model,
-    )
 
     if source.activations:
         raise InputError(
@@ -215,6 +215,7 @@ def export_activations(
     else:
         if not source.hook:
             raise InputError("--model needs --hook (e.g. blocks.4.hook_resid_post)")
+        assert source.model is not None  # one of --model and --hf-model, checked above
         model = load_transformer_lens_model(source.model, device, torch.float32)
         reader = TransformerLensActivations(
             model,

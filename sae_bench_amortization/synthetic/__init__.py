@@ -3,6 +3,8 @@ composite concepts (:mod:`.generator`), reference SAEs with planted pathologies 
 a streaming SAE trainer (:mod:`.training`) and the embedded offline default built from them (:mod:`.default`).
 """
 
+from sae_bench_amortization.atomic import ensure_output_dir, refuse_existing
+from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.synthetic.generator import (
     GroundTruth,
     PlantedExtras,
@@ -16,6 +18,8 @@ from sae_bench_amortization.synthetic.generator import (
     truth_path,
     write_synthetic,
 )
+from sae_bench_amortization.synthetic.reference_saes import REFERENCE_NAMES, write_reference_saes
+from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
 
 def write_benchmark(
@@ -34,11 +38,6 @@ def write_benchmark(
     holds tokens [start_token, start_token + n_tokens) of the world (a held-out span of the same one)."""
     from dataclasses import fields
     from pathlib import Path
-
-    from sae_bench_amortization.atomic import refuse_existing
-    from sae_bench_amortization.errors import InputError
-    from sae_bench_amortization.synthetic.reference_saes import REFERENCE_NAMES
-    from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
     if not out and not reference_saes:
         raise InputError("give --out FILE, --reference-saes DIR, or both")
@@ -87,9 +86,6 @@ def write_benchmark(
         )
         lines.append(f"wrote the true dictionary and structure to {sidecar}")
     if reference_saes:
-        from sae_bench_amortization.atomic import ensure_output_dir
-        from sae_bench_amortization.synthetic.reference_saes import write_reference_saes
-
         folder = ensure_output_dir(reference_saes)
         lines += [f"wrote reference SAE {path}" for path in write_reference_saes(truth, folder)]
     return "\n".join(lines)

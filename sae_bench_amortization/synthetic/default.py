@@ -23,6 +23,7 @@ from sae_bench_amortization.synthetic.generator import (
     ground_truth,
     write_synthetic,
 )
+from sae_bench_amortization.synthetic.training import train_sae
 
 VERSION = "synthetic-v2"
 N_TRAIN_TOKENS = 60_000
@@ -76,7 +77,6 @@ def default_benchmark(rebuild: bool = False) -> DefaultBenchmark:
 
 
 def _build(folder: Path) -> None:
-    from sae_bench_amortization.synthetic.training import train_sae
 
     print(
         f"building the offline default benchmark (synthetic ground truth, TopK SAE) in {folder.parent}"

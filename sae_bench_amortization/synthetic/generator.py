@@ -42,6 +42,9 @@ from sae_lens.synthetic import (
 )
 
 from sae_bench_amortization.activations.base import ActivationBatch, rechunk
+from sae_bench_amortization.activations.file import ActivationFileWriter
+from sae_bench_amortization.atomic import write_file_atomic
+from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError
 
 BLOCK = 4096  # tokens per seeded block
@@ -196,7 +199,6 @@ class GroundTruth:
 
     def identity(self) -> dict[str, Any]:
         """What determines the tokens: SAE-Lens's config, the extras, and a digest of the weights."""
-        from sae_bench_amortization.digest import tensors_digest
 
         return {
             "synthetic_model_config": self.model.cfg.to_dict(),
@@ -257,10 +259,12 @@ def ground_truth(
     flags = config if isinstance(config, SyntheticConfig) else None
     extras = extras or (flags.extras() if flags is not None else PlantedExtras())
     try:
-        if flags is not None:
-            model = flags.model()
+        if isinstance(config, SyntheticConfig):
+            model = config.model()
+        elif isinstance(config, SyntheticModel):
+            model = config
         else:
-            model = config if isinstance(config, SyntheticModel) else SyntheticModel(config)
+            model = SyntheticModel(config)
     except ValueError as error:  # SAE-Lens's own validation
         raise InputError(f"synthetic model: {error}") from None
     composites, contexts = _plant_composites(model, extras)
@@ -409,9 +413,6 @@ def write_synthetic(
     """Write tokens [start, start + n_tokens) as an activation file (activations, concepts,
     concept_names) and the truth sidecar ``<out>.truth.safetensors``."""
     from safetensors.torch import save_file
-
-    from sae_bench_amortization.activations.file import ActivationFileWriter
-    from sae_bench_amortization.atomic import write_file_atomic
 
     out = Path(out)
     if out.is_dir():

@@ -20,10 +20,16 @@ from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEC
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from tqdm.auto import tqdm
 
+from sae_bench_amortization.activations.base import take_tokens
+from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.atomic import write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.metrics.reconstruction import (
     ReconstructionAccumulator,
 )
+from sae_bench_amortization.sources.sanity import check_sae
+from sae_bench_amortization.synthetic.generator import truth_path
+from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
 ARCHITECTURES = ("topk", "standard")
 # step; tokens trained on; SAE-Lens's training loss and its mse (mean ‖x − x̂‖²); the batch's NMSE; mean L0
@@ -75,6 +81,7 @@ def train_sae(
     architecture: str,
     d_sae: int,
     n_tokens: int,
+    *,
     k: int | None = None,
     l1_coefficient: float = 5.0,
     batch_size: int = 1024,
@@ -103,6 +110,7 @@ def train_sae(
     torch.manual_seed(seed)
     meta = SAEMetadata(**(metadata or {}))
     if architecture == "topk":
+        assert k is not None  # checked above
         sae = TopKTrainingSAE(
             TopKTrainingSAEConfig(d_in=source.d_in, d_sae=d_sae, k=k, metadata=meta, device=device)
         )
@@ -213,8 +221,6 @@ def reconstruction_quality(
     ``n_tokens`` tokens of ``source``, in one streamed pass of [batch_size, d_in] chunks."""
     from sae_lens import SAE
 
-    from sae_bench_amortization.activations.base import take_tokens
-
     sae = SAE.load_from_disk(str(sae_folder), device=device)
     quality = ReconstructionAccumulator()
     with torch.no_grad():
@@ -236,10 +242,6 @@ def train_sae_file(
     """``saebench train``: :func:`train_sae` on an activation file (``options``: its keyword arguments),
     saved as an SAE-Lens folder at ``out`` (model and hook names taken from the file's metadata) with
     ``training_log.csv`` beside it; returns a :class:`TrainingReport`."""
-    from sae_bench_amortization.activations.file import ActivationFile
-    from sae_bench_amortization.sources.sanity import check_sae
-    from sae_bench_amortization.synthetic.generator import truth_path
-    from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
     reads = {"--activations": activations, "--activations' truth sidecar": truth_path(activations)}
     check_apart({"--out": out}, reads)
@@ -300,8 +302,6 @@ def save_sae_folder(sae, out: Path, log_text: str) -> None:
     into place file by file (a reader never sees half a model); a write failure is one line."""
     import os
     import shutil
-
-    from sae_bench_amortization.atomic import write_text_atomic
 
     staging = out / f".train.{os.getpid()}.partial"
     try:
