@@ -165,6 +165,22 @@ def test_encode_stream_feeds_every_accumulator_and_the_tap():
     assert firing.result().counts.tolist() == expected.tolist()
 
 
+def test_a_paper_row_says_why_each_pseudo_label_metric_is_null():
+    """Every token of norm 1: y = ‖x‖ > median has one class, so F1@k, ΔF1 and absorption are null, each
+    with that reason (ΔF1 and absorption once had none)."""
+    from sae_bench_amortization.metrics.gap import NO_LABEL, GapSettings, PaperGapMetrics
+
+    x = torch.eye(3, dtype=torch.float64).repeat(4, 1)
+    metrics = PaperGapMetrics(D, lambda codes: codes @ D, GapSettings())
+    codes = (x @ D.T).clamp(min=0)
+    metrics.update(Step(x, codes, codes @ D, targets=x, dictionary=D, lam=LAM))
+    row = metrics.result()
+    undefined = row["undefined"]
+    assert isinstance(undefined, dict)
+    for key in ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate"):
+        assert row[key] is None and undefined[key] == NO_LABEL, key
+
+
 class MemorySource:
     """Tokens held in memory, with concept labels."""
 

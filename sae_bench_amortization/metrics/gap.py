@@ -196,7 +196,8 @@ class PaperGapMetrics(GapMetrics):
         reasons: dict[str, str | None] = {
             key: NO_SIGNAL for key in ("nmse", "nmse_refit") if row[key] is None
         }
-        reasons |= {key: NO_LABEL for key in ("f1_at_1", "f1_at_2") if row[key] is None}
+        label_metrics = ("f1_at_1", "f1_at_2", "delta_f1", "absorption_rate")
+        reasons |= {key: NO_LABEL for key in label_metrics if row[key] is None}
         return row | {"undefined": self.undefined(row, reasons)}
 
 
