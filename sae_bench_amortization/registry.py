@@ -103,7 +103,7 @@ def _facts_in(cls: type, seen: set[type]) -> Iterator[tuple[str, MetricFacts]]:
             yield from _facts_in(inner, seen)
 
 
-def _classes_in(annotation: Any) -> Iterator[type]:
+def _classes_in(annotation: object) -> Iterator[type]:
     """The pydantic classes an annotation holds (``Row``, ``list[Row]``, ``Row | None``)."""
     if isinstance(annotation, type) and hasattr(annotation, "__pydantic_fields__"):
         yield annotation
@@ -116,7 +116,7 @@ def _output_facts(output: type | str) -> dict[str, MetricFacts]:
     return metric_facts(_resolve(output))
 
 
-FROM_CONFIG: Any = object()  # an option's default: its config field's (EvalEntry fills it in)
+FROM_CONFIG = object()  # an option's default: its config field's (EvalEntry fills it in)
 
 
 @dataclass(frozen=True)
@@ -170,7 +170,7 @@ class EvalOption:
             raise InputError(f"{self.flag} {problem}, got {value}")
 
 
-def config_default(config_class: type, name: str) -> Any:
+def config_default(config_class: type, name: str) -> object:
     """The default of field ``name`` of a config dataclass (pydantic's or the standard library's)."""
     pydantic_fields = getattr(config_class, "__pydantic_fields__", None)
     if pydantic_fields is not None and name in pydantic_fields:

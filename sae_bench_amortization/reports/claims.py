@@ -294,7 +294,7 @@ def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(key): value for key, value in row.items()} for row in frame.to_dict("records")]
 
 
-def _key_tuple(keys: object) -> tuple[Any, ...]:
+def _key_tuple(keys: object) -> tuple[object, ...]:
     """A groupby key over several columns as the tuple it is."""
     return keys if isinstance(keys, tuple) else (keys,)
 

@@ -100,7 +100,7 @@ def dynamics_table(output_dir: Path, sae_names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _numeric(values: Any) -> pd.Series:
+def _numeric(values: Any) -> pd.Series:  # a column, or .get()'s default
     """A column's values as numbers (NaN where not a number)."""
     return cast(pd.Series, pd.to_numeric(values, errors="coerce"))
 
