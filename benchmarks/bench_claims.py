@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 import sae_bench_amortization as sba
-from sae_bench_amortization.atomic import refuse_existing
+from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
 from sae_bench_amortization.evals.amortization_gap.main import compare_modes
@@ -57,7 +57,6 @@ from sae_bench_amortization.reports.claims import (
     verdicts,
 )
 from sae_bench_amortization.reports.claims_plots import claim_letter, plot_claims
-from sae_bench_amortization.runner.results import write_text_atomic
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.selection import SourceSettings
 from sae_bench_amortization.synthetic import write_benchmark
