@@ -35,7 +35,6 @@ from sae_bench_amortization.inference.dictionary import (
 )
 from sae_bench_amortization.metrics.accumulator import Step
 from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings
-from sae_bench_amortization.metrics.paper import DEFINITIONS as PAPER_DEFINITIONS
 from sae_bench_amortization.modes import (
     KINDS,
     InferenceMode,
@@ -117,7 +116,8 @@ def mode_runs(
             mode_sae(sae, mode, mode_lam, inference), sae, mode_lam
         )
     if loca is not None:
-        runs["loca"] = ModeRun(loca, loca, None)
+        encoder, _ = gap_ends()
+        runs[mode_row_name(loca, encoder)] = ModeRun(loca, loca, None)  # its own encoder: "loca"
     return runs
 
 
@@ -289,7 +289,8 @@ def evaluate(context: EvalContext) -> Evaluated:
         print_zero_rows_note(sae, spec.sae_name)
     loca_of = loca_pairs(config, context.request.saes)
     loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
-    scope = inference.lambda_calibration or ("per_mode" if config.protocol == "paper" else "shared")
+    protocol = GAP_PROTOCOLS[config.protocol]
+    scope = inference.lambda_calibration or protocol.lambda_scope
     lam, calibration = context.work.shared_lambda
     calibrations = {"shared": calibration_record(calibration) or None}
     mode_lambdas = {}
@@ -306,7 +307,7 @@ def evaluate(context: EvalContext) -> Evaluated:
     encoder_row, optimum_row = by_mode[mode_row_name(sae, encoder_mode)], by_mode[optimum_mode.name]
     gap = encoder_row["objective"] - optimum_row["objective"]
     median_gap = None
-    if config.protocol == "paper":
+    if protocol.keep_per_token:
         per_token = encoder_row["per_token_objective"] - optimum_row["per_token_objective"]
         median_gap = float(per_token.median()) if per_token.numel() else None
         for row in rows:
@@ -317,7 +318,7 @@ def evaluate(context: EvalContext) -> Evaluated:
         l1_coefficient=lam,
         lambda_calibration=calibrations["shared"] if scope == "shared" else calibrations,
         lambda_scope=scope,
-        definitions=PAPER_DEFINITIONS if config.protocol == "paper" else None,
+        definitions=protocol.definitions,
     )
     metrics = AmortizationMetrics(
         l1_coefficient=lam,

@@ -78,6 +78,7 @@ class SplittingAccumulator:
     def __init__(
         self,
         concept_names: list[str],
+        *,
         max_positives: int = 2000,
         negative_rate: float = 0.1,
         max_negatives: int = 20_000,
@@ -261,11 +262,12 @@ def main_latents(
 def absorption_scores(
     tokens: SplittingAccumulator,
     decoder: torch.Tensor,
+    *,
     min_positives: int = 50,
     max_k: int = 5,
     f1_jump_threshold: float = 0.03,
     cosine_threshold: float = 0.3,
-    probe_cache: dict | None = None,
+    probe_cache: dict[int, tuple[torch.Tensor, np.ndarray]] | None = None,
     only: set[int] | None = None,
 ) -> list[dict]:
     """Per concept: the paper's conditional absorption rate and the SAEBench-style full rate.
@@ -462,10 +464,10 @@ class ConceptProbes:
             rows = absorption_scores(
                 self.tokens,
                 settings.decoder,
-                settings.min_positives,
-                settings.max_k,
-                settings.f1_jump_threshold,
-                settings.cosine_threshold,
+                min_positives=settings.min_positives,
+                max_k=settings.max_k,
+                f1_jump_threshold=settings.f1_jump_threshold,
+                cosine_threshold=settings.cosine_threshold,
                 probe_cache=settings.probe_cache,
                 only=only,
             )

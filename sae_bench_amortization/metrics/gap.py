@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from sae_bench_amortization.metrics.concepts import (
 from sae_bench_amortization.metrics.firing import Firing
 from sae_bench_amortization.metrics.ground_truth import GroundTruth
 from sae_bench_amortization.metrics.objective import Objective, Timing
-from sae_bench_amortization.metrics.paper import PAPER_MAX_TOKENS, PaperProtocol
+from sae_bench_amortization.metrics.paper import DEFINITIONS, PAPER_MAX_TOKENS, PaperProtocol
 from sae_bench_amortization.metrics.reconstruction import NO_VARIANCE, Reconstruction
 from sae_bench_amortization.metrics.refit import RefitReconstruction
 
@@ -65,7 +65,9 @@ class GapMetrics:
     decoder that reads the mode's codes."""
 
     max_tokens: ClassVar[int | None] = None  # the protocol reads at most this many tokens
-    keep_per_token: ClassVar[bool] = False
+    keep_per_token: ClassVar[bool] = False  # every token's objective in the row (the median gap)
+    lambda_scope: ClassVar[Literal["shared", "per_mode"]] = "shared"  # λ calibration by default
+    definitions: ClassVar[dict[str, str] | None] = None  # every metric's definition, for the config
 
     def __init__(
         self,
@@ -175,6 +177,8 @@ class PaperGapMetrics(GapMetrics):
 
     max_tokens: ClassVar[int | None] = PAPER_MAX_TOKENS
     keep_per_token: ClassVar[bool] = True
+    lambda_scope: ClassVar[Literal["shared", "per_mode"]] = "per_mode"
+    definitions: ClassVar[dict[str, str] | None] = DEFINITIONS
 
     def __init__(
         self,
