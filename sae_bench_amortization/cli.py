@@ -279,7 +279,7 @@ def cmd_train_loca(args: argparse.Namespace, registry: Registry) -> Done:
 
 
 def cmd_compare(args: argparse.Namespace, registry: Registry) -> Done:
-    frame, written = _lib("reports.compare").write_summary(args.results_dir, args.out, registry, args.overwrite)  # fmt: skip
+    frame, written = _lib("reports.summary").write_summary(args.results_dir, args.out, registry, args.overwrite)  # fmt: skip
     return f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals); wrote {', '.join(map(str, written))}"  # fmt: skip
 
 

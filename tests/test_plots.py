@@ -10,7 +10,8 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from sae_bench_amortization.reports.compare import format_number, load_results, write_summary
+from sae_bench_amortization.reports.compare import format_number, load_results
+from sae_bench_amortization.reports.summary import write_summary
 from sae_bench_amortization.reports.plots import (
     per_sae_and_mode,
     plot_ista_ablation,

@@ -10,6 +10,9 @@ import pandas as pd
 
 from sae_bench_amortization.atomic import ensure_output_dir, refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.registry import discover_evals, facts_by_column
+from sae_bench_amortization.reports.plots import bounds_of, settle_flat_axis, write_png
+from sae_bench_amortization.sources.sanity import read_cfg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -71,7 +74,6 @@ def check_widths(cfgs: list[tuple[str, Any]]) -> None:
 def checkpoint_cfgs(specs: list[Any]) -> list[tuple[str, Any]]:
     """(name, config) of each checkpoint to check before any work: a saved folder's cfg.json, else the
     SAE loaded on the CPU."""
-    from sae_bench_amortization.sources.sanity import read_cfg
 
     cfgs = []
     for spec in specs:
@@ -114,9 +116,6 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from sae_bench_amortization.registry import discover_evals, facts_by_column
-    from sae_bench_amortization.reports.plots import bounds_of, settle_flat_axis
 
     facts = facts_by_column(discover_evals())
 
@@ -180,7 +179,6 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
 
 def plot_dynamics(table: pd.DataFrame, path: Path) -> None:
     """:func:`dynamics_figure` of ``table`` as a PNG at ``path``."""
-    from sae_bench_amortization.reports.plots import write_png
 
     write_png(dynamics_figure(table), path, dpi=110)
 

@@ -21,11 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from sae_bench_amortization.atomic import refuse_existing
+from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import direction_of, discover_evals
-from sae_bench_amortization.reports.compare import KEY_COLUMNS, load_results
+from sae_bench_amortization.reports.compare import KEY_COLUMNS, iter_result_files, load_results
 from sae_bench_amortization.reports.tables import aligned
+from sae_bench_amortization.targets import check_apart, named
 
 FORMAT = "sae-bench-amortization-baseline"
 
@@ -306,7 +307,6 @@ def write_baseline(
     results: str | Path, target: str | Path, registry: dict | None = None, overwrite: bool = False
 ) -> str:
     """``saebench regress --write-baseline``: the results as a baseline file; returns what was done."""
-    from sae_bench_amortization.atomic import write_text_atomic
 
     if target == "":
         raise InputError("--baseline / --write-baseline must name a file")
@@ -316,8 +316,6 @@ def write_baseline(
         raise InputError(f"--write-baseline folder not found: {target.parent}")
     if target.is_dir():
         raise InputError(f"--write-baseline is a folder, expected a file path: {target}")
-    from sae_bench_amortization.reports.compare import iter_result_files
-    from sae_bench_amortization.targets import check_apart, named
 
     read = named(("--results", str(path)) for path in iter_result_files(Path(results)))
     check_apart({"--write-baseline": target}, read)
