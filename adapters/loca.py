@@ -214,6 +214,7 @@ class LocASAE(SAE[LocASAEConfig]):
         cls,
         sae: SAE,
         activations: Any,
+        *,
         n_groups: int = 8,
         group_k: Sequence[int] = PAPER_GROUP_K,
         batch_size: int = 4096,

@@ -188,17 +188,18 @@ def loca_rows(
     rows = {}
     for name, scaling in LOCA_VARIANTS.items():
         loca = train_loca_from_sae(
-            str(sae_path), None, None, source, work / name, 8, PAPER_BUDGETS, grid.train_tokens,
-            config, budget_scaling=scaling,
+            str(sae_path), None, None, source, work / name, n_groups=8, group_k=PAPER_BUDGETS,
+            grouping_tokens=grid.train_tokens, config=config, budget_scaling=scaling,
         )  # fmt: skip
         total = str(sum(loca.cfg.group_k))
         control = train_loca_from_sae(
-            str(sae_path), None, None, source, work / f"{name}_g1", 1, total, grid.train_tokens, config
+            str(sae_path), None, None, source, work / f"{name}_g1", n_groups=1, group_k=total,
+            grouping_tokens=grid.train_tokens, config=config,
         )  # fmt: skip
         for row_name, sae in ((name, loca), (f"{name}_g1", control)):
             (row,) = compare_modes(
                 sae.eval(), eval_source, parse_modes(["amortized"]), 0.0, InferenceSettings(),
-                AmortizationGapEvalConfig(modes=["amortized"]),
+                config=AmortizationGapEvalConfig(modes=["amortized"]),
             )  # fmt: skip
             rows[row_name] = cell_metrics(row, row.get("ground_truth") or {})
     return rows

@@ -50,7 +50,7 @@ def configs(k: int) -> dict[str, tuple[int, tuple[int, ...]]]:
 def evaluate(sae, source) -> dict:
     config = AmortizationGapEvalConfig(modes=["amortized"])
     (row,) = compare_modes(
-        sae, source, parse_modes(["amortized"]), 0.0, InferenceSettings(), config
+        sae, source, parse_modes(["amortized"]), 0.0, InferenceSettings(), config=config
     )
     return row
 

@@ -251,20 +251,22 @@ def cmd_dynamics(args: argparse.Namespace, registry: Registry) -> Done:
 
 def cmd_activations(args: argparse.Namespace, registry: Registry) -> Done:
     export = _lib("sources.selection").export_activations
-    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), args.overwrite, not args.no_concepts)  # fmt: skip
+    n_tokens, d_in = export(_source(args), Path(args.out), args.dtype, _device(args), overwrite=args.overwrite, concepts=not args.no_concepts)  # fmt: skip
     return f"wrote {n_tokens} tokens x {d_in} to {args.out}"
 
 
 def cmd_synth(args: argparse.Namespace, registry: Registry) -> Done:
     config = _fields(args, _lib("synthetic").SyntheticConfig)
-    return _lib("synthetic").write_benchmark(config, args.n_tokens, args.out, args.reference_saes, args.overwrite, args.synthetic_model, args.start_token)  # fmt: skip
+    return _lib("synthetic").write_benchmark(
+        config, args.n_tokens, args.out, args.reference_saes, overwrite=args.overwrite,
+        synthetic_model=args.synthetic_model, start_token=args.start_token)  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace, registry: Registry) -> Done:
     options = {name: getattr(args, name) for name in ("k", "l1_coefficient", "batch_size", "lr")}
     done = _lib("synthetic.training").train_sae_file(
         args.activations, args.architecture, args.d_sae, args.n_tokens, Path(args.out),
-        args.overwrite, seed=args.seed, device=_device(args), **options,
+        overwrite=args.overwrite, seed=args.seed, device=_device(args), **options,
     )  # fmt: skip
     return f"wrote {args.architecture} SAE ({args.n_tokens} tokens) to {args.out}: {done.summary()}"
 
@@ -273,8 +275,9 @@ def cmd_train_loca(args: argparse.Namespace, registry: Registry) -> Done:
     training = _lib("loca.training")
     config = _fields(args, training.LocATrainingConfig, n_tokens=args.n_tokens or 1_000_000)
     cfg = training.train_loca_from_sae(
-        args.sae_path, args.sae_release, args.sae_id, _source(args), Path(args.out), args.groups, args.group_k,
-        args.grouping_tokens, config, _device(args), args.group_order, args.budget_scaling, args.overwrite).cfg  # fmt: skip
+        args.sae_path, args.sae_release, args.sae_id, _source(args), Path(args.out), n_groups=args.groups,
+        group_k=args.group_k, grouping_tokens=args.grouping_tokens, config=config, device=_device(args),
+        group_order=args.group_order, budget_scaling=args.budget_scaling, overwrite=args.overwrite).cfg  # fmt: skip
     return f"wrote LocA-SAE (d_sae {cfg.d_sae}, budgets {cfg.group_k}) to {args.out}"
 
 
@@ -287,7 +290,9 @@ def cmd_regress(args: argparse.Namespace, registry: Registry) -> Done:
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
         return regress.write_baseline(args.results, args.write_baseline, registry, args.overwrite)
-    report, failed = regress.regress(args.results, args.baseline, args.rtol, args.atol, args.metric, registry, args.require_all)  # fmt: skip
+    report, failed = regress.regress(
+        args.results, args.baseline, rtol=args.rtol, atol=args.atol, metrics=args.metric, registry=registry,
+        require_all=args.require_all)  # fmt: skip
     return report, 1 if failed else 0
 
 

@@ -74,6 +74,7 @@ def check_replaceable(
     folder: str | os.PathLike,
     flag: str,
     overwrite: bool,
+    *,
     own: Callable[[str], bool],
     is_ours: Callable[[Path], bool] = lambda folder: True,
     what: str = "this command",

@@ -224,7 +224,7 @@ def test_compare_modes_rows_are_the_accumulators_results(small_gap, protocol):
     config = AmortizationGapEvalConfig(modes=["amortized"], protocol=protocol, batch_size=128)
     with torch.no_grad():
         rows = compare_modes(
-            sae, source, parse_modes(["amortized"]), LAM, InferenceSettings(), config
+            sae, source, parse_modes(["amortized"]), LAM, InferenceSettings(), config=config
         )
     (row,) = rows
     assert row["mode"] == "amortized" and row["l1_coefficient"] is None

@@ -140,11 +140,21 @@ def test_amortization_gap_columns_as_its_lists_had_them():
     assert table_columns(ModeRow) == TABLE
 
 
-def test_amortization_gap_columns_match_the_main_modules_lists_while_it_has_them():
-    main = pytest.importorskip("sae_bench_amortization.evals.amortization_gap.main")
-    if not hasattr(main, "CSV_COLUMNS"):
-        pytest.skip("main.py reads the columns from the facts now")
-    assert CSV == main.CSV_COLUMNS and PAPER_CSV == main.PAPER_CSV_COLUMNS
+def test_amortization_gap_csv_and_table_are_written_with_those_columns():
+    from sae_bench_amortization.evals.amortization_gap.main import format_table, rows_to_csv
+
+    row = {"mode": "amortized", "nmse": 0.25, "l0": 4.0, "objective": 1.5, "dead_rate": 0.125}
+    assert rows_to_csv([row]).splitlines()[0] == ",".join(CSV)
+    paper = {**row, "dense_rate_0_2": 0.0, "f1_at_1": 0.5, "f1_at_2": 0.6}
+    assert rows_to_csv([paper]).splitlines()[0] == ",".join(CSV + PAPER_CSV)
+    assert rows_to_csv([row]).splitlines()[1].startswith("amortized,0.25,")
+    header = format_table("sae", [row], 0.1).splitlines()[1].split()
+    shown = [
+        title
+        for title, key, _ in TABLE
+        if key in ("nmse", "nmse_refit", "l0", "objective", "dead_rate")
+    ]
+    assert header == ["mode", *shown]
 
 
 def test_with_ground_truth_picks_the_written_out_subclass():

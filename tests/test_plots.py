@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from sae_bench_amortization.reports.compare import format_number, load_results
-from sae_bench_amortization.reports.summary import write_summary
 from sae_bench_amortization.reports.plots import (
     per_sae_and_mode,
     plot_ista_ablation,
     plot_pareto,
     plot_pathologies,
 )
+from sae_bench_amortization.reports.summary import write_summary
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -46,7 +46,13 @@ from sae_bench_amortization.modes import (
     role_of,
 )
 from sae_bench_amortization.modes.loca import check_pairing
-from sae_bench_amortization.reports.tables import aligned, format_number, shown_columns
+from sae_bench_amortization.reports.tables import (
+    aligned,
+    csv_columns,
+    format_number,
+    shown_columns,
+    table_columns,
+)
 from sae_bench_amortization.runner.ground_truth import truth_for
 from sae_bench_amortization.runner.loop import (
     EvalContext,
@@ -60,22 +66,6 @@ from sae_bench_amortization.runner.outputs import (
 )
 from sae_bench_amortization.sources.saes import spec_from_path
 from sae_bench_amortization.sources.sanity import check_sae
-
-CSV_COLUMNS = (
-    "mode",
-    "nmse",
-    "nmse_refit",
-    "explained_variance",
-    "l0",
-    "objective",
-    "dead_rate",
-    "dense_rate",
-    "delta_f1",
-    "absorption_rate",
-    "seconds_per_1k_tokens",
-    "l1_coefficient",
-)
-PAPER_CSV_COLUMNS = ("dense_rate_0_2", "f1_at_1", "f1_at_2")
 
 
 def is_loca(sae: SAE) -> bool:
@@ -127,8 +117,8 @@ def compare_modes(
     modes: list[InferenceMode],
     lam: float,
     inference: InferenceSettings,
-    config: AmortizationGapEvalConfig,
     *,
+    config: AmortizationGapEvalConfig,
     loca: SAE | None = None,
     mode_lambdas: dict[str, float | None] | None = None,
 ) -> list[dict]:
@@ -189,7 +179,8 @@ def timed_encode(encoder: SAE, x: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    columns = CSV_COLUMNS + tuple(c for c in PAPER_CSV_COLUMNS if any(c in row for row in rows))
+    """The rows as CSV: ModeRow's columns (its metric facts), a protocol's own where some row has them."""
+    columns = csv_columns(ModeRow, rows)
     lines = [",".join(columns)]
     for row in rows:
         lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in columns))
@@ -198,22 +189,9 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     """The rows as a fixed-width table (ΔF1 and absorption shown when measured)."""
-    columns = [
-        ("NMSE", "nmse", ".4f"),
-        ("NMSE-refit", "nmse_refit", ".4f"),
-        ("EV", "explained_variance", ".4f"),
-        ("L0", "l0", ".2f"),
-        ("objective", "objective", ".4f"),
-        ("dead", "dead_rate", ".3f"),
-        ("dense", "dense_rate", ".3f"),
-        ("dense.2", "dense_rate_0_2", ".3f"),
-        ("F1@1", "f1_at_1", ".3f"),
-        ("ΔF1", "delta_f1", ".4f"),
-        ("absorb", "absorption_rate", ".3f"),
-        ("s/1k tok", "seconds_per_1k_tokens", ".4f"),
-        ("λ", "l1_coefficient", ".4g"),
-    ]
-    columns = shown_columns(columns, rows, always={"nmse", "nmse_refit", "l0", "objective"})
+    columns = shown_columns(
+        table_columns(ModeRow), rows, always={"nmse", "nmse_refit", "l0", "objective"}
+    )
     cells = [
         [row["mode"]] + [format_number(row.get(key), fmt) for _, key, fmt in columns]
         for row in rows
@@ -300,7 +278,7 @@ def evaluate(context: EvalContext) -> Evaluated:
         if mode_calibration is not None and mode_calibration is not calibration:
             calibrations[mode.name] = calibration_record(mode_calibration)
     rows = compare_modes(
-        sae, source, modes, lam, inference, config, loca=loca, mode_lambdas=mode_lambdas
+        sae, source, modes, lam, inference, config=config, loca=loca, mode_lambdas=mode_lambdas
     )
     by_mode = {row["mode"]: row for row in rows}
     encoder_mode, optimum_mode = gap_ends()

@@ -215,6 +215,7 @@ def _entry(
     description: str,
     evaluate: Callable[[EvalContext], Evaluated],
     config: tuple[str, str],
+    *,
     metrics: dict[str, MetricFacts] | None = None,
     defaults: dict[str, Any] | None = None,
 ) -> EvalEntry:
@@ -234,16 +235,16 @@ NEEDS_MODEL = "(needs a model)"
 CORE = _entry(
     "core", f"SAEBench core: reconstruction (MSE, explained variance), KL/CE loss recovered, L0 {NEEDS_MODEL}", evaluate_core,
     ("core", "CoreEvalConfig"),
-    {"explained_variance": MetricFacts(direction=LOWER_IS_WORSE, bounds=(None, 1.0), topic="reconstruction"),
+    metrics={"explained_variance": MetricFacts(direction=LOWER_IS_WORSE, bounds=(None, 1.0), topic="reconstruction"),
      "cossim": MetricFacts(direction=LOWER_IS_WORSE, bounds=(-1.0, 1.0), topic="reconstruction"),
      "ce_loss_score": MetricFacts(direction=LOWER_IS_WORSE), "kl_div_score": MetricFacts(direction=LOWER_IS_WORSE)},
-    {"n_eval_reconstruction_batches": 200, "n_eval_sparsity_variance_batches": 2000, "batch_size_prompts": 16,
+    defaults={"n_eval_reconstruction_batches": 200, "n_eval_sparsity_variance_batches": 2000, "batch_size_prompts": 16,
      "compute_featurewise_density_statistics": True, "compute_featurewise_weight_based_metrics": True},
 )  # fmt: skip
 ABSORPTION = _entry(
     "absorption", f"SAEBench feature absorption on first-letter tasks {NEEDS_MODEL}",
     saebench_eval("absorption"), ("absorption", "AbsorptionEvalConfig"),
-    {metric: MetricFacts(direction=HIGHER_IS_WORSE, bounds=(0.0, 1.0), topic="absorption")
+    metrics={metric: MetricFacts(direction=HIGHER_IS_WORSE, bounds=(0.0, 1.0), topic="absorption")
      for metric in ("mean_absorption_fraction_score", "mean_full_absorption_score")},
 )  # fmt: skip
 SPARSE_PROBING = _entry(

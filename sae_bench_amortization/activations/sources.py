@@ -210,7 +210,7 @@ class TransformerLensActivationFactory:
             hook,
             self.texts,
             self.n_tokens,
-            context,
+            context_size=context,
             model_name=name,
         )
 

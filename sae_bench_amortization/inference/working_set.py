@@ -30,6 +30,7 @@ def _restricted_fista(
     b_w: torch.Tensor,
     z: torch.Tensor,
     max_steps: int,
+    *,
     tol: float,
     lipschitz: float,
 ):
@@ -117,6 +118,7 @@ def working_set_solve(
     dictionary: Dictionary,
     r: torch.Tensor,
     lam: float,
+    *,
     tol: float = 1e-4,
     max_steps: int = 100_000,
     z0: torch.Tensor | None = None,
@@ -176,7 +178,9 @@ def working_set_solve(
         for start in range(0, n, slice_size):
             rows = slice(start, start + slice_size)
             gram_w = gram_blocks(working[rows])
-            z_slice = _restricted_fista(gram_w, b_all[rows], z_w[rows], n_inner, tol, lipschitz)
+            z_slice = _restricted_fista(
+                gram_w, b_all[rows], z_w[rows], n_inner, tol=tol, lipschitz=lipschitz
+            )
             z_parts.append(z_slice)
             gradient_parts.append(torch.bmm(z_slice.unsqueeze(1), gram_w).squeeze(1) - b_all[rows])
         z_w, gradient_w = torch.cat(z_parts), torch.cat(gradient_parts)

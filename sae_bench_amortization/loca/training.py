@@ -34,6 +34,8 @@ from sae_bench_amortization.adapters.loca import LocASAE, base_sae_identity
 from sae_bench_amortization.adapters.loca_grouping import (
     BUDGET_SCALINGS,
     GROUP_ORDERS,
+    BudgetScaling,
+    GroupOrder,
     check_base_architecture,
 )
 from sae_bench_amortization.errors import InputError
@@ -117,6 +119,7 @@ def _save_checkpoint(
     optimizer,
     tokens: int,
     since_fired: torch.Tensor,
+    *,
     steps: int,
     config,
     run: dict | None = None,
@@ -199,6 +202,7 @@ def train_loca(
     source,
     out: str | Path,
     config: LocATrainingConfig,
+    *,
     device: str = "cpu",
     run: dict | None = None,
 ):
@@ -288,9 +292,11 @@ def train_loca(
                 bar.set_postfix(mse=f"{mse.item():.3g}")
             if tokens >= next_checkpoint and tokens < config.n_tokens:
                 log_handle.flush()
-                _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config, run)
+                _save_checkpoint(
+                    out, loca, optimizer, tokens, since_fired, steps=step, config=config, run=run
+                )
                 next_checkpoint = (tokens // config.checkpoint_every + 1) * config.checkpoint_every
-    _save_checkpoint(out, loca, optimizer, tokens, since_fired, step, config, run)
+    _save_checkpoint(out, loca, optimizer, tokens, since_fired, steps=step, config=config, run=run)
     _save_final(loca, out)
     return loca
 
@@ -454,11 +460,15 @@ def _check_target(out: Path, overwrite: bool) -> None:
     """``--out`` may be filled afresh: absent or empty; with --overwrite, an earlier train-loca output."""
 
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        check_replaceable(out, "--out", True, is_own_entry, is_training_folder, "train-loca")
+        check_replaceable(
+            out, "--out", True, own=is_own_entry, is_ours=is_training_folder, what="train-loca"
+        )
         raise InputError(
             f"--out {out} exists and holds no LocA training to resume: pass --overwrite to replace it"
         )
-    check_replaceable(out, "--out", overwrite, is_own_entry, is_training_folder, "train-loca")
+    check_replaceable(
+        out, "--out", overwrite, own=is_own_entry, is_ours=is_training_folder, what="train-loca"
+    )
 
 
 def _clear(out: Path) -> None:
@@ -502,13 +512,14 @@ def train_loca_from_sae(
     sae_id: str | None,
     source_settings,
     out: Path,
+    *,
     n_groups: int,
     group_k: str,
     grouping_tokens: int,
     config: LocATrainingConfig,
     device: str = "cpu",
-    group_order: str = "avar_desc",
-    budget_scaling: str = "none",
+    group_order: GroupOrder = "avar_desc",
+    budget_scaling: BudgetScaling = "none",
     overwrite: bool = False,
 ):
     """``saebench train-loca``: the pretrained SAE (``sae_path``, or ``sae_release`` + ``sae_id``) grouped
@@ -604,4 +615,4 @@ def train_loca_from_sae(
             f"tokens ({group_order}; budgets {loca.cfg.group_k}, {budget_scaling} scaling, global k "
             f"{report['global_k']}; {report['n_never_fired']} never fired → {where})"
         )
-    return train_loca(loca, source, out, config, device, run)
+    return train_loca(loca, source, out, config, device=device, run=run)

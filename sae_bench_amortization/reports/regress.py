@@ -132,6 +132,7 @@ def status_of(
     current: float,
     rtol: float,
     atol: float,
+    *,
     direction: int | None = None,
 ) -> str:
     """How a checked metric moved: worse / better / within tolerance, or changed (no direction).
@@ -156,6 +157,7 @@ def check_tolerances(rtol: float, atol: float) -> None:
 def compare_with_baseline(
     frame: pd.DataFrame,
     baseline: dict[str, Any],
+    *,
     rtol: float = 0.05,
     atol: float = 0.01,
     metrics: list[str] | None = None,
@@ -212,7 +214,12 @@ def compare_with_baseline(
                         status = "not judged (λ changed)"
                     else:
                         status = status_of(
-                            metric, float(base_value), float(current), rtol, atol, direction
+                            metric,
+                            float(base_value),
+                            float(current),
+                            rtol,
+                            atol,
+                            direction=direction,
                         )
                     value = None if current is None else float(current)
                     checks.append(
@@ -280,6 +287,7 @@ def format_checks(checks: list[Check], notes: Sequence[str] = ()) -> str:
 def regress(
     results: str | Path,
     baseline: str | Path,
+    *,
     rtol: float = 0.05,
     atol: float = 0.01,
     metrics: list[str] | None = None,
@@ -293,7 +301,15 @@ def regress(
     check_tolerances(rtol, atol)
     frame = load_results(results, registry)
     expected, protocols = read_baseline_document(baseline)
-    checks, notes = compare_with_baseline(frame, expected, rtol, atol, metrics, registry, protocols)
+    checks, notes = compare_with_baseline(
+        frame,
+        expected,
+        rtol=rtol,
+        atol=atol,
+        metrics=metrics,
+        registry=registry,
+        protocols=protocols,
+    )
     missing = [c for c in checks if c.status == "missing"]
     failed = (
         any(c.status in ("worse", "changed") for c in checks)

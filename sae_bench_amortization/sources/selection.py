@@ -140,8 +140,8 @@ class SourceSettings:
                 self.hf_module,
                 self.text.texts(FORTUNES),
                 n_tokens or self.model_tokens,
-                self.text.context_size,
-                device,
+                context_size=self.text.context_size,
+                device=device,
             )
         if self.model or self.text.dataset or self.text.text_file or self.hook:
             return self.transformer_lens(device, n_tokens)
@@ -181,6 +181,7 @@ def export_activations(
     out: Path,
     dtype: str,
     device: str,
+    *,
     overwrite: bool = False,
     concepts: bool = True,
 ) -> tuple[int, int]:
@@ -208,8 +209,8 @@ def export_activations(
             source.hf_module,
             text.texts(FORTUNES),
             n_tokens,
-            text.context_size,
-            device,
+            context_size=text.context_size,
+            device=device,
         )
         metadata = {"hf_model": source.hf_model, "hf_module": source.hf_module}
     else:
@@ -222,7 +223,7 @@ def export_activations(
             source.hook,
             text.texts(DEFAULT_DATASET),
             n_tokens,
-            text.context_size,
+            context_size=text.context_size,
             model_name=source.model,
         )
         metadata = {"model_name": source.model, "hook_name": source.hook}

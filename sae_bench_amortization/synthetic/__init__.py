@@ -27,6 +27,7 @@ def write_benchmark(
     n_tokens: int,
     out: str | None,
     reference_saes: str | None,
+    *,
     overwrite: bool = False,
     synthetic_model: str | None = None,
     start_token: int = 0,

@@ -236,6 +236,7 @@ def train_sae_file(
     d_sae: int,
     n_tokens: int,
     out: Path,
+    *,
     overwrite: bool = False,
     **options: Any,
 ):
