@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,3 +183,101 @@ def assert_one_line_error(result, *fragments: str) -> None:
     assert len(lines) == 1 and "Traceback" not in result.err, result.err
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# ------------------------------------------------------------------ suite-wide fixtures (built once)
+# Each is built once per session and shared by every test file that needs it: its users read it and
+# never change it (a test that changes one copies it first, e.g. to tmp_path); teardown checks that.
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Fails at teardown if a user of a shared fixture added, removed or changed a file in ``folder``."""
+    before = _digests(folder)
+    yield
+    assert _digests(folder) == before, f"a test changed the shared folder {folder}"
+
+
+@dataclass(frozen=True)
+class World:
+    """``saebench synth --out eval.safetensors --n-tokens 20000 --reference-saes refs``: the default
+    synthetic world (seed 0, d_in 128, 256 features + 2 sub-contexts) with its truth sidecar, and the
+    five reference SAEs (oracle, dead, dense, split, absorbed)."""
+
+    acts: Path
+    refs: Path
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> Iterator[World]:
+    folder = tmp_path_factory.mktemp("world")
+    made = World(folder / "eval.safetensors", folder / "refs")
+    argv = ["synth", "--out", made.acts, "--n-tokens", "20000", "--reference-saes", made.refs]
+    assert main([str(a) for a in argv]) == 0
+    with read_only(folder):
+        yield made
+
+
+WORLD_EVALS = ("dead_dense", "splitting", "absorption_rate", "amortization_gap")
+
+
+@pytest.fixture(scope="session")
+def world_oracle_results(world, tmp_path_factory) -> Iterator[Path]:
+    """``saebench run`` of dead_dense, splitting, absorption_rate and amortization_gap (default settings,
+    one run) with the oracle reference SAE on the world: the output folder."""
+    out = tmp_path_factory.mktemp("world_oracle") / "out"
+    evals = [arg for name in WORLD_EVALS for arg in ("--eval", name)]
+    argv = ["run", *evals, "--sae-path", world.refs / "oracle", "--activations", world.acts,
+            "--output-dir", out]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    with read_only(out):
+        yield out
+
+
+@pytest.fixture(scope="session")
+def world_absorbed_results(world, tmp_path_factory) -> Iterator[Path]:
+    """``sba.run`` of absorption_rate and amortization_gap (amortized mode, every concept probed) with the
+    absorbed reference SAE on the world: the output folder."""
+    import sae_bench_amortization as sba
+    from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
+    from sae_bench_amortization.sources.saes import spec_from_path
+
+    out = tmp_path_factory.mktemp("world_absorbed") / "out"
+    every_concept = AmortizationGapEvalConfig(max_concepts=10**6)
+    result = sba.run(
+        evals=["absorption_rate", "amortization_gap"],
+        saes=[spec_from_path(world.refs / "absorbed", "absorbed")],
+        source=sba.SourceSettings(activations=str(world.acts)),
+        inference=["amortized"],
+        configs={"amortization_gap": every_concept},
+        output_dir=out,
+        device="cpu",
+    )
+    assert [outcome.status for _, outcome in result.rows] == ["written", "written"], result.rows
+    with read_only(out):
+        yield out
+
+
+@pytest.fixture(scope="session")
+def trained_topk(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """(activation file, SAE folder): ``saebench synth --n-tokens 6000 --seed 5``, then ``saebench train``
+    of a TopK SAE (d_sae 256, k 4) on 24,000 tokens of it (four passes)."""
+    folder = tmp_path_factory.mktemp("trained_topk")
+    acts, sae = folder / "acts.safetensors", folder / "topk"
+    assert main(["synth", "--out", str(acts), "--n-tokens", "6000", "--seed", "5"]) == 0
+    argv = ["train", "--activations", acts, "--architecture", "topk", "--d-sae", TRAINED_D_SAE,
+            "--k", "4", "--n-tokens", "24000", "--out", sae, "--device", "cpu"]  # fmt: skip
+    assert main([str(a) for a in argv]) == 0
+    with read_only(folder):
+        yield acts, sae
+
+
+TRAINED_D_SAE = 256

@@ -14,41 +14,8 @@ from sklearn.decomposition import sparse_encode
 from conftest import read_result
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A synthetic activation file and a TopK SAE trained on it by `saebench train`."""
-    from sae_bench_amortization.cli import main
-
-    folder = tmp_path_factory.mktemp("gap")
-    acts = folder / "acts.safetensors"
-    assert main(["synth", "--out", str(acts), "--n-tokens", "6000", "--seed", "5"]) == 0
-    assert (
-        main(
-            [
-                "train",
-                "--activations",
-                str(acts),
-                "--architecture",
-                "topk",
-                "--d-sae",
-                "256",
-                "--k",
-                "4",
-                "--n-tokens",
-                "24000",
-                "--out",
-                str(folder / "topk"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
-    return acts, folder / "topk"
-
-
-def test_modes_are_ordered_and_the_gap_is_positive(trained, tmp_path, cli):
-    acts, sae_path = trained
+def test_modes_are_ordered_and_the_gap_is_positive(trained_topk, tmp_path, cli):
+    acts, sae_path = trained_topk  # built once (conftest)
     result = cli(
         "run",
         "--eval",
@@ -92,9 +59,9 @@ def test_modes_are_ordered_and_the_gap_is_positive(trained, tmp_path, cli):
     assert float(table[0]["nmse"]) == pytest.approx(rows["amortized"]["nmse"])
 
 
-def test_gap_and_nmse_match_an_independent_computation(trained, tmp_path, cli):
+def test_gap_and_nmse_match_an_independent_computation(trained_topk, tmp_path, cli):
     """sklearn's lasso_cd gives the non-amortized optimum, numpy the amortized objective and NMSE."""
-    acts, sae_path = trained
+    acts, sae_path = trained_topk  # built once (conftest)
     lam = 0.05
     result = cli(
         "run",
@@ -182,29 +149,17 @@ def test_amortization_gap_on_the_offline_minilm_path(tmp_path, cli):
     assert json.dumps(data["eval_config"]).count("encoder.layer.3") == 1
 
 
-def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(tmp_path, cli):
+def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(
+    world_absorbed_results,
+):
     """The amortized row's absorption (the paper's conditional rate) and full absorption (share of the
     concept's tokens) over every concept equal the absorption_rate eval's on the same codes; on the planted
     absorbed SAE the full rate is above 0."""
-    import sae_bench_amortization as sba
-    from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
-    from sae_bench_amortization.sources.saes import spec_from_path
-
-    acts = tmp_path / "eval.safetensors"
-    refs = tmp_path / "refs"
-    assert cli("synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", refs).code == 0
-    every_concept = AmortizationGapEvalConfig(max_concepts=10**6)
-    sba.run(
-        evals=["absorption_rate", "amortization_gap"],
-        saes=[spec_from_path(refs / "absorbed", "absorbed")],
-        source=sba.SourceSettings(activations=str(acts)),
-        inference=["amortized"],
-        configs={"amortization_gap": every_concept},
-        output_dir=tmp_path / "out",
-        device="cpu",
-    )
-    single = read_result(tmp_path / "out", "absorption_rate")["eval_result_metrics"]["absorption"]
-    rows = read_result(tmp_path / "out", "amortization_gap")["eval_result_details"]
+    # synth --n-tokens 20000 --reference-saes, then sba.run of absorption_rate and amortization_gap
+    # (max_concepts=10**6, inference amortized) on the absorbed SAE: built once (conftest)
+    out = world_absorbed_results
+    single = read_result(out, "absorption_rate")["eval_result_metrics"]["absorption"]
+    rows = read_result(out, "amortization_gap")["eval_result_details"]
     amortized = next(row for row in rows if row["mode"] == "amortized")
     assert single["full_absorption_rate"] > 0
     assert amortized["full_absorption_rate"] == pytest.approx(single["full_absorption_rate"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from sae_bench_amortization.synthetic.generator import (
 )
 from sae_bench_amortization.synthetic.reference_saes import reference_saes
 
-from conftest import read_result
+from conftest import WORLD_EVALS, read_result
 
 CONFIG = SyntheticConfig(seed=5)
 # A SAE-Lens config of a user's own: other sizes, Zipf, and mutually exclusive children.
@@ -127,29 +128,25 @@ def test_sae_lens_mcc_of_the_oracle_is_one_and_of_a_random_sae_far_below(tmp_pat
     assert measured["oracle"]["f1"] > 4 * measured["random"]["f1"]
 
 
-def test_every_eval_reports_ground_truth_for_each_mode(tmp_path, cli):
+def test_every_eval_reports_ground_truth_for_each_mode(world, world_oracle_results, tmp_path, cli):
     """dead_dense, splitting, absorption_rate (one mode each) and amortization_gap (every mode) on the
     oracle: the same codes give the same numbers in every eval; a file without a truth sidecar has none."""
-    acts = tmp_path / "eval.safetensors"
-    assert cli("synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs").code == 0  # fmt: skip
-    oracle = tmp_path / "refs" / "oracle"
-    evals = ("dead_dense", "splitting", "absorption_rate", "amortization_gap")
-    args = [arg for name in evals for arg in ("--eval", name)]
-    result = cli("run", *args, "--sae-path", oracle, "--activations", acts, "--output-dir", tmp_path / "out")  # fmt: skip
-    assert result.code == 0, result.err
-    single = {name: read_result(tmp_path / "out", name)["eval_result_metrics"]["ground_truth"]
-              for name in evals[:3]}  # fmt: skip
+    # synth --n-tokens 20000 --reference-saes, and `saebench run` of the four evals on its oracle in one
+    # run (exit 0 checked there): both built once (conftest)
+    oracle = world.refs / "oracle"
+    out = world_oracle_results
+    single = {name: read_result(out, name)["eval_result_metrics"]["ground_truth"]
+              for name in WORLD_EVALS[:3]}  # fmt: skip
     assert single["dead_dense"] == single["splitting"] == single["absorption_rate"]
-    by_mode = read_result(tmp_path / "out", "amortization_gap")["eval_result_metrics"][
-        "ground_truth"
-    ]
+    by_mode = read_result(out, "amortization_gap")["eval_result_metrics"]["ground_truth"]
     assert by_mode["modes"] == ["amortized", "semi:5", "semi:25", "non_amortized"]
     amortized = {key: values[0] for key, values in by_mode.items() if key != "modes"}
     assert amortized == pytest.approx(single["dead_dense"])  # the same codes, the same metrics
     assert len(set(by_mode["sae_l0"])) > 1  # each mode's own codes
     assert all(0 <= f1 <= 1 for f1 in by_mode["f1"]) and set(by_mode["mcc"]) == {by_mode["mcc"][0]}
-    # an activation file without the sidecar: no ground truth
-    truth_path(acts).unlink()
+    # an activation file without the sidecar (a copy: the shared file keeps its own): no ground truth
+    acts = Path(shutil.copy(world.acts, tmp_path / world.acts.name))
+    assert not truth_path(acts).exists()
     assert cli.dead_dense(oracle, acts, "--output-dir", tmp_path / "plain").code == 0
     assert (
         "ground_truth" not in read_result(tmp_path / "plain", "dead_dense")["eval_result_metrics"]

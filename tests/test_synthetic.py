@@ -24,7 +24,7 @@ from sae_bench_amortization.synthetic.generator import (
 )
 from sae_bench_amortization.synthetic.reference_saes import reference_saes
 
-from conftest import read_result
+from conftest import TRAINED_D_SAE, read_result
 
 CONFIG = SyntheticConfig()
 
@@ -85,16 +85,10 @@ def test_synth_cli_writes_file_and_truth(tmp_path, cli):
     assert torch.equal(first.acts, direct.acts) and torch.equal(first.concepts, direct.concepts)
 
 
-def test_reference_saes_have_their_planted_dead_and_dense_rates(tmp_path, cli):
-    acts = tmp_path / "eval.safetensors"
-    assert (
-        cli(
-            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
-        ).code
-        == 0
-    )
+def test_reference_saes_have_their_planted_dead_and_dense_rates(world, tmp_path, cli):
+    acts = world.acts  # synth --n-tokens 20000 --reference-saes, built once (conftest)
     for name in ("oracle", "dead", "dense", "split", "absorbed"):
-        folder = tmp_path / "refs" / name
+        folder = world.refs / name
         expected = json.loads((folder / "expected_metrics.json").read_text())
         out = tmp_path / f"out_{name}"
         assert cli.dead_dense(folder, acts, "--output-dir", out).code == 0
@@ -102,11 +96,10 @@ def test_reference_saes_have_their_planted_dead_and_dense_rates(tmp_path, cli):
         assert metrics["dead_rate"] == expected["dead_rate"], name
         assert metrics["dense_rate"] == expected["dense_rate"], name
     assert (
-        json.loads((tmp_path / "refs/dead/expected_metrics.json").read_text())["dead_rate"]
-        == 16 / 272
+        json.loads((world.refs / "dead/expected_metrics.json").read_text())["dead_rate"] == 16 / 272
     )
     assert (
-        json.loads((tmp_path / "refs/dense/expected_metrics.json").read_text())["dense_rate"]
+        json.loads((world.refs / "dense/expected_metrics.json").read_text())["dense_rate"]
         == 8 / 264
     )
 
@@ -143,31 +136,13 @@ def test_non_amortized_codes_of_the_oracle_recover_the_true_support(truth, token
     assert support_f1(z > 0, tokens.concepts[:, : CONFIG.n_features]) >= 0.9
 
 
-def test_trained_topk_sae_has_a_positive_amortization_gap(tmp_path, tokens, cli):
-    acts = tmp_path / "train.safetensors"
-    assert cli("synth", "--out", acts, "--n-tokens", "30000").code == 0
-    result = cli(
-        "train",
-        "--activations",
-        acts,
-        "--architecture",
-        "topk",
-        "--d-sae",
-        "512",
-        "--k",
-        "4",
-        "--n-tokens",
-        "60000",
-        "--out",
-        tmp_path / "topk",
-        "--device",
-        "cpu",
-    )
-    assert result.code == 0, result.err
-    sae = SAE.load_from_disk(tmp_path / "topk")
-    assert sae.cfg.architecture() == "topk" and sae.cfg.d_sae == 512
+def test_trained_topk_sae_has_a_positive_amortization_gap(trained_topk):
+    # saebench synth, then saebench train of a TopK SAE on it (exit 0 checked there): built once
+    acts, sae_path = trained_topk
+    sae = SAE.load_from_disk(sae_path)
+    assert sae.cfg.architecture() == "topk" and sae.cfg.d_sae == TRAINED_D_SAE
     with torch.no_grad():
-        x = tokens.acts[:4000]
+        x = next(ActivationFile(acts).iter_batches(4000)).acts  # the world it was trained on
         r = sparse_coding_targets(sae, x)
         dictionary = dictionary_of(sae)
         amortized = sae.encode(x)
@@ -206,35 +181,27 @@ def test_train_cli_bad_input(tmp_path, cli):
     assert not (tmp_path / "s").exists()
 
 
-def test_splitting_is_high_on_the_split_concept_only(tmp_path, cli):
-    acts = tmp_path / "eval.safetensors"
+def test_splitting_is_high_on_the_split_concept_only(world, world_oracle_results, tmp_path, cli):
+    acts = world.acts  # synth --n-tokens 20000 --reference-saes, and the oracle's run: built once
     assert (
         cli(
-            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
+            "run",
+            "--eval",
+            "splitting",
+            "--sae-path",
+            world.refs / "split",
+            "--activations",
+            acts,
+            "--output-dir",
+            tmp_path / "split",
         ).code
         == 0
     )
-    results = {}
-    for name in ("oracle", "split"):
-        assert (
-            cli(
-                "run",
-                "--eval",
-                "splitting",
-                "--sae-path",
-                tmp_path / "refs" / name,
-                "--activations",
-                acts,
-                "--output-dir",
-                tmp_path / name,
-            ).code
-            == 0
-        )
-        results[name] = {
-            r["concept"]: r
-            for r in read_result(tmp_path / name, "splitting")["eval_result_details"]
-        }
-    split_concept = json.loads((tmp_path / "refs/split/expected_metrics.json").read_text())[
+    results = {
+        name: {r["concept"]: r for r in read_result(out, "splitting")["eval_result_details"]}
+        for name, out in (("oracle", world_oracle_results), ("split", tmp_path / "split"))
+    }
+    split_concept = json.loads((world.refs / "split/expected_metrics.json").read_text())[
         "split_concept"
     ]
     split = results["split"]
@@ -281,30 +248,14 @@ def test_concept_evals_without_concepts_say_so(tmp_path, cli):
     )
 
 
-def test_absorption_is_high_on_the_absorbed_concept_and_near_zero_for_the_oracle(tmp_path, cli):
-    acts = tmp_path / "eval.safetensors"
-    assert (
-        cli(
-            "synth", "--out", acts, "--n-tokens", "20000", "--reference-saes", tmp_path / "refs"
-        ).code
-        == 0
-    )
-    facts = json.loads((tmp_path / "refs/absorbed/expected_metrics.json").read_text())
+def test_absorption_is_high_on_the_absorbed_concept_and_near_zero_for_the_oracle(
+    world, world_oracle_results, world_absorbed_results
+):
+    acts = world.acts  # synth --n-tokens 20000 --reference-saes, and both SAEs' runs: built once
+    facts = json.loads((world.refs / "absorbed/expected_metrics.json").read_text())
     results = {}
-    for name in ("oracle", "absorbed"):
-        result = cli(
-            "run",
-            "--eval",
-            "absorption_rate",
-            "--sae-path",
-            tmp_path / "refs" / name,
-            "--activations",
-            acts,
-            "--output-dir",
-            tmp_path / name,
-        )
-        assert result.code == 0, result.err
-        data = read_result(tmp_path / name, "absorption_rate")
+    for name, out in (("oracle", world_oracle_results), ("absorbed", world_absorbed_results)):
+        data = read_result(out, "absorption_rate")
         results[name] = ({r["concept"]: r for r in data["eval_result_details"]}, data)
     absorbed_rows, absorbed_data = results["absorbed"]
     oracle_rows, oracle_data = results["oracle"]
