@@ -43,6 +43,9 @@ NATIVE_SAE_ID = "blocks.3.hook_resid_post"
 # Small, and the λ calibration on 256 tokens: the whole file stays within a few minutes on 2 cores.
 SMALL = ("--n-tokens", "2000", "--device", "cpu", "--inference", "amortized")
 GAP_RUN = ("--eval", "amortization_gap", *SMALL, "--calibration-tokens", "256")
+# dynamics only needs each checkpoint evaluated: fewer tokens (the 4096-latent solves dominate)
+DYNAMICS_RUN = ("--eval", "amortization_gap", "--n-tokens", "512", "--device", "cpu",
+                "--inference", "amortized", "--calibration-tokens", "256")  # fmt: skip
 
 OFFLINE = {
     "HF_HUB_OFFLINE": "1",
@@ -303,7 +306,7 @@ def test_dynamics_over_the_sweeps_trainers_offline(offline, tmp_path):
     """``saebench dynamics`` over release ids taken as checkpoints in order (regex selection)."""
     import pandas as pd
 
-    saebench("dynamics", *GAP_RUN, "--sae-regex", DL_RELEASE,
+    saebench("dynamics", *DYNAMICS_RUN, "--sae-regex", DL_RELEASE,
              "--sae-block-regex", r"blocks\.3\.hook_resid_post__trainer_[01]$",
              "--output-dir", tmp_path)  # fmt: skip
     table = pd.read_csv(tmp_path / "dynamics" / "dynamics.csv")
