@@ -33,7 +33,7 @@ SAEBENCH_OBJECT_ID = "custom_sae"  # SAEBench's sae_id for SAE objects in its fi
 def result_name(spec, mode, modes) -> tuple[str, str]:
     """SAEBench's file naming: (release, sae_id) for a release read as published, else
     (``<sae_name>[__<mode>]``, ``custom_sae``) as SAEBench names SAE objects."""
-    from sae_bench_amortization.modes import AMORTIZED, with_mode
+    from sae_bench_amortization.modes import AMORTIZED, with_mode  # not at `saebench list`
 
     if modes == [AMORTIZED]:
         return (
@@ -97,6 +97,7 @@ def run_config(context: EvalContext, item: tuple[str, Any]) -> Any:
 
 
 def read_single_result(folder: Path, eval_name: str) -> Evaluated:
+    # here, not at the top: `saebench list` loads this module and must not load torch
     from sae_bench_amortization.runner.loop import Evaluated, ResultText
 
     found = sorted(folder.rglob("*_eval_results.json"))
@@ -163,7 +164,7 @@ def text_file_as_dataset_folder(text_file: str, work_dir: Path) -> str:
 
     SAEBench's core eval takes a dataset *name*; a local folder of .txt files is one.
     """
-    from sae_bench_amortization.activations.text import iter_text_file
+    from sae_bench_amortization.activations.text import iter_text_file  # not at `saebench list`
 
     folder = work_dir / "text_dataset"
     if not folder.is_dir():
@@ -185,7 +186,7 @@ def _api_key() -> dict[str, Any]:
 def check(requirements) -> None:
     """Before any work: the SAE names its hook and model (unless SAEBench loads it as published) and a
     TransformerLens model is known (--model, the release's, or the SAE's metadata.model_name)."""
-    from sae_bench_amortization.modes import AMORTIZED
+    from sae_bench_amortization.modes import AMORTIZED  # not at `saebench list`
 
     spec, request, sae = requirements.spec, requirements.request, requirements.sae
     if not (request.inference.modes == [AMORTIZED] and spec.source == "release"):
