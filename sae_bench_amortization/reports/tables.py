@@ -3,7 +3,7 @@ detail rows' metric facts declare them (``column``, ``short``, ``fmt``, ``protoc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from sae_bench_amortization.registry import MetricFacts, metric_facts
 from sae_bench_amortization.runner.request import SAEOutcome
@@ -16,7 +16,7 @@ def _in_column_order(detail_class: type) -> list[tuple[str, MetricFacts]]:
     return sorted(placed, key=lambda item: item[1].column or 0)
 
 
-def csv_columns(detail_class: type, rows: list[Mapping[str, object]]) -> tuple[str, ...]:
+def csv_columns(detail_class: type, rows: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
     """The CSV columns of rows of ``detail_class``: those measured under every protocol in column order,
     then those of one protocol only (``protocol``) that some row has."""
     placed = _in_column_order(detail_class)
