@@ -163,3 +163,19 @@ def test_saebench_definition_needs_a_resid_post_transformer_lens_source(tmp_path
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
     assert "needs a TransformerLens model read at blocks.L.hook_resid_post" in result.err
     assert not list((tmp_path / "out").rglob("*.json"))
+
+
+def test_saebench_forward_stops_after_the_probed_layer_with_the_same_activations():
+    """While SAEBench runs, ``run_with_cache`` stops after block L: the hook's activations are the full
+    forward's, the unembedding is not computed, and the model is left as it was."""
+    from sae_bench_amortization.evals.absorption_rate.first_letter import _forward_only_to
+
+    model = offline_hooked_transformer(d_model=32)
+    hook = "blocks.0.hook_resid_post"
+    prompts = ["apple has the first letter:", "Bananas are yellow."]
+    logits, full = model.run_with_cache(prompts, names_filter=[hook])
+    with _forward_only_to(model, 0):
+        resid, cut = model.run_with_cache(prompts, names_filter=[hook])
+    torch.testing.assert_close(cut[hook], full[hook], rtol=0, atol=0)
+    assert logits.shape[-1] == model.cfg.d_vocab and resid.shape[-1] == model.cfg.d_model
+    assert "run_with_cache" not in vars(model)
