@@ -21,11 +21,73 @@ from sae_bench_amortization.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: one thread each, for this process and the commands it starts (two
+    # thread pools of two would oversubscribe the cores and spin)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-    """The embedded default is built into a per-session cache, never the user's."""
-    os.environ["SAE_BENCH_AMORTIZATION_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    """The embedded default is built into a per-session cache, never the user's; the workers of one
+    session share it (the package's cache is safe to fill from two processes)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the session's folder, above each worker's own
+        cache = tmp_path_factory.getbasetemp().parent / "cache"
+        cache.mkdir(exist_ok=True)
+    else:
+        cache = tmp_path_factory.mktemp("cache")
+    os.environ["SAE_BENCH_AMORTIZATION_CACHE"] = str(cache)
+
+
+# ------------------------------------------------------------------ two workers
+# The README's test command runs two workers (pytest-xdist, ``-n 2``). Each file runs whole on one worker,
+# so its module fixtures are built once; the files that read the synthetic world's session fixtures form
+# one group (one worker builds them); the groups start longest first (times from ``pytest --durations=0``
+# on 2 cores), so that the two workers finish together.
+SYNTHETIC_WORLD = ("test_amortization_gap", "test_ground_truth", "test_synthetic")
+LONGEST_FIRST = (
+    "synthetic_world",
+    "test_ci_example",
+    "test_ray_executor",
+    "test_air_gapped",
+    "test_loca",
+    "test_claims",
+    "test_model_sources",
+    "test_reliability",
+    "test_contributing",
+    "test_wheel",
+    "test_wide",
+    "test_run_integrity",
+    "test_contributing_mode",
+    "test_types",
+    "test_first_letter_absorption",
+    "test_ista_refined_sae",
+)
+
+
+def worker_group(nodeid: str) -> str:
+    """``tests/test_x.py::test_y[...]`` → the group its file runs in."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return "synthetic_world" if module in SYNTHETIC_WORLD else module
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))  # stable
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's per-scope scheduler with :func:`worker_group` as the scope, in collection order."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the longest-first order
+    return ByGroup(config, log)
 
 
 @dataclass
@@ -244,14 +306,15 @@ def world_oracle_results(world, tmp_path_factory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def world_absorbed_results(world, tmp_path_factory) -> Iterator[Path]:
-    """``sba.run`` of absorption_rate and amortization_gap (amortized mode, every concept probed) with the
-    absorbed reference SAE on the world: the output folder."""
+    """``sba.run`` of absorption_rate and amortization_gap (amortized mode, every concept probed; the gap
+    compares amortized with non_amortized only, the rows its users read) with the absorbed reference SAE on
+    the world: the output folder."""
     import sae_bench_amortization as sba
     from sae_bench_amortization.evals.amortization_gap.eval_config import AmortizationGapEvalConfig
     from sae_bench_amortization.sources.saes import spec_from_path
 
     out = tmp_path_factory.mktemp("world_absorbed") / "out"
-    every_concept = AmortizationGapEvalConfig(max_concepts=10**6)
+    every_concept = AmortizationGapEvalConfig(max_concepts=10**6, modes=["amortized"])
     result = sba.run(
         evals=["absorption_rate", "amortization_gap"],
         saes=[spec_from_path(world.refs / "absorbed", "absorbed")],

@@ -156,7 +156,7 @@ def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(
     concept's tokens) over every concept equal the absorption_rate eval's on the same codes; on the planted
     absorbed SAE the full rate is above 0."""
     # synth --n-tokens 20000 --reference-saes, then sba.run of absorption_rate and amortization_gap
-    # (max_concepts=10**6, inference amortized) on the absorbed SAE: built once (conftest)
+    # (max_concepts=10**6, inference and gap modes amortized) on the absorbed SAE: built once (conftest)
     out = world_absorbed_results
     single = read_result(out, "absorption_rate")["eval_result_metrics"]["absorption"]
     rows = read_result(out, "amortization_gap")["eval_result_details"]
