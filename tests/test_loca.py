@@ -377,7 +377,9 @@ def test_amortization_gap_runs_loca_beside_the_sae_and_as_the_sae(tmp_path, cli)
     sae.save_model(tmp_path / "topk")
     loca = LocASAE.from_sae(sae, x)
     loca.save_model(tmp_path / "loca")
-    common = ["run", "--eval", "amortization_gap", "--activations", acts, "--device", "cpu"]
+    # λ calibrated on 512 tokens (what is checked here does not depend on λ; calibration has its tests)
+    common = ["run", "--eval", "amortization_gap", "--activations", acts, "--device", "cpu",
+              "--calibration-tokens", "512"]  # fmt: skip
     result = cli(*common, "--sae-path", tmp_path / "topk", "--loca-path", tmp_path / "loca",
                  "--output-dir", tmp_path / "beside")  # fmt: skip
     assert result.code == 0, result.err
