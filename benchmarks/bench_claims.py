@@ -107,10 +107,10 @@ GRIDS = {
         topk_k=(2, 4, 8),
         standard_d_sae=(128,),
         l1_coefficients=(0.3, 0.45, 0.6),
-        train_tokens=16_000,
+        train_tokens=8_000,
         epochs=8,
-        eval_tokens=3_000,
-        loca_tokens=16_000,
+        eval_tokens=2_000,
+        loca_tokens=8_000,
     ),
 }
 
@@ -271,7 +271,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the tables and plots")
     parser.add_argument(
-        "--quick", action="store_true", help="the tiny grid CI runs (about a minute)"
+        "--quick", action="store_true", help="the tiny grid CI runs (about a minute on 2 cores)"
     )
     parser.add_argument("--from-cells", type=Path, help="a cells.csv: redo verdicts and plots only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs in --out")
