@@ -216,6 +216,7 @@ def run_cell(cell: tuple, grid: Grid, worlds: dict, work: Path) -> list[dict]:
         d_sae,
         grid.epochs * grid.train_tokens,
         folder / "sae",
+        overwrite=False,
         seed=seed,
         **options,
     )
@@ -252,7 +253,7 @@ def measure(grid: Grid) -> pd.DataFrame:
                 + ", ".join(f"{row['mode']} {row['nmse']:.3f}" for row in cell_rows),
                 flush=True,
             )
-    return pd.DataFrame(rows, columns=list(CELL_COLUMNS))
+    return pd.DataFrame(rows, columns=pd.Index(CELL_COLUMNS))
 
 
 def write_report(cells: pd.DataFrame, out: Path) -> pd.DataFrame:
@@ -268,7 +269,7 @@ def write_report(cells: pd.DataFrame, out: Path) -> pd.DataFrame:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the tables and plots")
     parser.add_argument(
         "--quick", action="store_true", help="the tiny grid CI runs (about a minute on 2 cores)"

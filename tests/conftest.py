@@ -20,8 +20,9 @@ from sae_bench_amortization.activations.file import ActivationFileWriter
 from sae_bench_amortization.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1 under the README's test command
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+if XDIST_WORKER:
     # two workers on two cores: one thread each, for this process and the commands it starts (two
     # thread pools of two would oversubscribe the cores and spin)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
@@ -32,7 +33,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def _isolated_cache(tmp_path_factory):
     """The embedded default is built into a per-session cache, never the user's; the workers of one
     session share it (the package's cache is safe to fill from two processes)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if XDIST_WORKER:
         # the session's folder, above each worker's own
         cache = tmp_path_factory.getbasetemp().parent / "cache"
         cache.mkdir(exist_ok=True)

@@ -177,5 +177,6 @@ def test_saebench_forward_stops_after_the_probed_layer_with_the_same_activations
     with _forward_only_to(model, 0):
         resid, cut = model.run_with_cache(prompts, names_filter=[hook])
     torch.testing.assert_close(cut[hook], full[hook], rtol=0, atol=0)
+    assert isinstance(logits, torch.Tensor) and isinstance(resid, torch.Tensor)
     assert logits.shape[-1] == model.cfg.d_vocab and resid.shape[-1] == model.cfg.d_model
     assert "run_with_cache" not in vars(model)

@@ -21,6 +21,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
+from unittest import mock
 
 import numpy as np
 import torch
@@ -75,22 +76,18 @@ def _progress_only_on_a_terminal():
         yield
 
 
-@contextlib.contextmanager
 def _forward_only_to(model: HookedTransformer, layer: int):
     """SAEBench reads only ``blocks.{layer}.hook_resid_post`` from ``model.run_with_cache``, but runs the
-    whole model and its unembedding; while this is open, that call stops after block ``layer`` (the same
-    activations: nothing before the hook changes). On Pythia-70M layer 3 on CPU this halves the eval."""
+    whole model and its unembedding; while this context is open, that call stops after block ``layer``
+    (the same activations: nothing before the hook changes). Pythia-70M layer 3, 2 CPU cores: the eval
+    takes 66 s instead of 114 s."""
     full = model.run_with_cache
 
     def up_to_layer(*args, **kwargs):
         kwargs.setdefault("stop_at_layer", layer + 1)
         return full(*args, **kwargs)
 
-    model.run_with_cache = up_to_layer  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del model.run_with_cache  # the class's method again
+    return mock.patch.object(model, "run_with_cache", up_to_layer)
 
 
 def saebench_absorption_config(config, model_name: str):
