@@ -180,3 +180,40 @@ def test_saebench_forward_stops_after_the_probed_layer_with_the_same_activations
     assert isinstance(logits, torch.Tensor) and isinstance(resid, torch.Tensor)
     assert logits.shape[-1] == model.cfg.d_vocab and resid.shape[-1] == model.cfg.d_model
     assert "run_with_cache" not in vars(model)
+
+
+def test_the_ground_truth_probe_is_trained_once_per_inputs_and_the_numbers_do_not_depend_on_the_cache(
+    tmp_path, small_vocab_model, monkeypatch
+):
+    """Two runs on one cold cache: the probe is trained in the first only (kept as safetensors with the
+    inputs that made it), and both give the same rows; another seed is another probe."""
+    import sae_bench.evals.absorption.common as common
+
+    monkeypatch.setenv("SAE_BENCH_AMORTIZATION_CACHE", str(tmp_path / "cache"))
+    trained = []
+    original = common.train_and_save_probes
+    monkeypatch.setattr(
+        common, "train_and_save_probes", lambda *a, **k: trained.append(1) or original(*a, **k)
+    )
+    spec = spec_from_path(tl_sae(tmp_path / "sae"), "tl")
+
+    def rows(name: str, seed: int = 42) -> list[dict]:
+        config = AbsorptionRateEvalConfig(
+            first_letter_min_probe_f1=0.0, first_letter_min_letters=1, seed=seed
+        )
+        factory = TransformerLensActivationFactory(None, text_factory, 200)
+        (outcome,) = run_eval(config, [spec], factory, "cpu", tmp_path / name)
+        return json.loads(outcome.path.read_text())["eval_result_details"]
+
+    first, second = rows("cold"), rows("warm")
+    assert len(trained) == 1
+    assert first == second and len(first) >= 10
+    (folder,) = (tmp_path / "cache" / "saebench-probes").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "data.npz", "inputs.json", "probe.safetensors", "test_df.csv", "train_df.csv"
+    ]  # fmt: skip
+    inputs = json.loads((folder / "inputs.json").read_text())
+    assert (inputs["layer"], inputs["random_seed"]) == (1, 42)
+    assert inputs["model"] == small_vocab_model.cfg.model_name
+    rows("other_seed", seed=7)
+    assert len(trained) == 2 and len(list((tmp_path / "cache" / "saebench-probes").iterdir())) == 2

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.evals.absorption_rate.probe_cache import cached_probe, install_probe
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -90,6 +91,13 @@ def _forward_only_to(model: HookedTransformer, layer: int):
     return mock.patch.object(model, "run_with_cache", up_to_layer)
 
 
+def _seed(seed: int) -> None:
+    """SAEBench draws from ``random`` (its ICL examples), numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def saebench_absorption_config(config, model_name: str):
     """SAEBench's AbsorptionEvalConfig with this eval's seed and thresholds."""
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
@@ -125,7 +133,8 @@ def first_letter_rows(
     letter whose ground-truth probe F1 passes ``first_letter_min_probe_f1``, and the eval_config fields
     naming the definition and SAEBench's config.
 
-    ``work_dir`` holds SAEBench's intermediate files (its probe per model/layer is trained once there).
+    ``work_dir`` holds SAEBench's intermediate files; its ground-truth probe comes from the package cache
+    (:mod:`.probe_cache`: trained once per model, layer and settings).
     """
     from sae_bench.evals.absorption.feature_absorption import run_feature_absortion_experiment
     from sae_bench.evals.absorption.k_sparse_probing import run_k_sparse_probing_experiment
@@ -133,14 +142,24 @@ def first_letter_rows(
 
     model, layer = source.model, resid_post_layer(source)
     sb = saebench_absorption_config(config, model.cfg.model_name)
-    random.seed(sb.random_seed)  # SAEBench shuffles its ICL examples with `random`
-    np.random.seed(sb.random_seed)
-    torch.manual_seed(sb.random_seed)
     device = str(sae.W_dec.device)
     sae_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)
     experiments = work_dir / "experiments"
     if layer is None:  # use_saebench_first_letter checked it
         raise InputError(f"{source.describe()} is not read at blocks.L.hook_resid_post")
+    if not (work_dir / "probes" / model.cfg.model_name / f"layer_{layer}" / "probe.pth").is_file():
+        with (
+            _progress_only_on_a_terminal(),
+            _forward_only_to(model, layer),
+            torch.inference_mode(False),
+            torch.enable_grad(),
+        ):
+            _seed(sb.random_seed)
+            cached, _ = cached_probe(model, layer, sb, device)
+        install_probe(cached, work_dir / "probes", model.cfg.model_name, layer)
+    _seed(
+        sb.random_seed
+    )  # the same numbers whether the probe was trained now or read from the cache
     common = _Experiment(
         model=model,
         sae=sae,

@@ -15,8 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
+from sae_bench_amortization.cache import cache_root
 from sae_bench_amortization.synthetic.generator import (
     SyntheticActivations,
     SyntheticConfig,
@@ -42,12 +41,6 @@ class DefaultBenchmark:
     @property
     def truth(self) -> Path:
         return Path(f"{self.activations}.truth.safetensors")
-
-
-def cache_root() -> Path:
-    return Path(
-        os.environ.get("SAE_BENCH_AMORTIZATION_CACHE", user_cache_dir("sae-bench-amortization"))
-    )
 
 
 def default_benchmark(rebuild: bool = False) -> DefaultBenchmark:
