@@ -153,6 +153,35 @@ def test_concept_probes_find_the_latent_that_is_the_concept():
     assert ConceptProbes(["c0", "c1"]).result().splitting is None  # only the parts asked for
 
 
+def test_splitting_and_absorption_fit_each_k_sparse_probe_once_with_the_same_numbers(monkeypatch):
+    """ΔF1's probes at k = 1, 2 and absorption's main-latent search share the sample's fitted probes: each
+    (concept, latents) probe is fitted once, and every row equals the rows of separate samples."""
+    import sae_bench_amortization.metrics.concepts as concepts
+
+    inputs, codes, labels = labelled_tokens()
+    decoder = torch.randn(5, 6, generator=torch.Generator().manual_seed(1))
+
+    def filled() -> SplittingAccumulator:
+        tokens = SplittingAccumulator(["c0", "c1"], keep_inputs=True)
+        tokens.update(codes, labels, inputs)
+        return tokens
+
+    alone_splitting = filled().scores()
+    alone_absorption = concepts.absorption_scores(filled(), decoder)
+    fitted = []
+    original = concepts.k_sparse_f1
+    monkeypatch.setattr(
+        concepts, "k_sparse_f1", lambda f, y, k, seed=0: fitted.append(k) or original(f, y, k, seed)
+    )
+    shared = filled()
+    assert shared.scores() == alone_splitting
+    assert concepts.absorption_scores(shared, decoder) == alone_absorption
+    assert len(fitted) == len(shared.probe_f1s)  # no probe fitted twice
+    assert (
+        sorted(fitted).count(1) == 2 and sorted(fitted).count(2) == 2
+    )  # k = 1, 2: once per concept
+
+
 def test_encode_stream_feeds_every_accumulator_and_the_tap():
     inputs, _, labels = labelled_tokens(n=50)
     W = torch.randn(6, 5, generator=torch.Generator().manual_seed(2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,9 @@ class SplittingAccumulator:
         self.inputs: list[torch.Tensor] | None = [] if keep_inputs else None
         self.n_kept = 0
         self.seed = seed
+        # F1 of the k-sparse probes fitted on the sample, by (concept, latents): splitting's F1@1/F1@2 and
+        # absorption's main-latent search fit the same probes on the same tokens (sklearn is deterministic)
+        self.probe_f1s: dict[tuple[int, tuple[int, ...]], float | None] = {}
 
     def update(
         self, codes: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor | None = None
@@ -125,6 +129,18 @@ class SplittingAccumulator:
         if self.inputs is not None and inputs is not None:
             self.inputs.append(inputs.detach().float().cpu()[keep])
         self.n_kept += kept_codes.shape[0]
+        self.probe_f1s.clear()  # another sample
+
+    def k_sparse_f1(
+        self, concept: int, latents: list[int], features: np.ndarray, labels: np.ndarray
+    ) -> float | None:
+        """:func:`k_sparse_f1` of a probe on the first ``len(latents)`` columns of ``features`` (the sample's
+        codes of those latents), for ``concept`` (``labels``: its column of the sample's labels); fitted once
+        per (concept, latents) while the sample stays the same."""
+        key = (concept, tuple(latents))
+        if key not in self.probe_f1s:
+            self.probe_f1s[key] = k_sparse_f1(features, labels, len(latents), self.seed)
+        return self.probe_f1s[key]
 
     def sample(self):
         """(sparse codes of the kept tokens [n, d_sae] as scipy CSR, their labels [n, C])."""
@@ -155,9 +171,10 @@ class SplittingAccumulator:
             reason = unmeasurable(self.means, c, min_positives) or no_information(
                 codes, int(top[c][0]), constant
             )
-            features = codes[:, top[c].numpy()].toarray()
-            f1_1 = None if reason else k_sparse_f1(features, labels[:, c], 1, self.seed)
-            f1_2 = None if reason else k_sparse_f1(features, labels[:, c], 2, self.seed)
+            latents = [int(j) for j in top[c]]
+            features = codes[:, latents].toarray()
+            f1_1 = None if reason else self.k_sparse_f1(c, latents[:1], features, labels[:, c])
+            f1_2 = None if reason else self.k_sparse_f1(c, latents[:2], features, labels[:, c])
             if not reason and (f1_1 is None or f1_2 is None):
                 reason = (
                     f"fewer than {MIN_PROBE_CLASS} positive or negative tokens in the probe sample"
@@ -247,11 +264,18 @@ def main_latents(
     top: list[int],
     f1_jump_threshold: float,
     seed: int = 0,
+    f1_at: Callable[[int], float | None] | None = None,
 ) -> list[int]:
-    """SAEBench's split-feature rule: take top latents one by one while each adds > threshold of F1."""
-    main, best = [top[0]], k_sparse_f1(features, labels, 1, seed) or 0.0
+    """SAEBench's split-feature rule: take top latents one by one while each adds > threshold of F1.
+    ``f1_at(k)``: the k-sparse probe's F1 (default: :func:`k_sparse_f1` on ``features``, ``labels``)."""
+    if f1_at is None:
+
+        def f1_at(k: int) -> float | None:
+            return k_sparse_f1(features, labels, k, seed)
+
+    main, best = [top[0]], f1_at(1) or 0.0
     for k in range(2, len(top) + 1):
-        score = k_sparse_f1(features, labels, k, seed) or 0.0
+        score = f1_at(k) or 0.0
         if score - best <= f1_jump_threshold:
             break
         main.append(top[k - 1])
@@ -307,7 +331,11 @@ def absorption_scores(
             )  # fmt: skip
             continue
         top_c = [int(j) for j in top[c]]
-        main = main_latents(codes[:, top_c].toarray(), y, top_c, f1_jump_threshold, tokens.seed)
+        features = codes[:, top_c].toarray()
+        main = main_latents(
+            features, y, top_c, f1_jump_threshold, tokens.seed,
+            f1_at=lambda k: tokens.k_sparse_f1(c, top_c[:k], features, y),  # noqa: B023 (used here)
+        )  # fmt: skip
         if probe_cache is not None and c in probe_cache:
             direction, fires = probe_cache[c]
         else:
