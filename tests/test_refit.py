@@ -65,7 +65,7 @@ def test_float32_codes_on_a_wide_support_in_groups():
 def test_supports_too_wide_for_a_gram_matrix_are_solved_on_their_atoms(monkeypatch):
     """Above MAX_GRAM_SUPPORT latents (thousands, for semi:T codes on an overcomplete decoder) a token is
     solved on its [K, d_in] atoms: the same optimum as scipy on the token's matrix."""
-    import sae_bench_amortization.metrics.refit as refit_module
+    import sae_bench_amortization.inference.nnls as refit_module
 
     monkeypatch.setattr(refit_module, "MAX_GRAM_SUPPORT", 4)
     D, targets, codes = _problem(7, max_size=40)
