@@ -268,14 +268,13 @@ def main_latents(
 ) -> list[int]:
     """SAEBench's split-feature rule: take top latents one by one while each adds > threshold of F1.
     ``f1_at(k)``: the k-sparse probe's F1 (default: :func:`k_sparse_f1` on ``features``, ``labels``)."""
-    if f1_at is None:
 
-        def f1_at(k: int) -> float | None:
-            return k_sparse_f1(features, labels, k, seed)
+    def fitted(k: int) -> float | None:
+        return k_sparse_f1(features, labels, k, seed) if f1_at is None else f1_at(k)
 
-    main, best = [top[0]], f1_at(1) or 0.0
+    main, best = [top[0]], fitted(1) or 0.0
     for k in range(2, len(top) + 1):
-        score = f1_at(k) or 0.0
+        score = fitted(k) or 0.0
         if score - best <= f1_jump_threshold:
             break
         main.append(top[k - 1])
