@@ -1,0 +1,254 @@
+"""Non-negative k-sparse coding on a fixed dictionary (pure tensor math).
+
+Per token: min_{z ≥ 0, ‖z‖₀ ≤ k} ½‖r − z·D‖², D [d_sae, d_in], r [B, d_in], z [B, d_sae]. The problem is
+NP-hard; every function here returns feasible codes (non-negative, at most k actives), so its objective
+is an upper bound on the optimum.
+
+- :func:`iht`: normalized iterative hard thresholding (Blumensath & Davies 2010) from given codes:
+  z ← P_k(z − μ·∇), ∇ = (z·D − r)·Dᵀ, P_k keeping the k largest non-negative entries, with the per-token
+  step μ = ‖∇_S‖² / ‖∇_S·D_S‖² on the current support S, halved until the step does not increase the
+  token's error (else the token keeps its codes). One d_sae-wide product per step.
+- :func:`nn_omp`: non-negative orthogonal matching pursuit to k atoms, batched over tokens, among a
+  working set W of candidate atoms per token (the start's support and the atoms of largest r·d_j / ‖d_j‖); each
+  pick is followed by an NNLS fit on the chosen atoms (projected gradient on their Gram matrix).
+- :func:`subspace_pursuit`: add the k atoms most correlated with the residual, NNLS on the ≤ 2k, keep k.
+- :func:`swap_polish`: swap one active atom for one of the inactive atoms most correlated with the
+  residual while that lowers the error.
+- :func:`best_k_sparse`: per token the best of four candidates, each refitted by exact NNLS on its own
+  support (the start's support, NN-OMP, IHT from the start run until its error stops falling, subspace
+  pursuit from the start), then swap-polished.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sae_bench_amortization.inference.dictionary import Dictionary
+from sae_bench_amortization.inference.nnls import refit_on_support
+
+
+def keep_k_nonnegative(z: torch.Tensor, k: int) -> torch.Tensor:
+    """P_k: z [B, d_sae] with negatives set to 0 and all but the k largest entries of each row set to 0."""
+    z = z.clamp(min=0)
+    if k >= z.shape[-1]:
+        return z
+    values, indices = z.topk(k, dim=-1)
+    return torch.zeros_like(z).scatter_(-1, indices, values)
+
+
+def normalized(correlation: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """Correlations R·d_j [B, d_sae] divided by ‖d_j‖: adding atom j alone lowers ½‖R‖² by
+    (R·d_j)₊² / 2‖d_j‖², so atoms are ranked by this, not by the raw correlation (all-zero rows: −inf)."""
+    norms = D.norm(dim=1)
+    return torch.where(norms > 0, correlation / torch.where(norms > 0, norms, 1), -torch.inf)
+
+
+def squared_error(D: torch.Tensor, r: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """½‖r − z·D‖² per token [B] (float64)."""
+    residual = (r - z @ D).double()
+    return 0.5 * (residual * residual).sum(dim=-1)
+
+
+def iht(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    z0: torch.Tensor,
+    k: int,
+    n_steps: int,
+    *,
+    tol: float | None = None,
+    max_halvings: int = 8,
+) -> torch.Tensor:
+    """``n_steps`` normalized IHT steps from z0 [B, d_sae] (projected to k actives first) on targets
+    r [B, d_in]; with ``tol``, stops once the batch error falls by less than ``tol`` (relative) in a step.
+    Each token's error never increases."""
+    D = dictionary.D.to(r.dtype)
+    z = keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k)
+    error = squared_error(D, r, z)
+    for _ in range(n_steps):
+        gradient = (z @ D - r) @ D.T  # [B, d_sae]
+        on_support = torch.where(z > 0, gradient, 0)
+        empty = ~(z > 0).any(dim=-1, keepdim=True)  # no support yet: step along the whole gradient
+        direction = torch.where(empty, gradient.clamp(max=0), on_support)
+        moved = direction @ D
+        numerator = (direction * direction).sum(-1, keepdim=True)
+        denominator = (moved * moved).sum(-1, keepdim=True)
+        step = numerator / denominator.clamp_min(1e-30)
+        todo = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
+        new_z, new_error = z.clone(), error.clone()
+        for _ in range(max_halvings):
+            rows = todo.nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                break
+            candidate = keep_k_nonnegative(z[rows] - step[rows] * gradient[rows], k)
+            candidate = dictionary.without_zero_rows(candidate)
+            candidate_error = squared_error(D, r[rows], candidate)
+            better = candidate_error <= error[rows]
+            new_z[rows[better]], new_error[rows[better]] = (
+                candidate[better],
+                candidate_error[better],
+            )
+            todo[rows[better]] = False
+            step[rows[~better]] /= 2
+        previous = float(error.sum())
+        z, error = new_z, new_error
+        if tol is not None and previous - float(error.sum()) <= tol * max(previous, 1e-30):
+            break
+    return z
+
+
+def _support_nnls(
+    gram: torch.Tensor, b: torch.Tensor, chosen: torch.Tensor, n_steps: int
+) -> torch.Tensor:
+    """min_{c ≥ 0, c = 0 off ``chosen``} ½cᵀGc − bᵀc per token by projected gradient (FISTA);
+    gram [B, M, M], b and chosen [B, M]."""
+    mask = chosen.to(gram.dtype)
+    masked = gram * mask.unsqueeze(1) * mask.unsqueeze(2)
+    lipschitz = masked.abs().sum(-1).amax(-1, keepdim=True).clamp_min(1e-12)
+    c = torch.zeros_like(b)
+    y, t = c, 1.0
+    for _ in range(n_steps):
+        gradient = torch.bmm(masked, y.unsqueeze(-1)).squeeze(-1) - b * mask
+        c_new = (y - gradient / lipschitz).clamp_(min=0) * mask
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = c_new + ((t - 1) / t_new) * (c_new - c)
+        c, t = c_new, t_new
+    return c
+
+
+def nn_omp(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    k: int,
+    *,
+    start: torch.Tensor | None = None,
+    n_candidates: int | None = None,
+    nnls_steps: int = 50,
+) -> torch.Tensor:
+    """Non-negative OMP to k atoms [B, d_sae] among each token's working set: the support of ``start``
+    (if given) and the ``n_candidates`` atoms (default 2k) of largest r·d_j / ‖d_j‖."""
+    D = dictionary.D.to(r.dtype)
+    n_atoms = D.shape[0]
+    n_candidates = min(n_atoms, n_candidates or 2 * k)
+    score = normalized(r @ D.T, D)
+    if start is not None:
+        score = torch.where(start > 0, torch.inf, score)
+        n_candidates = min(n_atoms, n_candidates + int((start > 0).sum(-1).max()))
+    working = score.topk(n_candidates, dim=-1).indices  # [B, M]
+    rows = D[working]  # [B, M, d_in]
+    gram = torch.bmm(rows, rows.transpose(1, 2))  # [B, M, M]
+    b = torch.bmm(rows, r.unsqueeze(-1)).squeeze(-1)  # [B, M]: r·d_j
+    usable = (score.gather(1, working) > -torch.inf) & rows.any(dim=-1)  # not an all-zero row
+    chosen = torch.zeros_like(b, dtype=torch.bool)
+    c = torch.zeros_like(b)
+    for _ in range(min(k, n_candidates)):
+        correlation = b - torch.bmm(gram, c.unsqueeze(-1)).squeeze(-1)  # (r − c·D_W)·d_j
+        norms = gram.diagonal(dim1=1, dim2=2).sqrt()
+        correlation = torch.where(norms > 0, correlation / torch.where(norms > 0, norms, 1), 0)
+        correlation = correlation.masked_fill(chosen | ~usable, -torch.inf)
+        best = correlation.argmax(dim=-1, keepdim=True)
+        gains = correlation.gather(1, best) > 0  # only atoms that still lower the error
+        chosen.scatter_(1, best, gains)
+        c = _support_nnls(gram, b, chosen, nnls_steps)
+    return torch.zeros(r.shape[0], n_atoms, dtype=r.dtype, device=r.device).scatter_(
+        1, working, c * chosen
+    )
+
+
+def subspace_pursuit(
+    dictionary: Dictionary, r: torch.Tensor, z0: torch.Tensor, k: int, *, max_rounds: int = 10
+) -> torch.Tensor:
+    """Subspace pursuit (Dai & Milenkovic 2009) with non-negative fits, from z0: each round adds the k
+    atoms most correlated with the residual, fits NNLS on the ≤ 2k atoms, keeps the k largest and refits;
+    a token keeps its new codes only when its error falls. Stops when no token improves."""
+    D = dictionary.D.to(r.dtype)
+    z = refit_on_support(D, r, keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k))
+    error = squared_error(D, r, z)
+    for _ in range(max_rounds):
+        correlation = normalized((r - z @ D) @ D.T, D).masked_fill(z > 0, -torch.inf)
+        added = correlation.topk(min(k, D.shape[0]), dim=-1)
+        merged = (z > 0).to(r.dtype).scatter_(1, added.indices, (added.values > 0).to(r.dtype))
+        candidate = refit_on_support(D, r, keep_k_nonnegative(refit_on_support(D, r, merged), k))
+        candidate_error = squared_error(D, r, candidate)
+        better = candidate_error < error
+        if not bool(better.any()):
+            break
+        z = torch.where(better.unsqueeze(-1), candidate, z)
+        error = torch.where(better, candidate_error, error)
+    return z
+
+
+def swap_polish(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    z: torch.Tensor,
+    k: int,
+    *,
+    n_candidates: int | None = None,
+    max_sweeps: int = 3,
+) -> torch.Tensor:
+    """Local search on supports: per sweep, every swap of one active atom for one of the
+    ``n_candidates`` (default 2k) inactive atoms most correlated with the residual, refitted by NNLS, kept
+    when it lowers the token's error; until a sweep changes nothing. Cost per sweep: k × n_candidates
+    NNLS fits of ≤ k atoms per token."""
+    D = dictionary.D.to(r.dtype)
+    z = refit_on_support(D, r, keep_k_nonnegative(z.to(r.dtype), k))
+    error = squared_error(D, r, z)
+    n_candidates = min(n_candidates or 2 * k, D.shape[0] - 1)
+    for _ in range(max_sweeps):
+        correlation = normalized((r - z @ D) @ D.T, D).masked_fill(z > 0, -torch.inf)
+        candidates = correlation.topk(n_candidates, dim=-1).indices
+        improved = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        for a in range(n_candidates):
+            incoming = candidates[:, a : a + 1]
+            for position in range(k):
+                support = (z > 0).to(r.dtype)
+                if not bool(support.any()):
+                    break
+                outgoing = z.topk(k, dim=-1).indices[:, position : position + 1]
+                trial = support.scatter(1, outgoing, 0.0).scatter_(1, incoming, 1.0)
+                candidate = refit_on_support(D, r, trial)
+                candidate_error = squared_error(D, r, candidate)
+                better = candidate_error < error * (1 - 1e-12)
+                z = torch.where(better.unsqueeze(-1), candidate, z)
+                error = torch.where(better, candidate_error, error)
+                improved |= better
+        if not bool(improved.any()):
+            break
+    return z
+
+
+def best_k_sparse(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    start: torch.Tensor,
+    k: int,
+    *,
+    iht_steps: int = 50,
+    tol: float = 1e-6,
+    polish_candidates: int | None = None,
+) -> torch.Tensor:
+    """Per token the lowest-error k-sparse non-negative codes [B, d_sae] among: NNLS on the start's
+    support (its k largest entries), NN-OMP, IHT from the start to ``tol`` and subspace pursuit from the
+    start, each refitted by exact NNLS on its support (which can only lower the error and keeps at most k
+    actives); the best is then polished by :func:`swap_polish`."""
+    D = dictionary.D.to(r.dtype)
+    start = keep_k_nonnegative(dictionary.without_zero_rows(start.to(r.dtype)), k)
+    candidates = [
+        start,
+        nn_omp(dictionary, r, k, start=start),
+        iht(dictionary, r, start, k, iht_steps, tol=tol),
+        subspace_pursuit(dictionary, r, start, k),
+    ]
+    best, best_error = None, None
+    for codes in candidates:
+        refit = refit_on_support(D, r, codes)
+        error = squared_error(D, r, refit)
+        if best is None or best_error is None:
+            best, best_error = refit, error
+            continue
+        better = error < best_error
+        best = torch.where(better.unsqueeze(-1), refit, best)
+        best_error = torch.where(better, error, best_error)
+    assert best is not None
+    return swap_polish(dictionary, r, best, k, n_candidates=polish_candidates)
