@@ -55,6 +55,22 @@ def test_core_runs_through_the_registry(tmp_path, tiny_model):
     assert math.isfinite(l0) and 0 <= l0 <= 64
 
 
+def test_core_without_its_per_latent_statistics_is_refused_before_any_work(tmp_path, tiny_model):
+    """SAEBench 0.6.0's core cannot write its JSON without them (it fails after the work): one line."""
+    import dataclasses
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n\n".join(f"Document {i} is about foxes." for i in range(20)))
+    request = core_request(tiny_sae(), "tiny_sae", text, tmp_path / "out", (1, 1, 2))
+    off = dataclasses.replace(
+        request.configs["core"], compute_featurewise_weight_based_metrics=False
+    )
+    request = dataclasses.replace(request, configs={"core": off})
+    with pytest.raises(InputError, match="compute_featurewise_weight_based_metrics off"):
+        run_entry(discover_evals()["core"], request)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.json"))
+
+
 def test_saebench_evals_need_model_metadata(tmp_path):
     sae = tiny_sae(hook_name=None)
     request = EvalRequest(saes=[spec_from_object(sae, "x")], output_dir=tmp_path)

@@ -206,6 +206,21 @@ def check(requirements) -> None:
     raise InputError("SAEBench evals need a TransformerLens model: pass --model NAME")
 
 
+CORE_NEEDS = ("compute_featurewise_density_statistics", "compute_featurewise_weight_based_metrics")
+
+
+def _check_core(requirements) -> None:
+    """SAEBench 0.6.0's core writes its JSON from both per-latent statistics: without either it fails
+    after the work, writing nothing, so that is refused before any."""
+    check(requirements)
+    off = [name for name in CORE_NEEDS if not getattr(requirements.config, name)]
+    if off:
+        raise InputError(
+            f"SAEBench's core eval cannot write its results with {' and '.join(off)} off (its JSON writer "
+            "reads the per-latent statistics); leave them on"
+        )
+
+
 def _check_api_key(requirements) -> None:
     check(requirements)
     _api_key()
@@ -228,7 +243,7 @@ def _entry(
     return EvalEntry(
         name=name, description=description, evaluate=evaluate, config_class=config_class,
         config_defaults=defaults or {}, metrics=metrics or {}, needs="model", result_name=result_name,
-        check=_check_api_key if name == "autointerp" else check,
+        check={"autointerp": _check_api_key, "core": _check_core}.get(name, check),
     )  # fmt: skip
 
 
