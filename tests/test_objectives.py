@@ -136,3 +136,111 @@ def test_nn_omp_picks_at_most_k_atoms_with_nonnegative_codes(small_k_sparse):
     z = nn_omp(Dictionary(D, torch.zeros(D.shape[1], dtype=D.dtype)), r, k)
     assert bool(((z > 0).sum(-1) <= k).all()) and bool((z >= 0).all())
     assert bool((squared_error(D, r, z) >= optimum - 1e-9).all())
+
+
+# ----------------------------------------------------------------- through ISTARefinedSAE (SAE-Lens SAEs)
+
+
+def standard_sae_with_uneven_rows(d_in: int = 8, d_sae: int = 16, seed: int = 0):
+    """A StandardSAE whose decoder rows have norms 0.1–1.5 (as trained L1 SAEs have), b_dec ≠ 0."""
+    from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+
+    generator = torch.Generator().manual_seed(seed)
+    sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=d_sae))
+    with torch.no_grad():
+        W = torch.randn(d_sae, d_in, generator=generator)
+        W = (
+            W
+            / W.norm(dim=1, keepdim=True)
+            * (0.1 + 1.4 * torch.rand(d_sae, 1, generator=generator))
+        )
+        sae.W_dec.copy_(W)
+        sae.W_enc.copy_(W.T)
+        sae.b_dec.copy_(0.1 * torch.randn(d_in, generator=generator))
+        sae.b_enc.fill_(-0.2)
+    x = torch.randn(200, d_in, generator=generator) + sae.b_dec
+    return sae, x
+
+
+def test_refined_sae_solves_the_decoder_norm_problem_as_sklearn_does():
+    from sae_bench_amortization.adapters import ISTARefinedSAE
+    from sae_bench_amortization.inference.dictionary import sparse_coding_targets
+
+    sae, x = standard_sae_with_uneven_rows()
+    lam = 0.05
+    refined = ISTARefinedSAE.from_sae(
+        sae, n_steps=None, init="zero", l1_coefficient=lam, objective="l1_decoder_norm", tol=1e-7
+    )
+    z = refined.encode(x).double()
+    D, r = sae.W_dec.detach().double(), sparse_coding_targets(sae, x).detach().double()
+    weights = D.norm(dim=1)
+    ours = objective_value(D, r, z, lam, weights)
+    unit = (D / weights[:, None]).numpy()
+    reference = torch.cat([
+        objective_value(D, torch.as_tensor(t)[None], (torch.as_tensor(
+            Lasso(alpha=lam / D.shape[1], positive=True, fit_intercept=False, tol=1e-12,
+                  max_iter=200_000).fit(unit.T, t).coef_) / weights)[None], lam, weights)
+        for t in r.numpy()
+    ])  # fmt: skip
+    assert torch.allclose(ours, reference, rtol=1e-4), float(
+        ((ours - reference) / reference).abs().max()
+    )
+    # plain l1 on the same decoder solves another problem: its codes price short rows out
+    plain = ISTARefinedSAE.from_sae(sae, n_steps=None, init="zero", l1_coefficient=lam, tol=1e-7)
+    assert not torch.allclose(plain.encode(x), refined.encode(x), atol=1e-3)
+
+
+def test_refined_sae_calibrates_lambda_under_the_decoder_norm_problem():
+    from sae_bench_amortization.adapters import ISTARefinedSAE
+
+    sae, x = standard_sae_with_uneven_rows(seed=1)
+    refined = ISTARefinedSAE.from_sae(
+        sae, n_steps=None, init="zero", target_l0=3.0, calibration_activations=x,
+        objective="l1_decoder_norm",
+    )  # fmt: skip
+    l0 = float((refined.encode(x) > 0).sum(-1).double().mean())
+    assert abs(l0 - 3.0) <= 0.02 * 3.0 + 1e-9
+    assert refined.cfg.calibration is not None and refined.cfg.objective == "l1_decoder_norm"
+
+
+def test_refined_topk_sae_under_k_sparse_keeps_its_k_and_beats_its_encoders_refit(tmp_path):
+    from sae_lens import SAE
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    from sae_bench_amortization.adapters import ISTARefinedSAE
+    from sae_bench_amortization.inference.dictionary import sparse_coding_targets
+    from sae_bench_amortization.inference.nnls import refit_on_support
+
+    torch.manual_seed(3)
+    sae = TopKSAE(TopKSAEConfig(d_in=12, d_sae=48, k=3))
+    x = torch.randn(300, 12)
+    with pytest.raises(ValueError, match="no λ"):
+        ISTARefinedSAE.from_sae(sae, n_steps=None, l1_coefficient=0.1, objective="k_sparse")
+    exact = ISTARefinedSAE.from_sae(sae, n_steps=None, init="zero", objective="k_sparse")
+    steps = ISTARefinedSAE.from_sae(sae, n_steps=5, objective="k_sparse")
+    assert exact.cfg.k == 3 and steps.cfg.k == 3  # the SAE's own k
+    D, r = sae.W_dec.detach(), sparse_coding_targets(sae, x).detach()
+    encoder = sae.encode(x).detach()
+    refit = squared_error(D, r, refit_on_support(D, r, encoder))
+    for refined in (exact, steps):
+        z = refined.encode(x).detach()
+        assert bool(((z > 0).sum(-1) <= 3).all()) and bool((z >= 0).all())
+        assert bool((squared_error(D, r, z) <= squared_error(D, r, encoder) + 1e-9).all())
+    assert bool((squared_error(D, r, exact.encode(x).detach()) <= refit + 1e-9).all())
+    exact.save_model(tmp_path / "exact")
+    loaded = SAE.load_from_disk(str(tmp_path / "exact"))
+    assert (loaded.cfg.objective, loaded.cfg.k) == ("k_sparse", 3)
+    torch.testing.assert_close(loaded.encode(x), exact.encode(x))
+
+
+def test_k_sparse_k_of_an_sae_without_one_is_its_encoders_mean_l0_rounded():
+    from sae_bench_amortization.adapters import ISTARefinedSAE
+
+    sae, x = standard_sae_with_uneven_rows(seed=2)
+    mean_l0 = float((sae.encode(x) > 0).sum(-1).double().mean())
+    refined = ISTARefinedSAE.from_sae(
+        sae, n_steps=None, objective="k_sparse", calibration_activations=x
+    )
+    assert refined.cfg.k == max(1, round(mean_l0))
+    with pytest.raises(ValueError, match="needs k or calibration_activations"):
+        ISTARefinedSAE.from_sae(sae, n_steps=None, objective="k_sparse")

@@ -15,11 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.inference.dictionary import (
-    Dictionary,
-    dictionary_of,
-    sparse_coding_targets,
-)
+from sae_bench_amortization.inference.dictionary import Dictionary, sparse_coding_targets
+from sae_bench_amortization.inference.objectives import L1Objective, problem_of
 from sae_bench_amortization.inference.solver import ista, lambda_max, mean_l0, solve
 from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
 
@@ -232,15 +229,21 @@ def _bracket_and_bisect(
 
 
 def calibrate_l1_coefficient(
-    sae: SAE, activations: torch.Tensor, target_l0: float | Literal["encoder"] = "encoder"
+    sae: SAE,
+    activations: torch.Tensor,
+    target_l0: float | Literal["encoder"] = "encoder",
+    *,
+    objective: L1Objective = "l1",
 ) -> Calibration:
-    """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own L0)."""
+    """λ at which non-amortized codes of activations [N, d_in] reach target_l0 ("encoder": the SAE's own
+    L0) under ``objective`` (``l1`` or ``l1_decoder_norm``; the L0 of the codes is the L0 of the solvers'
+    rescaled codes)."""
     with torch.no_grad():
         activations = activations.to(sae.W_dec.device)
         targets = sparse_coding_targets(sae, activations)
         if target_l0 == "encoder":
             target_l0 = float((sae.encode(activations) > 0).sum(-1).double().mean())
-        return calibrate_lambda(dictionary_of(sae), targets, float(target_l0))
+        return calibrate_lambda(problem_of(sae, objective).dictionary, targets, float(target_l0))
 
 
 def calibrate_steps_l1_coefficient(
@@ -251,6 +254,7 @@ def calibrate_steps_l1_coefficient(
     target_l0: float | Literal["encoder"] = "encoder",
     *,
     label: str,
+    objective: L1Objective = "l1",
 ) -> Calibration:
     """λ at which ``n_steps`` ISTA/FISTA steps from the encoder's codes of activations [N, d_in] reach
     target_l0 ("encoder": the SAE's own mean L0) — a refinement mode's own λ, density matched per mode;
@@ -258,10 +262,11 @@ def calibrate_steps_l1_coefficient(
     with torch.no_grad():
         activations = activations.to(sae.W_dec.device)
         targets = sparse_coding_targets(sae, activations)
-        start = sae.encode(activations)
+        codes = sae.encode(activations)
         if target_l0 == "encoder":
-            target_l0 = float((start > 0).sum(-1).double().mean())
-        dictionary = dictionary_of(sae)
+            target_l0 = float((codes > 0).sum(-1).double().mean())
+        problem = problem_of(sae, objective)
+        dictionary, start = problem.dictionary, problem.to_solver(codes)
 
         def codes_at(rows: slice, lam: float, _warm: object, _tol: float) -> torch.Tensor:
             return ista(dictionary, targets[rows], lam, start[rows], n_steps, method=method)

@@ -26,8 +26,9 @@ import torch
 from sae_bench_amortization.inference.dictionary import Dictionary, dictionary_of
 
 Objective = Literal["l1", "l1_decoder_norm", "k_sparse"]
+L1Objective = Literal["l1", "l1_decoder_norm"]  # the problems with a λ
 OBJECTIVES: tuple[Objective, ...] = ("l1", "l1_decoder_norm", "k_sparse")
-L1_OBJECTIVES: tuple[Objective, ...] = ("l1", "l1_decoder_norm")
+L1_OBJECTIVES: tuple[L1Objective, ...] = ("l1", "l1_decoder_norm")
 
 
 @dataclass(frozen=True)
