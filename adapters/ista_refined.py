@@ -24,13 +24,19 @@ from sae_lens import SAE
 from sae_lens.saes.sae import SAEConfig
 
 from sae_bench_amortization.adapters._base import inherited_cfg_fields
-from sae_bench_amortization.inference import Init, Method, check_l1_coefficient
+from sae_bench_amortization.inference import (
+    OBJECTIVES,
+    Init,
+    Method,
+    Objective,
+    check_l1_coefficient,
+)
 from sae_bench_amortization.inference.calibration import (
     calibrate_l1_coefficient,
 )
 from sae_bench_amortization.inference.dictionary import decode, sparse_coding_targets
 from sae_bench_amortization.inference.k_sparse import best_k_sparse, iht
-from sae_bench_amortization.inference.objectives import OBJECTIVES, Objective, problem_of
+from sae_bench_amortization.inference.objectives import k_of, problem_of
 from sae_bench_amortization.inference.solver import ista, map_chunks, solve
 
 BASE_ARCHITECTURES = (
@@ -241,18 +247,3 @@ class ISTARefinedSAE(SAE[ISTARefinedSAEConfig]):
         if not any(key.startswith("base.") for key in state_dict):  # a bare base state dict
             for key in list(state_dict):
                 state_dict[f"base.{key}"] = state_dict.pop(key)
-
-
-def k_of(sae: SAE, activations: torch.Tensor | None) -> int:
-    """The k of the k-sparse problem: the SAE's own k (TopK), else its encoder's mean L0 on
-    ``activations`` [N, d_in], rounded (at least 1)."""
-    own = getattr(sae.cfg, "k", None)
-    if own is not None:
-        return int(own)
-    if activations is None:
-        raise ValueError(
-            "objective k_sparse on an SAE without its own k needs k or calibration_activations [N, d_in]"
-        )
-    with torch.no_grad():
-        codes = sae.encode(activations.to(sae.W_dec.device, sae.W_dec.dtype))
-    return max(1, round(float((codes > 0).sum(-1).double().mean())))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.inference import OBJECTIVE_CHOICES
 from sae_bench_amortization.registry import EvalEntry, discover_evals, eval_options
 
 if TYPE_CHECKING:  # annotations only: the library loads when a command needs it
@@ -98,6 +99,10 @@ def _run_args(run: argparse.ArgumentParser, registry: Registry) -> None:
         ("--force-rerun", "recompute results that already exist", {"action": "store_true"}),
         ("--inference=MODE", f"{requestable}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
+        ("--objective", "the problem semi:T and non_amortized solve: l1 (the paper's; default), "
+         "l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most k actives, no λ), auto (the SAE's own: TopK → "
+         "k_sparse; standard, gated, JumpReLU → l1_decoder_norm)", {"choices": list(OBJECTIVE_CHOICES)},
+         "l1"),
     )  # fmt: skip
     for kind in kinds:  # each kind's own settings
         for option in kind.options:

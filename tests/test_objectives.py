@@ -244,3 +244,160 @@ def test_k_sparse_k_of_an_sae_without_one_is_its_encoders_mean_l0_rounded():
     assert refined.cfg.k == max(1, round(mean_l0))
     with pytest.raises(ValueError, match="needs k or calibration_activations"):
         ISTARefinedSAE.from_sae(sae, n_steps=None, objective="k_sparse")
+
+
+# ------------------------------------------------------------------------------ through saebench run
+
+
+@pytest.fixture(scope="module")
+def saved_saes(tmp_path_factory):
+    """(folder, activation file): a TopK SAE (d_in 12, d_sae 48, k 3) and a standard SAE with uneven
+    decoder rows (d_in 8 → a second file), saved; 600 tokens each."""
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    from conftest import write_activations
+
+    folder = tmp_path_factory.mktemp("objective_saes")
+    torch.manual_seed(4)
+    topk = TopKSAE(TopKSAEConfig(d_in=12, d_sae=48, k=3))
+    topk.save_model(folder / "topk")
+    write_activations(folder / "topk.safetensors", torch.randn(600, 12))
+    standard, x = standard_sae_with_uneven_rows(seed=5)
+    standard.save_model(folder / "standard")
+    write_activations(folder / "standard.safetensors", torch.cat([x, x, x]))
+    return folder
+
+
+def gap_run(cli, folder, name, out, *extra):
+    args = ["run", "--eval", "amortization_gap", "--sae-path", folder / name, "--activations",
+            folder / f"{name}.safetensors", "--output-dir", out, "--device", "cpu", *extra]  # fmt: skip
+    return cli(*[str(a) for a in args])
+
+
+def test_run_under_k_sparse_keeps_every_mode_at_k_with_no_lambda(saved_saes, tmp_path, cli):
+    from conftest import read_result
+
+    result = gap_run(cli, saved_saes, "topk", tmp_path / "out", "--objective", "auto")
+    assert result.code == 0, result.err
+    data = read_result(tmp_path / "out", "amortization_gap")
+    config = data["eval_config"]
+    assert (config["objective"], config["k_sparse_k"]) == ("k_sparse", 3)  # auto: TopK → k_sparse
+    assert config["l1_coefficient"] is None and config["lambda_calibration"] is None
+    rows = {row["mode"]: row for row in data["eval_result_details"]}
+    assert set(rows) >= {"amortized", "non_amortized"}
+    for row in rows.values():
+        assert row["l0"] <= 3 + 1e-9 and row["l1_coefficient"] is None
+    # no penalty: the objective is the squared error, and non_amortized never loses to the encoder
+    metrics = data["eval_result_metrics"]["amortization"]
+    assert metrics["l1_coefficient"] is None and metrics["mean_gap"] >= 0
+    assert data["fingerprint"]["inference"]["objective"] == "auto"
+    assert "k 3" in result.out
+
+
+def test_run_under_l1_decoder_norm_calibrates_and_records_it(saved_saes, tmp_path, cli):
+    from conftest import read_result
+
+    result = gap_run(cli, saved_saes, "standard", tmp_path / "out", "--objective", "auto")
+    assert result.code == 0, result.err
+    data = read_result(tmp_path / "out", "amortization_gap")
+    assert data["eval_config"]["objective"] == "l1_decoder_norm"  # auto: standard → l1_decoder_norm
+    rows = {row["mode"]: row for row in data["eval_result_details"]}
+    calibration = data["eval_config"]["lambda_calibration"]
+    assert (
+        abs(calibration["achieved_l0"] - calibration["target_l0"])
+        <= 0.02 * calibration["target_l0"]
+    )
+    plain = gap_run(cli, saved_saes, "standard", tmp_path / "plain")
+    assert plain.code == 0, plain.err
+    plain_data = read_result(tmp_path / "plain", "amortization_gap")
+    assert plain_data["eval_config"]["objective"] == "l1"
+    assert (
+        "objective" not in plain_data["fingerprint"]["inference"]
+    )  # as before --objective existed
+    plain_rows = {row["mode"]: row for row in plain_data["eval_result_details"]}
+    # the two problems differ on this decoder (row norms 0.1-1.5): different λ and codes
+    assert plain_data["eval_config"]["l1_coefficient"] != data["eval_config"]["l1_coefficient"]
+    assert plain_rows["non_amortized"]["nmse"] != rows["non_amortized"]["nmse"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--objective", "k_sparse", "--l1-coefficient", "0.1"], "has no λ"),
+        (["--objective", "k_sparse", "--lambda-calibration", "per_mode"], "has no λ"),
+        (["--objective", "auto", "--l1-coefficient", "0.1"], "has no λ"),
+        (["--objective", "l0"], "--objective"),
+    ],
+)
+def test_an_objective_that_cannot_apply_is_one_line_and_writes_nothing(
+    saved_saes, tmp_path, cli, extra, message
+):
+    result = gap_run(cli, saved_saes, "topk", tmp_path / "out", *extra)
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert message in result.err
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_k_above_d_sae_is_refused(saved_saes, tmp_path):
+    import sae_bench_amortization as sba
+    from sae_bench_amortization.errors import InputError
+    from sae_bench_amortization.modes import InferenceSettings, parse_modes
+    from sae_bench_amortization.sources.saes import spec_from_path
+
+    settings = InferenceSettings(modes=parse_modes(["non_amortized"]), objective="k_sparse", k=49)
+    with pytest.raises(InputError, match="above its d_sae 48"):
+        sba.run(
+            evals=["dead_dense"], saes=[spec_from_path(saved_saes / "topk", "topk")],
+            source=sba.SourceSettings(activations=str(saved_saes / "topk.safetensors")),
+            inference=settings, output_dir=tmp_path / "out", device="cpu",
+        )  # fmt: skip
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_the_gap_splits_into_coefficients_and_supports_that_add_up(saved_saes, tmp_path, cli):
+    """Per row: coefficient_gap + support_gap = objective − objective(non_amortized); under k_sparse the
+    encoder's coefficient gap is its error minus scipy's NNLS on each token's own support."""
+    from sae_lens import SAE
+    from safetensors.torch import load_file
+
+    from sae_bench_amortization.inference.dictionary import sparse_coding_targets
+
+    from conftest import read_result
+
+    for objective, name in (
+        ("k_sparse", "topk"),
+        ("l1_decoder_norm", "standard"),
+        ("l1", "standard"),
+    ):
+        out = tmp_path / objective
+        result = gap_run(cli, saved_saes, name, out, "--objective", objective)
+        assert result.code == 0, result.err
+        data = read_result(out, "amortization_gap")
+        rows = {row["mode"]: row for row in data["eval_result_details"]}
+        optimum = rows["non_amortized"]["objective"]
+        for row in rows.values():
+            split = row["coefficient_gap"] + row["support_gap"]
+            assert split == pytest.approx(row["objective"] - optimum, rel=1e-9, abs=1e-12)
+            assert row["coefficient_gap"] >= -1e-6 * abs(
+                row["objective"]
+            )  # never worse than the codes
+        metrics = data["eval_result_metrics"]["amortization"]
+        assert metrics["coefficient_gap"] + metrics["support_gap"] == pytest.approx(
+            metrics["mean_gap"], rel=1e-9, abs=1e-12
+        )
+        if objective != "k_sparse":
+            continue
+        sae = SAE.load_from_disk(str(saved_saes / name))
+        x = load_file(str(saved_saes / f"{name}.safetensors"))["activations"]
+        with torch.no_grad():
+            codes, r = sae.encode(x).double(), sparse_coding_targets(sae, x).double()
+        A = sae.W_dec.detach().double().numpy()
+        errors = []
+        for target, z in zip(r.numpy(), codes.numpy(), strict=True):
+            support = np.flatnonzero(z > 0)
+            _, residual = (
+                nnls(A[support].T, target) if support.size else (None, np.linalg.norm(target))
+            )
+            errors.append(0.5 * residual**2)
+        expected = rows["amortized"]["objective"] - float(np.mean(errors))
+        assert rows["amortized"]["coefficient_gap"] == pytest.approx(expected, rel=1e-5)

@@ -47,6 +47,19 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
         "λ Calibration",
         "How λ was found: non-amortized L0 matched to the amortized L0 on calibration tokens.",
     )
+    objective: str = setting(
+        "l1",
+        "Objective",
+        "The problem semi:T and non_amortized solve on the decoder (--objective; auto resolved per SAE): "
+        "l1 (the paper's: ½‖x − decode(z)‖² + λ‖z‖₁), l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most "
+        "k actives, no λ; NP-hard: non_amortized is the best of several searches, an upper bound on the "
+        "optimum, so a gap to it is a lower bound on the true gap).",
+    )
+    k_sparse_k: int | None = setting(
+        None,
+        "k (k-sparse)",
+        "k of the k-sparse problem: the SAE's own k, else its encoder's mean L0 rounded.",
+    )
     loca_paths: list[str] = setting(
         [],
         "LocA-SAE Paths",

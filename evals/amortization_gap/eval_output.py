@@ -30,7 +30,9 @@ EVAL_TYPE_ID_AMORTIZATION_GAP = "amortization_gap"
 
 @dataclass
 class AmortizationMetrics(BaseMetrics):
-    l1_coefficient: float = metric("λ", "The sparsity penalty shared by every mode")
+    l1_coefficient: float | None = metric(
+        "λ", "The sparsity penalty shared by every mode (null under k_sparse: no penalty)"
+    )
     mean_gap: float = metric(
         "Mean Amortization Gap",
         "Mean over tokens of objective(amortized) − objective(non_amortized)",
@@ -42,6 +44,20 @@ class AmortizationMetrics(BaseMetrics):
         "Mean Relative Gap",
         "mean_gap / mean non-amortized objective",
         display=True,
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
+    )
+    coefficient_gap: float | None = optional_metric(
+        "Coefficient Gap",
+        "The part of mean_gap that re-sizing the encoder's own latents recovers: objective(amortized) − "
+        "objective(the best codes on the encoder's supports)",
+        direction=HIGHER_IS_WORSE,
+        lambda_dependent=True,
+    )
+    support_gap: float | None = optional_metric(
+        "Support Gap",
+        "The rest of mean_gap (coefficient_gap + support_gap = mean_gap): objective(the best codes on the "
+        "encoder's supports) − objective(non_amortized), from choosing other latents",
         direction=HIGHER_IS_WORSE,
         lambda_dependent=True,
     )
@@ -159,6 +175,25 @@ class ModeRow(BaseResultDetail):
         short="s/1k tok",
         fmt=".4f",
         column=13,
+    )
+    coefficient_gap: float | None = optional_metric(
+        "Coefficient Gap",
+        "objective(this mode) − objective(the best codes on this mode's own supports): what re-sizing "
+        "the chosen latents alone would recover (k_sparse: NNLS; L1 objectives: the lasso on the support)",
+        direction=HIGHER_IS_WORSE,
+        short="coef gap",
+        fmt=".4f",
+        column=15,
+    )
+    support_gap: float | None = optional_metric(
+        "Support Gap",
+        "objective(the best codes on this mode's supports) − objective(non_amortized): the rest of the "
+        "gap, from choosing other latents (coefficient_gap + support_gap = this mode's gap; can be < 0 "
+        "under k_sparse, where non_amortized is a search, not the optimum)",
+        direction=HIGHER_IS_WORSE,
+        short="supp gap",
+        fmt=".4f",
+        column=16,
     )
     l1_coefficient: float | None = optional_metric(
         "λ",

@@ -33,6 +33,7 @@ from sae_bench_amortization.inference.dictionary import (
     print_zero_rows_note,
     sparse_coding_targets,
 )
+from sae_bench_amortization.inference.objectives import penalty_weights
 from sae_bench_amortization.metrics.accumulator import Step
 from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings
 from sae_bench_amortization.modes import (
@@ -91,7 +92,7 @@ class ModeRun:
 def mode_runs(
     sae: SAE,
     modes: list[InferenceMode],
-    lam: float,
+    lam: float | None,
     inference: InferenceSettings,
     *,
     loca: SAE | None,
@@ -115,7 +116,7 @@ def compare_modes(
     sae: SAE,
     source: ActivationSource,
     modes: list[InferenceMode],
-    lam: float,
+    lam: float | None,
     inference: InferenceSettings,
     *,
     config: AmortizationGapEvalConfig,
@@ -126,7 +127,7 @@ def compare_modes(
     (:data:`GAP_PROTOCOLS`: NMSE, L0, mean objective, dead/dense rates, ΔF1, absorption, time; "paper":
     the paper's definitions). Rows in mode order, then ``loca`` when a LocA-SAE is given beside ``sae``:
     its own encoder and decoder. A mode's codes use its λ from ``mode_lambdas`` (default ``lam``); every
-    objective is at ``lam``."""
+    objective is ``inference.objective``'s at ``lam`` (k_sparse: λ None, the squared error alone)."""
     runs = mode_runs(sae, modes, lam, inference, loca=loca, mode_lambdas=mode_lambdas or {})
     protocol = GAP_PROTOCOLS[config.protocol]
     truth = truth_for(sae, source)
@@ -135,6 +136,7 @@ def compare_modes(
         max_concepts=config.max_concepts,
         concept_names=source.concept_names,
         truth=None if truth is None else truth.dictionary,
+        k_sparse=inference.objective == "k_sparse",
     )
     metrics = {
         name: protocol(run.decoder.W_dec, functools.partial(decode, run.decoder), settings)
@@ -142,6 +144,7 @@ def compare_modes(
     }
     decoders = {id(run.decoder): run.decoder for run in runs.values()}
     dictionaries = {key: dictionary_of(decoder).D for key, decoder in decoders.items()}
+    weights = {key: penalty_weights(D, inference.objective) for key, D in dictionaries.items()}
     if protocol.max_tokens is not None:
         source = TruncatedSource(source, protocol.max_tokens)
     with torch.no_grad():
@@ -159,7 +162,8 @@ def compare_modes(
                     inputs=batch.acts,
                     targets=targets[key],
                     dictionary=dictionaries[key],
-                    lam=lam,
+                    lam=0.0 if lam is None else lam,
+                    weights=weights[key],
                     seconds=seconds,
                 )
                 metrics[name].update(step)
@@ -187,8 +191,11 @@ def rows_to_csv(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
-    """The rows as a fixed-width table (ΔF1 and absorption shown when measured)."""
+def format_table(
+    sae_name: str, rows: list[dict], lam: float | None, inference: InferenceSettings | None = None
+) -> str:
+    """The rows as a fixed-width table (ΔF1 and absorption shown when measured); the title names the
+    problem (λ, or k for k_sparse) when it is not the paper's plain l1."""
     columns = shown_columns(
         table_columns(ModeRow), rows, always={"nmse", "nmse_refit", "l0", "objective"}
     )
@@ -200,7 +207,12 @@ def format_table(sae_name: str, rows: list[dict], lam: float) -> str:
     notes = {
         f"null {key}: {why}" for row in rows for key, why in (row.get("undefined") or {}).items()
     }
-    return "\n".join([f"{sae_name} (λ {lam:.4g})", *aligned(header, cells), *sorted(notes)])
+    problem = "" if inference is None or inference.objective == "l1" else f"{inference.objective}, "
+    if inference is not None and inference.objective == "k_sparse":
+        title = f"{sae_name} ({problem}k {inference.k})"
+    else:
+        title = f"{sae_name} ({problem}λ {lam:.4g})" if lam is not None else sae_name
+    return "\n".join([title, *aligned(header, cells), *sorted(notes)])
 
 
 def gap_ends() -> tuple[InferenceMode, InferenceMode]:
@@ -261,7 +273,7 @@ def check(requirements) -> dict | None:
 def evaluate(context: EvalContext) -> Evaluated:
     """One SAE: every mode side by side on its decoder (and its LocA-SAE's row when one is paired)."""
     config, spec, sae = context.config, context.spec, context.base_sae
-    source, inference = context.source, context.request.inference
+    source, inference = context.source, context.work.inference
     modes = gap_modes(config)
     if any(mode.spec.needs_lambda for mode in modes):
         print_zero_rows_note(sae, spec.sae_name)
@@ -269,7 +281,7 @@ def evaluate(context: EvalContext) -> Evaluated:
     loca = _load_loca(loca_of[spec.sae_name], sae) if spec.sae_name in loca_of else None
     protocol = GAP_PROTOCOLS[config.protocol]
     scope = inference.lambda_calibration or protocol.lambda_scope
-    lam, calibration = context.work.shared_lambda
+    lam, calibration = context.work.shared_lambda if context.work.uses_lambda else (None, None)
     calibrations = {"shared": calibration_record(calibration) or None}
     mode_lambdas = {}
     for mode in modes:
@@ -284,6 +296,10 @@ def evaluate(context: EvalContext) -> Evaluated:
     encoder_mode, optimum_mode = gap_ends()
     encoder_row, optimum_row = by_mode[mode_row_name(sae, encoder_mode)], by_mode[optimum_mode.name]
     gap = encoder_row["objective"] - optimum_row["objective"]
+    for row in rows:  # the gap to the optimum, split at the best codes on the row's own support
+        on_support = row.pop("objective_on_support")
+        row["coefficient_gap"] = row["objective"] - on_support
+        row["support_gap"] = on_support - optimum_row["objective"]
     median_gap = None
     if protocol.keep_per_token:
         per_token = encoder_row["per_token_objective"] - optimum_row["per_token_objective"]
@@ -301,11 +317,13 @@ def evaluate(context: EvalContext) -> Evaluated:
     metrics = AmortizationMetrics(
         l1_coefficient=lam,
         mean_gap=gap,
+        coefficient_gap=encoder_row["coefficient_gap"],
+        support_gap=encoder_row["support_gap"],
         mean_relative_gap=gap / optimum_row["objective"] if optimum_row["objective"] > 0 else None,
         median_gap=median_gap,
     )
     truth_by_mode = {row["mode"]: row.pop("ground_truth") for row in rows}
-    print(format_table(spec.sae_name, rows, lam))
+    print(format_table(spec.sae_name, rows, lam, inference))
     summary = {
         "mean_gap": gap,
         "mean_relative_gap": metrics.mean_relative_gap,

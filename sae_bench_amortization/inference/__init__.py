@@ -19,3 +19,27 @@ def check_l1_coefficient(value: float, name: str = "l1_coefficient") -> None:
     """λ must be a non-negative finite number (InputError, a ValueError, naming ``name`` otherwise)."""
     if not (isinstance(value, int | float) and 0 <= value < math.inf):
         raise InputError(f"{name} must be a non-negative finite number, got {value}")
+
+
+# the sparse-coding problem the less amortized modes solve (inference.objectives has the math)
+Objective = Literal["l1", "l1_decoder_norm", "k_sparse"]
+L1Objective = Literal["l1", "l1_decoder_norm"]  # the problems with a λ
+OBJECTIVES: tuple[Objective, ...] = ("l1", "l1_decoder_norm", "k_sparse")
+L1_OBJECTIVES: tuple[L1Objective, ...] = ("l1", "l1_decoder_norm")
+ObjectiveChoice = Literal["l1", "l1_decoder_norm", "k_sparse", "auto"]
+OBJECTIVE_CHOICES: tuple[ObjectiveChoice, ...] = (*OBJECTIVES, "auto")
+# auto: the problem each architecture is trained with (JumpReLU: its L1 surrogate of the L0 penalty;
+# BatchTopK SAEs load as JumpReLU); other architectures keep the paper's l1
+AUTO_OBJECTIVES: dict[str, Objective] = {
+    "topk": "k_sparse",
+    "standard": "l1_decoder_norm",
+    "gated": "l1_decoder_norm",
+    "jumprelu": "l1_decoder_norm",
+}
+
+
+def resolve_objective(choice: ObjectiveChoice, architecture: str) -> Objective:
+    """The objective ``choice`` means for an SAE of ``architecture`` (``auto``: :data:`AUTO_OBJECTIVES`)."""
+    if choice == "auto":
+        return AUTO_OBJECTIVES.get(architecture, "l1")
+    return choice

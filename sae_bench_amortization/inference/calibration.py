@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.inference import L1Objective
 from sae_bench_amortization.inference.dictionary import Dictionary, sparse_coding_targets
-from sae_bench_amortization.inference.objectives import L1Objective, problem_of
+from sae_bench_amortization.inference.objectives import problem_of
 from sae_bench_amortization.inference.solver import ista, lambda_max, mean_l0, solve
 from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
 

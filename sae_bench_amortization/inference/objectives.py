@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
+from sae_bench_amortization.inference import Objective
 from sae_bench_amortization.inference.dictionary import Dictionary, dictionary_of
-
-Objective = Literal["l1", "l1_decoder_norm", "k_sparse"]
-L1Objective = Literal["l1", "l1_decoder_norm"]  # the problems with a λ
-OBJECTIVES: tuple[Objective, ...] = ("l1", "l1_decoder_norm", "k_sparse")
-L1_OBJECTIVES: tuple[L1Objective, ...] = ("l1", "l1_decoder_norm")
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ def problem_of(sae, objective: Objective) -> Problem:
     return problem
 
 
-def penalty_weights(D: torch.Tensor, objective: Objective) -> torch.Tensor | None:
+def penalty_weights(D: torch.Tensor, objective: str) -> torch.Tensor | None:
     """The L1 weights w [d_sae] of ``objective`` on rows D (None: all 1, or no penalty for k_sparse)."""
     return D.norm(dim=1) if objective == "l1_decoder_norm" else None
 
@@ -91,3 +86,18 @@ def objective_value(
     residual = (r - z @ D).double()
     penalty = z.double() if weights is None else z.double() * weights.double()
     return 0.5 * (residual * residual).sum(dim=-1) + lam * penalty.sum(dim=-1)
+
+
+def k_of(sae, activations: torch.Tensor | None) -> int:
+    """The k of the k-sparse problem: the SAE's own k (TopK), else its encoder's mean L0 on
+    ``activations`` [N, d_in], rounded (at least 1)."""
+    own = getattr(sae.cfg, "k", None)
+    if own is not None:
+        return int(own)
+    if activations is None:
+        raise ValueError(
+            "objective k_sparse on an SAE without its own k needs k or calibration_activations [N, d_in]"
+        )
+    with torch.no_grad():
+        codes = sae.encode(activations.to(sae.W_dec.device, sae.W_dec.dtype))
+    return max(1, round(float((codes > 0).sum(-1).double().mean())))

@@ -25,7 +25,8 @@ class Step:
     x_hat [B, d_in]: the decoder's reading of the codes (None when no accumulator of the set needs it);
     concepts [B, C] bool: the tokens' concept labels, or None; inputs [B, d_in]: the activations as the
     source gave them (None: the same as x). For an objective: targets [B, d_in] (the sparse-coding targets
-    of x), dictionary [d_sae, d_in] (the decoder's rows as a sparse-coding dictionary) and lam (λ).
+    of x), dictionary [d_sae, d_in] (the decoder's rows as a sparse-coding dictionary), lam (λ) and
+    weights [d_sae] (the L1 penalty's per-latent weights: decoder norms for l1_decoder_norm; None: all 1).
     seconds: the time it took to compute the codes.
     """
 
@@ -37,6 +38,7 @@ class Step:
     targets: torch.Tensor | None = None
     dictionary: torch.Tensor | None = None
     lam: float = 0.0
+    weights: torch.Tensor | None = None
     seconds: float = 0.0
 
     @property

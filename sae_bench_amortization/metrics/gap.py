@@ -24,7 +24,7 @@ from sae_bench_amortization.metrics.concepts import (
 )
 from sae_bench_amortization.metrics.firing import Firing
 from sae_bench_amortization.metrics.ground_truth import GroundTruth
-from sae_bench_amortization.metrics.objective import Objective, Timing
+from sae_bench_amortization.metrics.objective import Objective, ObjectiveOnSupport, Timing
 from sae_bench_amortization.metrics.paper import DEFINITIONS, PAPER_MAX_TOKENS, PaperProtocol
 from sae_bench_amortization.metrics.reconstruction import NO_VARIANCE, Reconstruction
 from sae_bench_amortization.metrics.refit import RefitReconstruction
@@ -57,6 +57,7 @@ class GapSettings:
     concept_names: list[str] | None = None
     truth: torch.Tensor | None = None
     probe_cache: dict[int, tuple[torch.Tensor, np.ndarray]] = field(default_factory=dict)
+    k_sparse: bool = False  # the modes solve the k-sparse problem (best codes on a support: NNLS)
 
 
 class GapMetrics:
@@ -80,12 +81,20 @@ class GapMetrics:
         self.reconstruction = Reconstruction()
         self.refit = RefitReconstruction(decode, d_sae)
         self.objective = Objective(keep_per_token=self.keep_per_token)
+        self.on_support = ObjectiveOnSupport(k_sparse=settings.k_sparse)
         self.timing = Timing()
         truth = settings.truth
         self.ground_truth = None if truth is None else GroundTruth(W_dec, truth)
 
     def update(self, step: Step) -> None:
-        for accumulator in (self.firing, self.reconstruction, self.refit, self.objective):
+        accumulators = (
+            self.firing,
+            self.reconstruction,
+            self.refit,
+            self.objective,
+            self.on_support,
+        )
+        for accumulator in accumulators:
             accumulator.update(step)
         self.timing.update(step)
         if self.ground_truth is not None:
@@ -100,6 +109,7 @@ class GapMetrics:
             "explained_variance": reconstruction.explained_variance,
             "l0": firing.mean_l0,
             "objective": self.objective.result().mean,
+            "objective_on_support": self.on_support.result().mean,
             "dead_rate": firing.dead_rate,
             "dense_rate": firing.dense_rate,
             "delta_f1": None,

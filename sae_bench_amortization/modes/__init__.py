@@ -21,7 +21,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from sae_bench_amortization.errors import InputError, suggest
-from sae_bench_amortization.inference import check_l1_coefficient
+from sae_bench_amortization.inference import (
+    OBJECTIVE_CHOICES,
+    ObjectiveChoice,
+    check_l1_coefficient,
+)
 from sae_bench_amortization.modes.kind import (
     KINDS,
     ROLES,
@@ -211,6 +215,11 @@ class InferenceSettings:
     lambda_calibration: LambdaCalibration | None = None  # None: the eval's default
     allow_many_steps: bool = False  # step counts above MAX_STEPS only when asked for
     kind_settings: dict[str, dict[str, object]] = field(default_factory=dict)
+    # the problem semi:T and non_amortized solve (inference.objectives); auto: per SAE, its architecture's
+    objective: ObjectiveChoice = "l1"
+    k: int | None = (
+        None  # k_sparse: at most k actives (None: the SAE's own k, else its encoder's L0)
+    )
 
     def __post_init__(self) -> None:
         many = [mode for mode in self.modes if (mode.n_steps or 0) > MAX_STEPS]
@@ -226,6 +235,19 @@ class InferenceSettings:
             )
         if self.l1_coefficient is not None:
             check_l1_coefficient(self.l1_coefficient, "--l1-coefficient")
+        if self.objective not in OBJECTIVE_CHOICES:
+            raise InputError(
+                f"--objective must be one of {', '.join(OBJECTIVE_CHOICES)}, got {self.objective!r}"
+            )
+        if self.objective == "k_sparse":
+            given = [flag for flag, value in (("--l1-coefficient", self.l1_coefficient),
+                     ("--lambda-calibration", self.lambda_calibration)) if value is not None]  # fmt: skip
+            if given:
+                raise InputError(
+                    f"--objective k_sparse has no λ (at most k actives, no penalty): drop {' and '.join(given)}"
+                )
+        if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
+            raise InputError(f"k of the k-sparse problem must be an integer >= 1, got {self.k!r}")
 
     @property
     def needs_lambda(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sae_bench_amortization.inference import Objective
 from sae_bench_amortization.modes.kind import InferenceMode, ModeKind
 
 if TYPE_CHECKING:  # annotations only: SAE-Lens loads when the mode is built
@@ -13,9 +14,13 @@ if TYPE_CHECKING:  # annotations only: SAE-Lens loads when the mode is built
 
 @dataclass(frozen=True)
 class NonAmortizedSettings:
-    """The KKT tolerance, relative to λ (no command-line option; ``InferenceSettings.tol``'s default)."""
+    """The KKT tolerance, relative to λ (no command-line option; ``InferenceSettings.tol``'s default); the
+    problem (``objective``; k for ``k_sparse``, whose codes are the best of several searches from the
+    encoder's: an upper bound on its optimum)."""
 
     tol: float
+    objective: Objective
+    k: int | None
 
 
 def build(
@@ -24,8 +29,9 @@ def build(
     from sae_bench_amortization.adapters.ista_refined import ISTARefinedSAE  # SAE-Lens loads lazily
 
     return ISTARefinedSAE.from_sae(
-        sae, n_steps=None, init="zero", l1_coefficient=l1_coefficient, tol=settings.tol
-    )
+        sae, n_steps=None, init="zero", l1_coefficient=l1_coefficient, tol=settings.tol,
+        objective=settings.objective, k=settings.k,
+    )  # fmt: skip
 
 
 KIND = ModeKind(

@@ -23,8 +23,9 @@ SCHEDULING_FIELDS = frozenset(
     {"batch_size", "llm_batch_size", "sae_batch_size", "n_tokens", "device", "llm_dtype"}
 )
 RUN_FIELDS = frozenset(
-    {"inference_mode", "l1_coefficient", "lambda_calibration", "activation_source"}
-)
+    {"inference_mode", "l1_coefficient", "lambda_calibration", "activation_source", "objective",
+     "k_sparse_k"}
+)  # fmt: skip
 
 
 def config_identity(config: object) -> dict[str, Any]:
@@ -70,6 +71,9 @@ def inference_identity(
             "method": settings.method,
             "tol": settings.tol,
         }
+        # the problem (results of this package made before --objective existed solved l1: no key)
+        if settings.objective != "l1" or settings.k is not None:
+            identity |= {"objective": settings.objective, "k": settings.k}
     kinds = [mode.spec] if per_mode and mode is not None else [m.spec for m in settings.modes]
     own = {kind.name: settings.own_settings(kind) for kind in kinds}
     own = {name: values for name, values in own.items() if values}

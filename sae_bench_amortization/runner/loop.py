@@ -31,6 +31,7 @@ from sae_bench_amortization.atomic import (
 )
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.inference.calibration import Calibration, calibrate_l1_coefficient
+from sae_bench_amortization.inference.objectives import k_of
 from sae_bench_amortization.modes import (
     InferenceMode,
     InferenceSettings,
@@ -51,6 +52,7 @@ from sae_bench_amortization.runner.outputs import ground_truth_metrics, with_gro
 from sae_bench_amortization.runner.plan import (
     Plan,
     PlannedResult,
+    check_objective,
     plan_command,
     stored_if_up_to_date,
     stored_metrics,
@@ -111,6 +113,7 @@ class SAEWork:
         self._calibration_tokens: torch.Tensor | None = None
         self._shared_lambda: tuple[float, Calibration | None] | None = None
         self._per_mode: dict[str, Calibration] = {}
+        self._inference: InferenceSettings | None = None
 
     @property
     def sae(self) -> SAE:
@@ -136,14 +139,42 @@ class SAEWork:
         return self._calibration_tokens
 
     @property
+    def inference(self) -> InferenceSettings:
+        """The run's inference settings for this SAE: ``--objective auto`` resolved by its architecture,
+        and for ``k_sparse`` its k (given, the SAE's own, else its encoder's mean L0 on the calibration
+        tokens, rounded), at most d_sae."""
+        if self._inference is None:
+            settings = self.request.inference
+            objective = check_objective(self.spec.sae_name, self.sae, settings)
+            k = settings.k
+            if objective == "k_sparse" and k is None:
+                k = k_of(self.sae, self.calibration_tokens)
+            self._inference = dataclasses.replace(settings, objective=objective, k=k)
+        return self._inference
+
+    @property
+    def uses_lambda(self) -> bool:
+        """False under ``k_sparse`` (no penalty): no mode has a λ."""
+        return self.inference.objective != "k_sparse"
+
+    @property
     def shared_lambda(self) -> tuple[float, Calibration | None]:
-        """(λ, calibration or None): the given λ, or non-amortized L0 matched to the encoder's."""
+        """(λ, calibration or None): the given λ, or non-amortized L0 matched to the encoder's (under the
+        run's objective)."""
         if self._shared_lambda is None:
             given = self.request.inference.l1_coefficient
+            objective = self.inference.objective
             if given is not None:
                 self._shared_lambda = given, None
+            elif objective == "k_sparse":
+                raise InputError("the k-sparse problem has no λ")
             else:
-                calibration = calibrate_l1_coefficient(self.sae, self.calibration_tokens)
+                weighted = objective == "l1_decoder_norm"  # (auto is resolved: l1 otherwise)
+                calibration = calibrate_l1_coefficient(
+                    self.sae,
+                    self.calibration_tokens,
+                    objective="l1_decoder_norm" if weighted else "l1",
+                )
                 self._shared_lambda = calibration.l1_coefficient, calibration
         return self._shared_lambda
 
@@ -152,8 +183,8 @@ class SAEWork:
     ) -> tuple[float | None, Calibration | None]:
         """(λ, calibration or None) of ``mode``: None for modes without λ; with ``scope`` "per_mode" the
         mode's own calibrated λ when its kind calibrates one (unless λ was given), else the shared one."""
-        settings = self.request.inference
-        if not mode.spec.needs_lambda:
+        settings = self.inference
+        if not mode.spec.needs_lambda or not self.uses_lambda:
             return None, None
         own = scope == "per_mode" and calibrates_own_lambda(mode)
         if not own or settings.l1_coefficient is not None:
@@ -229,7 +260,7 @@ class EvalContext(Generic[Config]):
             self._sae = (
                 self.base_sae
                 if self.mode is None
-                else mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.request.inference)
+                else mode_sae(self.base_sae, self.mode, self.l1_coefficient, self.work.inference)
             )
         return self._sae
 
@@ -262,7 +293,9 @@ class EvalContext(Generic[Config]):
         values: dict[str, Any] = {}
         if self.mode is not None and "inference_mode" in names:
             inference = self.request.inference
-            if self.mode.spec.needs_lambda:
+            if not self.work.uses_lambda:
+                calibration = None
+            elif self.mode.spec.needs_lambda:
                 calibration = self.work.lambda_for(self.mode, self.lambda_scope)[1]
             elif inference.l1_coefficient is None and inference.needs_lambda:
                 calibration = self.work.shared_lambda[1]  # recorded beside the modes that use it
@@ -273,6 +306,8 @@ class EvalContext(Generic[Config]):
                 "l1_coefficient": self.l1_coefficient,
                 "lambda_calibration": calibration_record(calibration) or None,
             }
+        if "objective" in names and (self.mode is None or self.mode.spec.needs_lambda):
+            values |= objective_fields(self.work.inference)
         if "activation_source" in names and self.entry.needs == "activations":
             values["activation_source"] = self.source.describe()
         if "batch_size" in names and self.entry.needs == "activations":
@@ -319,6 +354,15 @@ class EvalContext(Generic[Config]):
             "sae_lens_release_id": self.spec.release,
             "sae_cfg_dict": (sae or self.sae).cfg.to_dict(),
         }
+
+
+def objective_fields(settings: InferenceSettings) -> dict[str, Any]:
+    """The eval_config fields naming the problem the modes solved (``auto`` resolved): ``objective`` and,
+    for ``k_sparse``, ``k_sparse_k``."""
+    return {
+        "objective": settings.objective,
+        "k_sparse_k": settings.k if settings.objective == "k_sparse" else None,
+    }
 
 
 def run_entry(

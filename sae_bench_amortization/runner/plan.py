@@ -16,7 +16,8 @@ from sae_bench_amortization.activations.base import ActivationSource
 from sae_bench_amortization.activations.sources import check_width, source_identity
 from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError, first_line
-from sae_bench_amortization.modes import InferenceMode
+from sae_bench_amortization.inference import Objective, resolve_objective
+from sae_bench_amortization.modes import InferenceMode, InferenceSettings
 from sae_bench_amortization.registry import EvalEntry
 from sae_bench_amortization.runner import fingerprint as fp
 from sae_bench_amortization.runner.eval_inputs import config_for, result_name
@@ -79,6 +80,25 @@ def load_checked(spec: SAESpec, request: EvalRequest) -> SAE:
     return sae
 
 
+def check_objective(sae_name: str, sae: SAE, settings: InferenceSettings) -> Objective:
+    """The problem the modes solve on this SAE (``--objective auto`` resolved by its architecture),
+    refused with one line where it cannot apply: λ given for k_sparse, k above d_sae."""
+    objective = resolve_objective(settings.objective, sae.cfg.architecture())
+    if objective != "k_sparse":
+        return objective
+    if settings.l1_coefficient is not None:
+        raise InputError(
+            f"SAE {sae_name} is solved as k_sparse (--objective {settings.objective}), which has no λ: "
+            "drop --l1-coefficient or pick an L1 objective"
+        )
+    k, d_sae = settings.k or getattr(sae.cfg, "k", None), int(sae.cfg.d_sae)
+    if k is not None and int(k) > d_sae:
+        raise InputError(
+            f"SAE {sae_name}: k of the k-sparse problem is {k}, above its d_sae {d_sae}"
+        )
+    return objective
+
+
 def plan_command(
     entries: list[EvalEntry],
     request: EvalRequest,
@@ -97,6 +117,7 @@ def plan_command(
     configs = {entry.name: config_for(entry, request) for entry in entries}
     for spec in request.saes:
         sae = load_checked(spec, request)
+        check_objective(spec.sae_name, sae, request.inference)
         identity = {
             "release": spec.release,
             "sae_id": spec.sae_id,

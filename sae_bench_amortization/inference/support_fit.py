@@ -1,0 +1,80 @@
+"""The best codes on a given support (pure tensor / scipy math): what a mode's codes would score if only
+their coefficients changed. The amortization gap splits at it:
+
+    gap = F(codes) − F(optimum) = [F(codes) − F(best on codes' support)] + [F(best on support) − F(optimum)]
+        =        coefficient_gap                  +            support_gap
+
+- ``k_sparse``: NNLS on the support (:func:`~sae_bench_amortization.inference.nnls.refit_on_support`).
+- ``l1`` / ``l1_decoder_norm`` (solver units of :class:`~sae_bench_amortization.inference.objectives.Problem`):
+  the lasso restricted to the support, min_{c ≥ 0, c = 0 off S} ½‖r − c·D‖² + λΣc, by FISTA (adaptive
+  restart) from the codes themselves on the support's Gram block, kept only where it beats the codes.
+Tokens go in groups of similar support size whose gathered rows and Gram blocks stay under 64 MiB; a
+support wider than 1,024 latents is solved on its own rows by the working-set solver.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sae_bench_amortization.inference.dictionary import Dictionary
+from sae_bench_amortization.inference.nnls import MAX_GRAM_SUPPORT, _groups
+from sae_bench_amortization.inference.working_set import working_set_solve
+
+
+def lasso_on_support(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    codes: torch.Tensor,
+    lam: float,
+    *,
+    n_steps: int = 500,
+    tol: float = 1e-7,
+) -> torch.Tensor:
+    """Codes [B, d_sae] minimizing ½‖r − c·D‖² + λΣc over c ≥ 0 on the support of ``codes`` [B, d_sae]
+    (zero off it), from ``codes``: FISTA with step 1/‖G_SS‖ (Gershgorin), stopped after ``n_steps`` or
+    when no coefficient moves by more than ``tol`` of the largest (checked every 10 steps)."""
+    D = dictionary.D.to(r.dtype)
+    codes = dictionary.without_zero_rows(codes.to(r.dtype)).clamp(min=0)
+    out = torch.zeros_like(codes)
+    sizes = (codes > 0).sum(dim=1)
+    order = torch.argsort(sizes)
+    sorted_sizes = sizes[order].tolist()
+    narrow = sum(size <= MAX_GRAM_SUPPORT for size in sorted_sizes)
+    for row in order[narrow:].tolist():  # huge supports: the working-set solver on their own rows
+        support = torch.nonzero(codes[row] > 0).flatten()
+        sub = Dictionary(D[support], dictionary.b_dec)
+        out[row, support] = working_set_solve(
+            sub, r[row : row + 1], lam, z0=codes[row : row + 1, support], tol=1e-6
+        )[0]
+    for start, stop in _groups(sorted_sizes[:narrow], D.shape[1] * D.element_size()):
+        rows = order[start:stop]
+        values, index = torch.topk(codes[rows], int(sizes[order[stop - 1]]), dim=1)
+        valid = (values > 0).to(r.dtype)
+        atoms = D[index] * valid[..., None]  # [b, K, d_in]
+        gram = atoms @ atoms.transpose(1, 2)  # [b, K, K]
+        b = (atoms @ r[rows][..., None]).squeeze(-1) - lam * valid  # [b, K]
+        step = 1.0 / gram.abs().sum(-1).amax(-1, keepdim=True).clamp_min(1e-12)
+        start = values * valid
+        c, y, t = start, start, 1.0
+        for i in range(n_steps):  # FISTA with adaptive restart
+            gradient = torch.bmm(gram, y.unsqueeze(-1)).squeeze(-1) - b
+            new = (y - step * gradient).clamp_(min=0) * valid
+            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+            direction = new - c
+            restart = ((y - new) * direction).sum(-1, keepdim=True) > 0
+            y = torch.where(restart, new, new + ((t - 1) / t_new) * direction)
+            c, t = new, t_new
+            if i % 10 == 9 and float(direction.abs().max()) <= tol * max(
+                float(c.abs().max()), 1e-30
+            ):
+                break
+        # never worse than the codes themselves (FISTA is not monotone)
+        worse = _quadratic(gram, b, c) > _quadratic(gram, b, start)
+        c = torch.where(worse.unsqueeze(-1), start, c)
+        out[rows] = torch.zeros_like(codes[rows]).scatter_(1, index, c)
+    return out
+
+
+def _quadratic(gram: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """½cᵀGc − bᵀc per token [b]: the restricted objective up to a constant."""
+    return 0.5 * (c * torch.bmm(gram, c.unsqueeze(-1)).squeeze(-1)).sum(-1) - (b * c).sum(-1)
