@@ -74,6 +74,8 @@ def inference_identity(
         # the problem (results of this package made before --objective existed solved l1: no key)
         if settings.objective != "l1" or settings.k is not None:
             identity |= {"objective": settings.objective, "k": settings.k}
+        if settings.objective == "k_sparse":  # no λ (the calibration tokens still set k)
+            identity |= {"l1_coefficient": None, "lambda_calibration": None}
     kinds = [mode.spec] if per_mode and mode is not None else [m.spec for m in settings.modes]
     own = {kind.name: settings.own_settings(kind) for kind in kinds}
     own = {name: values for name, values in own.items() if values}
