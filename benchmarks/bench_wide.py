@@ -7,6 +7,11 @@ plus Gaussian noise 0.05; 1,024 tokens. Each width runs in a fresh process (peak
 anonymous memory (RssAnon) is sampled every 20 ms.
 
     .venv/bin/python benchmarks/bench_wide.py [--widths 16384 65536 131072] [--tokens 1024] [--device cuda]
+        [--objective l1 l1_decoder_norm k_sparse]
+
+``--objective``: the problem the modes solve (README, "Which problem the modes solve"); k_sparse has no λ
+(no calibration, no cold L1 solve) and k = the SAE's 64. The decoder rows here have unit norm, so
+l1_decoder_norm solves the same problem as l1 (it measures the reparametrization's overhead).
 """
 
 from __future__ import annotations
@@ -38,13 +43,16 @@ class PeakSampler(threading.Thread):
             time.sleep(0.02)
 
 
-def one_width(d_sae: int, n_tokens: int, device: str, dtype: str = "float32") -> dict:
+def one_width(
+    d_sae: int, n_tokens: int, device: str, dtype: str = "float32", objective: str = "l1"
+) -> dict:
     """Everything for one width, in this process."""
     import torch
     from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
     from sae_bench_amortization.inference.calibration import calibrate_l1_coefficient
-    from sae_bench_amortization.inference.dictionary import dictionary_of, sparse_coding_targets
+    from sae_bench_amortization.inference.dictionary import sparse_coding_targets
+    from sae_bench_amortization.inference.objectives import problem_of
     from sae_bench_amortization.inference.solver import mean_l0, solve
     from sae_bench_amortization.modes import InferenceSettings, mode_sae, parse_mode
 
@@ -86,24 +94,33 @@ def one_width(d_sae: int, n_tokens: int, device: str, dtype: str = "float32") ->
         gemm_s, _ = timed(
             lambda: x @ W
         )  # one [tokens, d_in] × [d_in, d_sae] product: semi:T does 2·T
-        cold_s, _ = timed(
-            lambda: solve(dictionary_of(sae), sparse_coding_targets(sae, x), 0.15)
-        )  # the cold solve includes the dictionary's Lipschitz constant, as a first solve does
-        calibration_s, calibration = timed(lambda: calibrate_l1_coefficient(sae, x))
-        lam = calibration.l1_coefficient
-        settings = InferenceSettings()
         result = {
             "d_sae": d_sae,
             "tokens": n_tokens,
+            "objective": objective,
             "weights_mib": weights_mib,
             "encoder_l0": mean_l0(codes),
-            "lambda": lam,
-            "calibration_s": calibration_s,
-            "calibration_solves": calibration.n_solves,
-            "calibration_l0": calibration.achieved_l0,
-            "cold_solve_s": cold_s,
             "modes": {"amortized": 1000 * encode_s / n_tokens},
         }
+        lam = None
+        if objective != "k_sparse":
+            cold_s, _ = timed(
+                lambda: solve(
+                    problem_of(sae, objective).dictionary, sparse_coding_targets(sae, x), 0.15
+                )
+            )  # the cold solve includes the dictionary's Lipschitz constant, as a first solve does
+            calibration_s, calibration = timed(
+                lambda: calibrate_l1_coefficient(sae, x, objective=objective)
+            )
+            lam = calibration.l1_coefficient
+            result |= {
+                "lambda": lam,
+                "calibration_s": calibration_s,
+                "calibration_solves": calibration.n_solves,
+                "calibration_l0": calibration.achieved_l0,
+                "cold_solve_s": cold_s,
+            }
+        settings = InferenceSettings(objective=objective, k=64 if objective == "k_sparse" else None)
         for name in ("semi:5", "semi:25", "non_amortized"):
             mode = parse_mode(name)
             encoder = mode_sae(sae, mode, lam, settings)
@@ -124,10 +141,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--objective", nargs="+", default=["l1"], choices=["l1", "l1_decoder_norm", "k_sparse"]
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: one width, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_width(args.one, args.tokens, args.device, args.dtype)))
+        (objective,) = args.objective
+        print(json.dumps(one_width(args.one, args.tokens, args.device, args.dtype, objective)))
         return
     import torch
 
@@ -139,27 +160,38 @@ def main() -> None:
         f"{'calib s':>8} {'solves':>7} {'x cold':>7} | s/1k tokens (x amortized): "
         "amortized, semi:5, semi:25, non_amortized"
     )
-    for width in args.widths:
+    for width, objective in ((w, o) for w in args.widths for o in args.objective):
         done = subprocess.run(
             [sys.executable, __file__, "--one", str(width), "--tokens", str(args.tokens),
-             "--device", args.device, "--dtype", args.dtype],
+             "--device", args.device, "--dtype", args.dtype, "--objective", objective],
             capture_output=True, text=True,
         )  # fmt: skip
         if done.returncode != 0:
-            print(f"{width:>8} failed: {done.stderr.strip().splitlines()[-1]}")
+            print(f"{width:>8} {objective} failed: {done.stderr.strip().splitlines()[-1]}")
             continue
         r = json.loads(done.stdout.strip().splitlines()[-1])
         base = r["modes"]["amortized"]
         modes = ", ".join(f"{v:.3f} (x{v / base:.1f})" for v in r["modes"].values())
-        print(
-            f"{width:>8} {r['weights_mib']:>12.0f} {r['peak_anon_mib']:>14.0f} "
-            f"{r['peak_anon_mib'] / r['weights_mib']:>10.2f} {r['calibration_s']:>8.1f} "
-            f"{r['calibration_solves']:>7} {r['calibration_s'] / r['cold_solve_s']:>7.2f} | {modes}"
+        calibrated = "lambda" in r
+        calibration = (
+            f"{r['calibration_s']:>8.1f} {r['calibration_solves']:>7} "
+            f"{r['calibration_s'] / r['cold_solve_s']:>7.2f}"
+            if calibrated
+            else f"{'-':>8} {'-':>7} {'-':>7}"
         )
         print(
-            f"{'':>8} λ {r['lambda']:.4g}; L0 encoder {r['encoder_l0']:.1f}, calibrated "
-            f"{r['calibration_l0']:.1f}, semi:5 {r['l0_semi:5']:.1f}, semi:25 {r['l0_semi:25']:.1f}, "
-            f"non_amortized {r['l0_non_amortized']:.1f}; cold solve {r['cold_solve_s']:.1f} s"
+            f"{width:>8} {r['weights_mib']:>12.0f} {r['peak_anon_mib']:>14.0f} "
+            f"{r['peak_anon_mib'] / r['weights_mib']:>10.2f} {calibration} | {objective}: {modes}"
+        )
+        problem = (
+            f"λ {r['lambda']:.4g}; calibrated L0 {r['calibration_l0']:.1f}; cold solve "
+            f"{r['cold_solve_s']:.1f} s"
+            if calibrated
+            else "k 64, no λ"
+        )
+        print(
+            f"{'':>8} {problem}; L0 encoder {r['encoder_l0']:.1f}, semi:5 {r['l0_semi:5']:.1f}, "
+            f"semi:25 {r['l0_semi:25']:.1f}, non_amortized {r['l0_non_amortized']:.1f}"
         )
         tokens_per_s = ", ".join(f"{name} {1000 / v:,.0f}" for name, v in r["modes"].items())
         print(

@@ -186,26 +186,32 @@ def swap_polish(
     *,
     n_candidates: int | None = None,
     max_sweeps: int = 3,
+    max_trials: int = 24,
 ) -> torch.Tensor:
-    """Local search on supports: per sweep, every swap of one active atom for one of the
-    ``n_candidates`` (default 2k) inactive atoms most correlated with the residual, refitted by NNLS, kept
-    when it lowers the token's error; until a sweep changes nothing. Cost per sweep: k × n_candidates
-    NNLS fits of ≤ k atoms per token."""
+    """Local search on supports: per sweep, swaps of one active atom for one of the ``n_candidates``
+    (default 2k, at most ``max_trials``) inactive atoms most correlated with the residual, refitted by
+    NNLS, kept when they lower the token's error; until a sweep changes nothing. Each candidate replaces
+    each of the ``max_trials // n_candidates`` weakest actives (smallest z_j‖d_j‖; every active when k is
+    small): at most ``max_trials`` NNLS fits of ≤ k atoms per token and sweep."""
     D = dictionary.D.to(r.dtype)
     z = refit_on_support(D, r, keep_k_nonnegative(z.to(r.dtype), k))
     error = squared_error(D, r, z)
-    n_candidates = min(n_candidates or 2 * k, D.shape[0] - 1)
+    n_candidates = min(n_candidates or 2 * k, D.shape[0] - 1, max_trials)
+    n_positions = min(k, max(1, max_trials // max(n_candidates, 1)))
+    norms = D.norm(dim=1)
     for _ in range(max_sweeps):
         correlation = normalized((r - z @ D) @ D.T, D).masked_fill(z > 0, -torch.inf)
         candidates = correlation.topk(n_candidates, dim=-1).indices
         improved = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
         for a in range(n_candidates):
             incoming = candidates[:, a : a + 1]
-            for position in range(k):
+            for position in range(n_positions):
                 support = (z > 0).to(r.dtype)
                 if not bool(support.any()):
                     break
-                outgoing = z.topk(k, dim=-1).indices[:, position : position + 1]
+                contribution = torch.where(z > 0, z * norms, torch.inf)  # weakest actives first
+                outgoing = contribution.topk(n_positions, dim=-1, largest=False).indices
+                outgoing = outgoing[:, position : position + 1]
                 trial = support.scatter(1, outgoing, 0.0).scatter_(1, incoming, 1.0)
                 candidate = refit_on_support(D, r, trial)
                 candidate_error = squared_error(D, r, candidate)
