@@ -8,9 +8,9 @@ is an upper bound on the optimum.
   z ← P_k(z − μ·∇), ∇ = (z·D − r)·Dᵀ, P_k keeping the k largest non-negative entries, with the per-token
   step μ = ‖∇_S‖² / ‖∇_S·D_S‖² on the current support S, halved until the step does not increase the
   token's error (else the token keeps its codes). One d_sae-wide product per step.
-- :func:`nn_omp`: non-negative orthogonal matching pursuit to k atoms, batched over tokens, among a
-  working set W of candidate atoms per token (the start's support and the atoms of largest r·d_j / ‖d_j‖); each
-  pick is followed by an NNLS fit on the chosen atoms (projected gradient on their Gram matrix).
+- :func:`nn_omp`: orthogonal matching pursuit with non-negative picks to k atoms, batched over tokens,
+  among a working set W of candidate atoms per token (the start's support and the atoms of largest
+  r·d_j / ‖d_j‖); the chosen atoms' least-squares fit grows by one Cholesky row per pick.
 - :func:`subspace_pursuit`: add the k atoms most correlated with the residual, NNLS on the ≤ 2k, keep k.
 - :func:`swap_polish`: swap one active atom for one of the inactive atoms most correlated with the
   residual while that lowers the error.
@@ -25,6 +25,7 @@ import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
 from sae_bench_amortization.inference.nnls import refit_on_support
+from sae_bench_amortization.inference.solver import times_dictionary
 
 
 def keep_k_nonnegative(z: torch.Tensor, k: int) -> torch.Tensor:
@@ -44,8 +45,8 @@ def normalized(correlation: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
 
 
 def squared_error(D: torch.Tensor, r: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """½‖r − z·D‖² per token [B] (float64)."""
-    residual = (r - z @ D).double()
+    """½‖r − z·D‖² per token [B] (float64); z·D as a sparse product when z is sparse."""
+    residual = (r - times_dictionary(z, D)).double()
     return 0.5 * (residual * residual).sum(dim=-1)
 
 
@@ -66,11 +67,11 @@ def iht(
     z = keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k)
     error = squared_error(D, r, z)
     for _ in range(n_steps):
-        gradient = (z @ D - r) @ D.T  # [B, d_sae]
+        gradient = (times_dictionary(z, D) - r) @ D.T  # [B, d_sae]: the one d_sae-wide product
         on_support = torch.where(z > 0, gradient, 0)
         empty = ~(z > 0).any(dim=-1, keepdim=True)  # no support yet: step along the whole gradient
         direction = torch.where(empty, gradient.clamp(max=0), on_support)
-        moved = direction @ D
+        moved = times_dictionary(direction, D)
         numerator = (direction * direction).sum(-1, keepdim=True)
         denominator = (moved * moved).sum(-1, keepdim=True)
         step = numerator / denominator.clamp_min(1e-30)
@@ -97,25 +98,6 @@ def iht(
     return z
 
 
-def _support_nnls(
-    gram: torch.Tensor, b: torch.Tensor, chosen: torch.Tensor, n_steps: int
-) -> torch.Tensor:
-    """min_{c ≥ 0, c = 0 off ``chosen``} ½cᵀGc − bᵀc per token by projected gradient (FISTA);
-    gram [B, M, M], b and chosen [B, M]."""
-    mask = chosen.to(gram.dtype)
-    masked = gram * mask.unsqueeze(1) * mask.unsqueeze(2)
-    lipschitz = masked.abs().sum(-1).amax(-1, keepdim=True).clamp_min(1e-12)
-    c = torch.zeros_like(b)
-    y, t = c, 1.0
-    for _ in range(n_steps):
-        gradient = torch.bmm(masked, y.unsqueeze(-1)).squeeze(-1) - b * mask
-        c_new = (y - gradient / lipschitz).clamp_(min=0) * mask
-        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = c_new + ((t - 1) / t_new) * (c_new - c)
-        c, t = c_new, t_new
-    return c
-
-
 def nn_omp(
     dictionary: Dictionary,
     r: torch.Tensor,
@@ -123,12 +105,14 @@ def nn_omp(
     *,
     start: torch.Tensor | None = None,
     n_candidates: int | None = None,
-    nnls_steps: int = 50,
 ) -> torch.Tensor:
-    """Non-negative OMP to k atoms [B, d_sae] among each token's working set: the support of ``start``
-    (if given) and the ``n_candidates`` atoms (default 2k) of largest r·d_j / ‖d_j‖."""
+    """Orthogonal matching pursuit with non-negative picks to k atoms [B, d_sae], among each token's
+    working set: the support of ``start`` (if given) and the ``n_candidates`` atoms (default 2k) of
+    largest r·d_j / ‖d_j‖. Each pick is the atom most positively correlated with the residual (per unit
+    norm); the chosen atoms' least-squares fit is updated by one Cholesky row per pick (O(k²) per token),
+    its negative coefficients clamped to 0 for the residual. Exact NNLS is :func:`best_k_sparse`'s refit."""
     D = dictionary.D.to(r.dtype)
-    n_atoms = D.shape[0]
+    n_atoms, n_tokens = D.shape[0], r.shape[0]
     n_candidates = min(n_atoms, n_candidates or 2 * k)
     score = normalized(r @ D.T, D)
     if start is not None:
@@ -138,21 +122,56 @@ def nn_omp(
     rows = D[working]  # [B, M, d_in]
     gram = torch.bmm(rows, rows.transpose(1, 2))  # [B, M, M]
     b = torch.bmm(rows, r.unsqueeze(-1)).squeeze(-1)  # [B, M]: r·d_j
-    usable = (score.gather(1, working) > -torch.inf) & rows.any(dim=-1)  # not an all-zero row
+    norms = gram.diagonal(dim1=1, dim2=2).sqrt()
+    usable = (score.gather(1, working) > -torch.inf) & (norms > 0)  # not an all-zero row
     chosen = torch.zeros_like(b, dtype=torch.bool)
+    picks = torch.zeros(n_tokens, 0, dtype=torch.long, device=r.device)
+    factor = torch.zeros(
+        n_tokens, 0, 0, dtype=r.dtype, device=r.device
+    )  # Cholesky of G[picks, picks]
+    active = torch.ones(n_tokens, dtype=torch.bool, device=r.device)
     c = torch.zeros_like(b)
     for _ in range(min(k, n_candidates)):
         correlation = b - torch.bmm(gram, c.unsqueeze(-1)).squeeze(-1)  # (r − c·D_W)·d_j
-        norms = gram.diagonal(dim1=1, dim2=2).sqrt()
         correlation = torch.where(norms > 0, correlation / torch.where(norms > 0, norms, 1), 0)
         correlation = correlation.masked_fill(chosen | ~usable, -torch.inf)
-        best = correlation.argmax(dim=-1, keepdim=True)
-        gains = correlation.gather(1, best) > 0  # only atoms that still lower the error
-        chosen.scatter_(1, best, gains)
-        c = _support_nnls(gram, b, chosen, nnls_steps)
-    return torch.zeros(r.shape[0], n_atoms, dtype=r.dtype, device=r.device).scatter_(
-        1, working, c * chosen
-    )
+        best = correlation.argmax(dim=-1, keepdim=True)  # [B, 1]
+        active &= correlation.gather(1, best).squeeze(-1) > 0  # no atom lowers the error: stop
+        if not bool(active.any()):
+            break
+        chosen.scatter_(1, best, active.unsqueeze(-1))
+        # one more Cholesky row: G[picks, new] = factor · w, d = sqrt(G_new,new − ‖w‖²)
+        column = gram.gather(1, picks.unsqueeze(-1).expand(-1, -1, n_candidates)).gather(
+            2, best.unsqueeze(1).expand(-1, picks.shape[1], 1)
+        )  # [B, i, 1]
+        w = torch.linalg.solve_triangular(factor, column, upper=False)
+        diagonal = gram.gather(1, best.unsqueeze(-1).expand(-1, 1, n_candidates)).gather(
+            2, best.unsqueeze(1)
+        )
+        d = (
+            (diagonal - (w * w).sum(1, keepdim=True))
+            .clamp_min(1e-10 * diagonal.clamp_min(1e-30))
+            .sqrt()
+        )
+        i = picks.shape[1]
+        grown = torch.zeros(n_tokens, i + 1, i + 1, dtype=r.dtype, device=r.device)
+        grown[:, :i, :i] = factor
+        grown[:, i, :i] = w.squeeze(-1)
+        grown[:, i, i] = d.reshape(-1)
+        # a token that stopped keeps a unit row: its new pick gets no coefficient (masked below)
+        grown[~active, i, :i] = 0
+        grown[~active, i, i] = 1
+        factor, picks = grown, torch.cat([picks, best], dim=1)
+        keep = torch.ones_like(picks, dtype=r.dtype)
+        keep[:, i] = active.to(r.dtype)  # a stopped token's last pick gets no coefficient
+        b_picked = b.gather(1, picks) * keep
+        y = torch.linalg.solve_triangular(factor, b_picked.unsqueeze(-1), upper=False)
+        coefficients = torch.linalg.solve_triangular(factor.transpose(1, 2), y, upper=True).squeeze(
+            -1
+        )
+        c = torch.zeros_like(b).scatter_(1, picks, coefficients.clamp(min=0))
+        c = c * chosen
+    return torch.zeros(n_tokens, n_atoms, dtype=r.dtype, device=r.device).scatter_(1, working, c)
 
 
 def subspace_pursuit(
@@ -165,7 +184,9 @@ def subspace_pursuit(
     z = refit_on_support(D, r, keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k))
     error = squared_error(D, r, z)
     for _ in range(max_rounds):
-        correlation = normalized((r - z @ D) @ D.T, D).masked_fill(z > 0, -torch.inf)
+        correlation = normalized((r - times_dictionary(z, D)) @ D.T, D).masked_fill(
+            z > 0, -torch.inf
+        )
         added = correlation.topk(min(k, D.shape[0]), dim=-1)
         merged = (z > 0).to(r.dtype).scatter_(1, added.indices, (added.values > 0).to(r.dtype))
         candidate = refit_on_support(D, r, keep_k_nonnegative(refit_on_support(D, r, merged), k))
@@ -200,7 +221,9 @@ def swap_polish(
     n_positions = min(k, max(1, max_trials // max(n_candidates, 1)))
     norms = D.norm(dim=1)
     for _ in range(max_sweeps):
-        correlation = normalized((r - z @ D) @ D.T, D).masked_fill(z > 0, -torch.inf)
+        correlation = normalized((r - times_dictionary(z, D)) @ D.T, D).masked_fill(
+            z > 0, -torch.inf
+        )
         candidates = correlation.topk(n_candidates, dim=-1).indices
         improved = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
         for a in range(n_candidates):
