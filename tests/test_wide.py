@@ -71,6 +71,37 @@ def test_amortization_gap_at_65536_latents_under_a_memory_limit(tmp_path):
     assert objectives == sorted(objectives), objectives
 
 
+def test_k_sparse_non_amortized_at_65536_latents_under_the_same_memory_limit(tmp_path):
+    """--objective k_sparse's search (NN-OMP, IHT, subspace pursuit, swaps) at 65,536 latents within 6 GiB
+    of address space: no d_sae × d_sae matrix, NN-OMP's gathers bounded (64 tokens: its search is slow)."""
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    D, x = wide_problem(d_in=64, d_sae=65_536, n=64, active=8, seed=1)
+    sae = TopKSAE(TopKSAEConfig(d_in=64, d_sae=65_536, k=16))
+    with torch.no_grad():
+        sae.W_dec.copy_(D)
+        sae.W_enc.copy_(0.9 * D.T)
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    sae.save_model(tmp_path / "wide")
+    write_activations(tmp_path / "acts.safetensors", x)
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1]))); "
+        "from sae_bench_amortization.cli import main; sys.exit(main(sys.argv[2:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(6 << 30), "run", "--eval", "dead_dense", "--sae-path",
+         tmp_path / "wide", "--activations", tmp_path / "acts.safetensors", "--output-dir", tmp_path / "out",
+         "--device", "cpu", "--inference", "non_amortized", "--objective", "k_sparse"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (path,) = (tmp_path / "out" / "dead_dense").glob("*_eval_results.json")
+    result = json.loads(path.read_text())
+    assert result["eval_config"]["objective"] == "k_sparse"
+    assert result["eval_result_metrics"]["pathologies"]["mean_l0"] <= 16
+
+
 def test_an_allocation_failure_is_one_line_naming_the_memory_and_the_flags(
     planted, tmp_path, cli, monkeypatch
 ):

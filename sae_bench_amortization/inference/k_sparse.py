@@ -98,7 +98,33 @@ def iht(
     return z
 
 
+GATHER_BYTES = 64 * 2**20  # NN-OMP's gathered rows and Gram blocks, per group of tokens
+
+
 def nn_omp(
+    dictionary: Dictionary,
+    r: torch.Tensor,
+    k: int,
+    *,
+    start: torch.Tensor | None = None,
+    n_candidates: int | None = None,
+) -> torch.Tensor:
+    """:func:`_nn_omp` in groups of tokens whose gathered rows [b, M, d_in] and Gram blocks [b, M, M]
+    take at most :data:`GATHER_BYTES` (M: the working set), so memory does not grow with the chunk."""
+    n_atoms, d_in = dictionary.D.shape
+    m = min(
+        n_atoms, (n_candidates or 2 * k) + (0 if start is None else int((start > 0).sum(-1).max()))
+    )
+    group = max(1, GATHER_BYTES // (m * (d_in + m) * r.element_size()))
+    parts = [
+        _nn_omp(dictionary, r[i : i + group], k, n_candidates=n_candidates,
+                start=None if start is None else start[i : i + group])
+        for i in range(0, r.shape[0], group)
+    ]  # fmt: skip
+    return torch.cat(parts) if parts else torch.zeros(0, n_atoms, dtype=r.dtype, device=r.device)
+
+
+def _nn_omp(
     dictionary: Dictionary,
     r: torch.Tensor,
     k: int,
