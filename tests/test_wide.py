@@ -38,20 +38,27 @@ def test_gram_free_solver_reaches_the_cached_gram_optimum():
         assert abs(f_computed - f_cached) <= 1e-6 * abs(f_cached), (lam, f_cached, f_computed)
 
 
-def test_amortization_gap_at_65536_latents_under_a_memory_limit(tmp_path):
-    """The Gram matrix of 65,536 latents is 16 GiB; the run gets 6 GiB of address space in all."""
+def save_wide_topk(folder, n_tokens: int) -> None:
+    """``folder/wide``: a TopK SAE (d_in 64, 65,536 latents, k 16) on a planted decoder, encoder 0.9 × its
+    transpose; ``folder/acts.safetensors``: n_tokens of 8 planted atoms each."""
     from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
-    d_in, d_sae = 64, 65_536
-    D, x = wide_problem(d_in=d_in, d_sae=d_sae, n=300, active=8, seed=1)
-    sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=d_sae, k=16))
+    D, x = wide_problem(d_in=64, d_sae=65_536, n=n_tokens, active=8, seed=1)
+    sae = TopKSAE(TopKSAEConfig(d_in=64, d_sae=65_536, k=16))
     with torch.no_grad():
         sae.W_dec.copy_(D)
         sae.W_enc.copy_(0.9 * D.T)
         sae.b_enc.zero_()
         sae.b_dec.zero_()
-    sae.save_model(tmp_path / "wide")
-    write_activations(tmp_path / "acts.safetensors", x)
+    sae.save_model(folder / "wide")
+    write_activations(folder / "acts.safetensors", x)
+
+
+def test_amortization_gap_at_65536_latents_under_a_memory_limit(tmp_path):
+    """The Gram matrix of 65,536 latents is 16 GiB; the run gets 6 GiB of address space in all."""
+
+    d_sae = 65_536
+    save_wide_topk(tmp_path, n_tokens=300)
     limit = 6 << 30
     assert d_sae * d_sae * 4 > 2 * limit
     code = (
@@ -74,17 +81,7 @@ def test_amortization_gap_at_65536_latents_under_a_memory_limit(tmp_path):
 def test_k_sparse_non_amortized_at_65536_latents_under_the_same_memory_limit(tmp_path):
     """--objective k_sparse's search (NN-OMP, IHT, subspace pursuit, swaps) at 65,536 latents within 6 GiB
     of address space: no d_sae × d_sae matrix, NN-OMP's gathers bounded (64 tokens: its search is slow)."""
-    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
-
-    D, x = wide_problem(d_in=64, d_sae=65_536, n=64, active=8, seed=1)
-    sae = TopKSAE(TopKSAEConfig(d_in=64, d_sae=65_536, k=16))
-    with torch.no_grad():
-        sae.W_dec.copy_(D)
-        sae.W_enc.copy_(0.9 * D.T)
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    sae.save_model(tmp_path / "wide")
-    write_activations(tmp_path / "acts.safetensors", x)
+    save_wide_topk(tmp_path, n_tokens=64)
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1]))); "
         "from sae_bench_amortization.cli import main; sys.exit(main(sys.argv[2:]))"

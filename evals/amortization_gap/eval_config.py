@@ -7,6 +7,7 @@ from typing import Literal, get_args
 from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import BaseEvalConfig
 
+from sae_bench_amortization.runner.eval_config import k_sparse_k_setting, objective_setting
 from sae_bench_amortization.runner.outputs import setting
 
 DEFAULT_MODES = ["amortized", "semi:5", "semi:25", "non_amortized"]
@@ -47,19 +48,8 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
         "λ Calibration",
         "How λ was found: non-amortized L0 matched to the amortized L0 on calibration tokens.",
     )
-    objective: str = setting(
-        "l1",
-        "Objective",
-        "The problem semi:T and non_amortized solve on the decoder (--objective; auto resolved per SAE): "
-        "l1 (the paper's: ½‖x − decode(z)‖² + λ‖z‖₁), l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most "
-        "k actives, no λ; NP-hard: non_amortized is the best of several searches, an upper bound on the "
-        "optimum, so a gap to it is a lower bound on the true gap).",
-    )
-    k_sparse_k: int | None = setting(
-        None,
-        "k (k-sparse)",
-        "k of the k-sparse problem: the SAE's own k, else its encoder's mean L0 rounded.",
-    )
+    objective: str = objective_setting()
+    k_sparse_k: int | None = k_sparse_k_setting()
     loca_paths: list[str] = setting(
         [],
         "LocA-SAE Paths",

@@ -9,6 +9,27 @@ from sae_bench.evals.base_eval_output import BaseEvalConfig
 from sae_bench_amortization.runner.outputs import setting
 
 
+def objective_setting():
+    """The ``objective`` field of every config whose modes solve a problem (one declaration)."""
+    return setting(
+        "l1",
+        "Objective",
+        "The problem semi:T and non_amortized solve on the decoder (--objective; auto resolved per SAE): "
+        "l1 (the paper's: ½‖x − decode(z)‖² + λ‖z‖₁), l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most "
+        "k actives, no λ; NP-hard: non_amortized is the best of several searches, an upper bound on the "
+        "optimum, so a gap to it is a lower bound on the true gap).",
+    )
+
+
+def k_sparse_k_setting():
+    """The ``k_sparse_k`` field beside :func:`objective_setting`."""
+    return setting(
+        None,
+        "k (k-sparse)",
+        "k of the k-sparse problem: the SAE's own k, else its encoder's mean L0 rounded.",
+    )
+
+
 @dataclass
 class PerModeEvalConfig(BaseEvalConfig):
     inference_mode: str = setting(
@@ -27,19 +48,8 @@ class PerModeEvalConfig(BaseEvalConfig):
         "λ Calibration",
         "How λ was found: target L0 (the amortized L0), achieved non-amortized L0, tokens, solves.",
     )
-    objective: str = setting(
-        "l1",
-        "Objective",
-        "The problem semi:T and non_amortized solve on the decoder (--objective; auto resolved per SAE): "
-        "l1 (the paper's: ½‖x − decode(z)‖² + λ‖z‖₁), l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most "
-        "k actives, no λ; NP-hard: non_amortized is the best of several searches, an upper bound on the "
-        "optimum, so a gap to it is a lower bound on the true gap).",
-    )
-    k_sparse_k: int | None = setting(
-        None,
-        "k (k-sparse)",
-        "k of the k-sparse problem: the SAE's own k, else its encoder's mean L0 rounded.",
-    )
+    objective: str = objective_setting()
+    k_sparse_k: int | None = k_sparse_k_setting()
     n_tokens: int | None = setting(
         None, "Evaluation Tokens", "Tokens read (the longest pass over the source)."
     )
