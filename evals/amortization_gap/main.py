@@ -297,9 +297,15 @@ def evaluate(context: EvalContext) -> Evaluated:
     encoder_row, optimum_row = by_mode[mode_row_name(sae, encoder_mode)], by_mode[optimum_mode.name]
     gap = encoder_row["objective"] - optimum_row["objective"]
     for row in rows:  # the gap to the optimum, split at the best codes on the row's own support
-        on_support = row.pop("objective_on_support")
-        row["coefficient_gap"] = row["objective"] - on_support
-        row["support_gap"] = on_support - optimum_row["objective"]
+        on_support, optimum = row.pop("objective_on_support"), optimum_row["objective"]
+        row["coefficient_gap"] = None if on_support is None else row["objective"] - on_support
+        row["support_gap"] = None if on_support is None else on_support - optimum
+        if on_support is None:
+            why = "some token's support is wider than 1,024 latents: its restricted fit is not computed"
+            row["undefined"] = (row.get("undefined") or {}) | {
+                "coefficient_gap": why,
+                "support_gap": why,
+            }
     median_gap = None
     if protocol.keep_per_token:
         per_token = encoder_row["per_token_objective"] - optimum_row["per_token_objective"]

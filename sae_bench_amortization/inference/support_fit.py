@@ -8,8 +8,9 @@ their coefficients changed. The amortization gap splits at it:
 - ``l1`` / ``l1_decoder_norm`` (solver units of :class:`~sae_bench_amortization.inference.objectives.Problem`):
   the lasso restricted to the support, min_{c ≥ 0, c = 0 off S} ½‖r − c·D‖² + λΣc, by FISTA (adaptive
   restart) from the codes themselves on the support's Gram block, kept only where it beats the codes.
-Tokens go in groups of similar support size whose gathered rows and Gram blocks stay under 64 MiB; a
-support wider than 1,024 latents is solved on its own rows by the working-set solver.
+Tokens go in groups of similar support size whose gathered rows and Gram blocks stay under 64 MiB;
+supports wider than 1,024 latents are not solved (:func:`too_wide`: the callers report the split as
+null there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
 from sae_bench_amortization.inference.nnls import MAX_GRAM_SUPPORT, _groups
-from sae_bench_amortization.inference.working_set import working_set_solve
 
 
 def lasso_on_support(
@@ -31,7 +31,7 @@ def lasso_on_support(
     tol: float = 1e-7,
 ) -> torch.Tensor:
     """Codes [B, d_sae] minimizing ½‖r − c·D‖² + λΣc over c ≥ 0 on the support of ``codes`` [B, d_sae]
-    (zero off it), from ``codes``: FISTA with step 1/‖G_SS‖ (Gershgorin), stopped after ``n_steps`` or
+    (zero off it; tokens whose support is wider than 1,024 latents keep ``codes``), from ``codes``: FISTA with step 1/‖G_SS‖ (Gershgorin), stopped after ``n_steps`` or
     when no coefficient moves by more than ``tol`` of the largest (checked every 10 steps)."""
     D = dictionary.D.to(r.dtype)
     codes = dictionary.without_zero_rows(codes.to(r.dtype)).clamp(min=0)
@@ -40,12 +40,6 @@ def lasso_on_support(
     order = torch.argsort(sizes)
     sorted_sizes = sizes[order].tolist()
     narrow = sum(size <= MAX_GRAM_SUPPORT for size in sorted_sizes)
-    for row in order[narrow:].tolist():  # huge supports: the working-set solver on their own rows
-        support = torch.nonzero(codes[row] > 0).flatten()
-        sub = Dictionary(D[support], dictionary.b_dec)
-        out[row, support] = working_set_solve(
-            sub, r[row : row + 1], lam, z0=codes[row : row + 1, support], tol=1e-6
-        )[0]
     for start, stop in _groups(sorted_sizes[:narrow], D.shape[1] * D.element_size()):
         rows = order[start:stop]
         values, index = torch.topk(codes[rows], int(sizes[order[stop - 1]]), dim=1)
@@ -78,3 +72,8 @@ def lasso_on_support(
 def _quadratic(gram: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """½cᵀGc − bᵀc per token [b]: the restricted objective up to a constant."""
     return 0.5 * (c * torch.bmm(gram, c.unsqueeze(-1)).squeeze(-1)).sum(-1) - (b * c).sum(-1)
+
+
+def too_wide(codes: torch.Tensor) -> bool:
+    """True when some token's support is wider than 1,024 latents (its restricted fit is not computed)."""
+    return bool(((codes > 0).sum(dim=1) > MAX_GRAM_SUPPORT).any())

@@ -109,7 +109,7 @@ class GapMetrics:
             "explained_variance": reconstruction.explained_variance,
             "l0": firing.mean_l0,
             "objective": self.objective.result().mean,
-            "objective_on_support": self.on_support.result().mean,
+            "objective_on_support": None if (fit := self.on_support.result()) is None else fit.mean,
             "dead_rate": firing.dead_rate,
             "dense_rate": firing.dense_rate,
             "delta_f1": None,

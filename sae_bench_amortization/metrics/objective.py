@@ -9,7 +9,7 @@ import torch
 from sae_bench_amortization.inference.dictionary import Dictionary
 from sae_bench_amortization.inference.nnls import refit_on_support
 from sae_bench_amortization.inference.objectives import objective_value
-from sae_bench_amortization.inference.support_fit import lasso_on_support
+from sae_bench_amortization.inference.support_fit import lasso_on_support, too_wide
 from sae_bench_amortization.metrics.accumulator import Step
 from sae_bench_amortization.metrics.reconstruction import MeanAccumulator
 
@@ -55,10 +55,14 @@ class ObjectiveOnSupport:
     def __init__(self, k_sparse: bool = False):
         self.k_sparse = k_sparse
         self.total = MeanAccumulator()
+        self.too_wide = False  # some token's support is wider than 1,024 latents: not measured
 
     def update(self, step: Step) -> None:
         D, targets = step.sparse_coding()
         codes, weights = step.codes.to(D.dtype), step.weights
+        if self.too_wide or (not self.k_sparse and too_wide(codes)):
+            self.too_wide = True
+            return
         if self.k_sparse:
             best = refit_on_support(D, targets, codes)
         elif weights is None:
@@ -74,8 +78,9 @@ class ObjectiveOnSupport:
             best = torch.where(w > 0, solved / torch.where(w > 0, w, 1), 0)
         self.total.update(objective_value(D, targets, best, step.lam, weights))
 
-    def result(self) -> ObjectiveResult:
-        return ObjectiveResult(self.total.mean, None)
+    def result(self) -> ObjectiveResult | None:
+        """None when some support was too wide to fit (the split is null there)."""
+        return None if self.too_wide else ObjectiveResult(self.total.mean, None)
 
 
 @dataclass(frozen=True)
