@@ -217,3 +217,30 @@ def test_the_ground_truth_probe_is_trained_once_per_inputs_and_the_numbers_do_no
     assert inputs["model"] == small_vocab_model.cfg.model_name
     rows("other_seed", seed=7)
     assert len(trained) == 2 and len(list((tmp_path / "cache" / "saebench-probes").iterdir())) == 2
+
+
+def test_saebench_encodes_the_probe_words_once_only_when_their_codes_fit_in_the_saes_size():
+    """n_words × d_sae codes kept at most as large as the SAE's 2 · d_in · d_sae weights."""
+    from sae_bench_amortization.evals.absorption_rate.first_letter import precalc_fits
+
+    sae = StandardSAE(StandardSAEConfig(d_in=32, d_sae=128))
+    assert precalc_fits(64, sae) and not precalc_fits(65, sae)
+
+
+def test_the_rows_are_the_same_whether_saebench_encodes_the_probe_words_once_or_per_probe(
+    tmp_path, small_vocab_model, monkeypatch
+):
+    import sae_bench_amortization.evals.absorption_rate.first_letter as first_letter
+
+    spec = spec_from_path(tl_sae(tmp_path / "sae"), "tl")
+    config = AbsorptionRateEvalConfig(first_letter_min_probe_f1=0.0, first_letter_min_letters=1)
+    results = {}
+    for precalc in (False, True):
+        monkeypatch.setattr(first_letter, "precalc_fits", lambda n_words, sae, p=precalc: p)
+        factory = TransformerLensActivationFactory(None, text_factory, 200)
+        (outcome,) = run_eval(config, [spec], factory, "cpu", tmp_path / str(precalc))
+        results[precalc] = json.loads(outcome.path.read_text())
+        saebench_config = results[precalc]["eval_config"]["saebench_config"]
+        assert saebench_config["precalc_k_sparse_probe_sae_acts"] is precalc
+    assert len(results[True]["eval_result_details"]) >= 10
+    assert results[True]["eval_result_details"] == results[False]["eval_result_details"]

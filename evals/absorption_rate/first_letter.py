@@ -98,7 +98,18 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def saebench_absorption_config(config, model_name: str):
+def precalc_fits(n_words: int, sae) -> bool:
+    """Whether SAEBench may encode its k-sparse probes' training words once (``n_words × d_sae``
+    codes kept) instead of once per probe (26 letters × ``max_k_value`` encodes of every word).
+
+    SAEBench recommends the precalculation for small SAEs; here it is used when those codes take no more
+    memory than the SAE's own encoder and decoder weights (``2 · d_in · d_sae``), so memory stays of the
+    order of the SAE whatever its width. The probes are the same either way.
+    """
+    return n_words <= 2 * sae.cfg.d_in
+
+
+def saebench_absorption_config(config, model_name: str, *, precalc_sae_acts: bool = False):
     """SAEBench's AbsorptionEvalConfig with this eval's seed and thresholds."""
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
 
@@ -108,6 +119,7 @@ def saebench_absorption_config(config, model_name: str):
         f1_jump_threshold=config.f1_jump_threshold,
         min_GT_probe_f1=config.first_letter_min_probe_f1,
         min_feats_for_eval=config.first_letter_min_letters,
+        precalc_k_sparse_probe_sae_acts=precalc_sae_acts,
     )
 
 
@@ -136,12 +148,16 @@ def first_letter_rows(
     ``work_dir`` holds SAEBench's intermediate files; its ground-truth probe comes from the package cache
     (:mod:`.probe_cache`: trained once per model, layer and settings).
     """
+    from sae_bench.evals.absorption.common import get_alpha_tokens  # the words its probes train on
     from sae_bench.evals.absorption.feature_absorption import run_feature_absortion_experiment
     from sae_bench.evals.absorption.k_sparse_probing import run_k_sparse_probing_experiment
     from sae_bench.evals.absorption.main import _aggregate_results_df
 
     model, layer = source.model, resid_post_layer(source)
-    sb = saebench_absorption_config(config, model.cfg.model_name)
+    n_words = len(get_alpha_tokens(model.tokenizer))  # SAEBench's probes train on a part of them
+    sb = saebench_absorption_config(
+        config, model.cfg.model_name, precalc_sae_acts=precalc_fits(n_words, sae)
+    )
     device = str(sae.W_dec.device)
     sae_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", run_name)
     experiments = work_dir / "experiments"
