@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from sae_lens.saes.standard_sae import StandardSAE, StandardSAEConfig
+from threadpoolctl import threadpool_limits
 
 from sae_bench_amortization.activations.file import ActivationFileWriter
 from sae_bench_amortization.cli import main
@@ -27,6 +28,9 @@ if XDIST_WORKER:
     # thread pools of two would oversubscribe the cores and spin)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
+    # numpy's OpenBLAS was loaded (by torch) before the variables above were set and kept two threads:
+    # scikit-learn's probes then ran a third of their time slower under two workers
+    threadpool_limits(1)
 
 
 @pytest.fixture(autouse=True, scope="session")
