@@ -86,7 +86,8 @@ def test_bad_input_in_any_task_refuses_the_command_before_a_task_runs(local_ray,
 def test_killing_a_tasks_worker_keeps_the_other_results_and_a_rerun_completes_only_the_rest(
     tmp_path,
 ):
-    acts = write_activations(tmp_path / "acts.safetensors", torch.randn(300_000, 64))
+    # 100,000 tokens: each task runs for seconds, long enough to be seen and killed mid-way
+    acts = write_activations(tmp_path / "acts.safetensors", torch.randn(100_000, 64))
     saes = _saes(tmp_path, [64, 64, 64, 64])
     args = [*CLI, "run", "--eval", "dead_dense", *saes, "--activations", str(acts),
             "--output-dir", str(tmp_path / "out"), "--executor", "ray"]  # fmt: skip
