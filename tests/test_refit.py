@@ -5,6 +5,7 @@ empty supports and padding between tokens of different support sizes."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from scipy.optimize import nnls
 
@@ -78,3 +79,62 @@ def test_supports_too_wide_for_a_gram_matrix_are_solved_on_their_atoms(monkeypat
         A, b = D[support].T.numpy(), targets[t].numpy()
         expected = np.sum((A @ nnls(A, b)[0] - b) ** 2)
         assert np.sum((A @ refit[t, support].numpy() - b) ** 2) <= expected * (1 + 1e-9) + 1e-12
+
+
+def test_the_lasso_on_each_tokens_support_equals_sklearns_nonnegative_lasso_on_its_atoms():
+    """lasso_on_support against sklearn's coordinate descent (positive=True) on the token's atoms,
+    objective ½‖r − cD‖² + λΣc compared token by token (collinear and opposite atoms included)."""
+    from sklearn.linear_model import Lasso
+
+    from sae_bench_amortization.inference.dictionary import Dictionary
+    from sae_bench_amortization.inference.support_fit import lasso_on_support
+
+    lam = 0.3
+    for seed, max_size in ((0, 9), (2, 40)):
+        D, targets, codes = _problem(seed, max_size=max_size)
+        best = lasso_on_support(Dictionary(D, torch.zeros(D.shape[1], dtype=D.dtype)), targets,
+                                codes, lam)  # fmt: skip
+        assert torch.all(best[codes == 0] == 0) and torch.all(best >= 0)
+        for t in range(codes.shape[0]):
+            support = torch.nonzero(codes[t]).flatten().numpy()
+            if support.size == 0:
+                continue
+            A, b = D[support].T.numpy(), targets[t].numpy()
+            sk = Lasso(alpha=lam / len(b), fit_intercept=False, positive=True, tol=1e-12,
+                       max_iter=100_000).fit(A, b)  # fmt: skip
+
+            def objective(c, A=A, b=b):
+                return 0.5 * np.sum((A @ c - b) ** 2) + lam * np.sum(c)
+
+            found, expected = objective(best[t, support].numpy()), objective(sk.coef_)
+            assert found <= expected + 1e-9 * max(1.0, abs(expected)), (seed, t, found, expected)
+
+
+def test_the_active_set_search_reaches_the_optimum_found_by_trying_every_support():
+    """nonneg_quadratic on positive-definite problems (K = 6): every token passes its optimality check,
+    and its value equals the best over all 64 free sets of the unconstrained solutions that are ≥ 0."""
+    import itertools
+
+    from sae_bench_amortization.inference.nnls import nonneg_quadratic
+
+    generator = torch.Generator().manual_seed(3)
+    n, K = 200, 6
+    A = torch.randn(n, K, 9, generator=generator, dtype=torch.float64)
+    G = A @ A.transpose(1, 2)
+    b = torch.randn(n, K, generator=generator, dtype=torch.float64) * 3
+    valid = torch.ones(n, K, dtype=torch.bool)
+    valid[:20, 4:] = False  # padded coordinates stay at 0
+    c, solved = nonneg_quadratic(G, b, valid)
+    assert bool(solved.all())
+    assert torch.all(c[~valid] == 0) and torch.all(c >= 0)
+    for t in range(n):
+        keep = valid[t].nonzero().flatten().tolist()
+        best = 0.0  # c = 0
+        for size in range(1, len(keep) + 1):
+            for subset in itertools.combinations(keep, size):
+                s = list(subset)
+                x = torch.linalg.solve(G[t][s][:, s], b[t, s])
+                if bool((x >= 0).all()):
+                    best = min(best, float(0.5 * x @ G[t][s][:, s] @ x - b[t, s] @ x))
+        value = float(0.5 * c[t] @ G[t] @ c[t] - b[t] @ c[t])
+        assert value == pytest.approx(best, rel=1e-9, abs=1e-12), t

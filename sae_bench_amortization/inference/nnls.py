@@ -81,24 +81,66 @@ def _groups(sorted_sizes: list[int], atom_bytes: int) -> list[tuple[int, int]]:
 
 
 def _nnls_on_gram(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """argmin_{c ≥ 0} cᵀGc − 2cᵀb per token (G [b, K, K], b [b, K]; padded entries fixed at 0)."""
-    K = gram.shape[-1]
-    eye = torch.eye(K, dtype=gram.dtype, device=gram.device)
-    scale = gram.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)[:, None, None]
-    # padded coordinates get a unit diagonal and zero right-hand side: their solution is 0
-    system = (
-        torch.where(valid[:, :, None] & valid[:, None, :], gram, 0.0) + eye * (~valid)[:, None, :]
-    )
-    ridged = (
-        system + 1e-12 * scale * eye
-    )  # collinear atoms: a vanishing ridge keeps Cholesky defined
-    factor, info = torch.linalg.cholesky_ex(ridged)
-    solution = torch.cholesky_solve(rhs[..., None], factor).squeeze(-1)
-    exact = (info == 0) & ((solution >= 0) | ~valid).all(dim=1)
-    result = torch.where(exact[:, None], solution, 0.0).clamp_min(0)
-    for i in torch.nonzero(~exact).flatten().tolist():
-        result[i] = _nnls_one(system[i], rhs[i], valid[i])
+    """argmin_{c ≥ 0} cᵀGc − 2cᵀb per token (G [b, K, K], b [b, K]; padded entries fixed at 0): the
+    batched active-set search, then scipy's exact NNLS for the tokens it leaves."""
+    result, solved = nonneg_quadratic(gram, rhs, valid)
+    for i in torch.nonzero(~solved).flatten().tolist():
+        system = torch.where(valid[i, :, None] & valid[i, None, :], gram[i], 0.0)
+        result[i] = _nnls_one(system, rhs[i], valid[i])
     return result
+
+
+def nonneg_quadratic(
+    gram: torch.Tensor, b: torch.Tensor, valid: torch.Tensor, *, rounds: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """argmin_{c ≥ 0} ½cᵀGc − bᵀc per token on its valid coordinates (G [n, K, K], b [n, K], valid [n, K]
+    bool; c = 0 off valid), batched: solve on a free set by Cholesky (float64), free set = the valid
+    coordinates at first; a coordinate that comes out negative leaves it, and when none does, the coordinate
+    whose gradient most wants in joins it. A token counts as solved only when its codes pass the optimality
+    (KKT) conditions: c ≥ 0, gradient Gc − b zero on the free set and ≥ 0 on the other valid coordinates
+    (to 1e-9 of the problem's scale). Returns (c [n, K] in G's dtype, solved [n] bool); an unsolved
+    token's c is 0 (for an exact method)."""
+    dtype = gram.dtype
+    G, b = gram.to(torch.float64), b.to(torch.float64)
+    n, K = b.shape
+    G = torch.where(valid[:, :, None] & valid[:, None, :], G, 0.0)
+    b = torch.where(valid, b, 0.0)
+    eye = torch.eye(K, dtype=G.dtype, device=G.device)
+    diagonal = G.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)  # [n]
+    out = torch.zeros_like(b)
+    solved = torch.zeros(n, dtype=torch.bool, device=b.device)
+    free = valid.clone()
+    todo = torch.arange(n, device=b.device)
+    for _ in range(rounds):
+        if todo.numel() == 0:
+            break
+        g, rhs, f, ok_rows = G[todo], b[todo], free[todo], valid[todo]
+        # the free coordinates' system, identity elsewhere (zero right-hand side: their solution is 0);
+        # a vanishing ridge keeps Cholesky defined on collinear atoms
+        system = torch.where(f[:, :, None] & f[:, None, :], g, 0.0) + eye * (~f)[:, None, :]
+        system = system + 1e-12 * diagonal[todo, None, None] * eye
+        factor, info = torch.linalg.cholesky_ex(system)
+        c = torch.cholesky_solve(torch.where(f, rhs, 0.0)[..., None], factor).squeeze(-1)
+        gradient = torch.bmm(g, c[..., None]).squeeze(-1) - rhs
+        scale = 1e-9 * (rhs.abs().amax(dim=1) + diagonal[todo] * c.abs().amax(dim=1))[:, None]
+        negative = f & (c < 0)
+        wants_in = ok_rows & ~f & (gradient < -scale)
+        stationary = (~f | (gradient.abs() <= scale)).all(dim=1)
+        done = (info == 0) & ~negative.any(dim=1) & ~wants_in.any(dim=1) & stationary
+        out[todo[done]] = c[done]
+        solved[todo[done]] = True
+        # the others: drop the negative coordinates, or else let the most wanting one in
+        drop = negative.any(dim=1)
+        entering = torch.where(wants_in, gradient, torch.inf).argmin(dim=1)
+        f = torch.where(drop[:, None], f & ~negative, f)
+        add = ~drop & wants_in.any(dim=1)
+        f[add, entering[add]] = True
+        free[todo] = f
+        keep = (
+            ~done & (info == 0) & (drop | add)
+        )  # failed factorizations and stalls: for the exact method
+        todo = todo[keep]
+    return out.clamp_min(0).to(dtype), solved
 
 
 def _nnls_one(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,9 @@ their coefficients changed. The amortization gap splits at it:
 
 - ``k_sparse``: NNLS on the support (:func:`~sae_bench_amortization.inference.nnls.refit_on_support`).
 - ``l1`` / ``l1_decoder_norm`` (solver units of :class:`~sae_bench_amortization.inference.objectives.Problem`):
-  the lasso restricted to the support, min_{c ≥ 0, c = 0 off S} ½‖r − c·D‖² + λΣc, by FISTA (adaptive
-  restart) from the codes themselves on the support's Gram block, kept only where it beats the codes.
+  the lasso restricted to the support, min_{c ≥ 0, c = 0 off S} ½‖r − c·D‖² + λΣc, on the support's Gram
+  block: exact by a batched active-set search where its optimality (KKT) check passes, else by FISTA
+  (adaptive restart) from the codes themselves, kept only where it beats the codes.
 Tokens go in groups of similar support size whose gathered rows and Gram blocks stay under 64 MiB;
 supports wider than 1,024 latents are not solved (:func:`too_wide`: the callers report the split as
 null there).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
-from sae_bench_amortization.inference.nnls import MAX_GRAM_SUPPORT, _groups
+from sae_bench_amortization.inference.nnls import MAX_GRAM_SUPPORT, _groups, nonneg_quadratic
 
 
 def lasso_on_support(
@@ -31,8 +32,10 @@ def lasso_on_support(
     tol: float = 1e-7,
 ) -> torch.Tensor:
     """Codes [B, d_sae] minimizing ½‖r − c·D‖² + λΣc over c ≥ 0 on the support of ``codes`` [B, d_sae]
-    (zero off it; tokens whose support is wider than 1,024 latents keep ``codes``), from ``codes``: FISTA with step 1/‖G_SS‖ (Gershgorin), stopped after ``n_steps`` or
-    when no coefficient moves by more than ``tol`` of the largest (checked every 10 steps)."""
+    (zero off it; tokens whose support is wider than 1,024 latents keep ``codes``): exact by the batched
+    active-set search of :func:`~sae_bench_amortization.inference.nnls.nonneg_quadratic` where its
+    optimality check passes; the tokens it leaves by FISTA from ``codes`` (adaptive restart, step 1/‖G_SS‖),
+    stopped after ``n_steps`` or when no coefficient moves by more than ``tol`` of the largest."""
     D = dictionary.D.to(r.dtype)
     codes = dictionary.without_zero_rows(codes.to(r.dtype)).clamp(min=0)
     out = torch.zeros_like(codes)
@@ -47,26 +50,40 @@ def lasso_on_support(
         atoms = D[index] * valid[..., None]  # [b, K, d_in]
         gram = atoms @ atoms.transpose(1, 2)  # [b, K, K]
         b = (atoms @ r[rows][..., None]).squeeze(-1) - lam * valid  # [b, K]
-        step = 1.0 / gram.abs().sum(-1).amax(-1, keepdim=True).clamp_min(1e-12)
-        start = values * valid
-        c, y, t = start, start, 1.0
-        for i in range(n_steps):  # FISTA with adaptive restart
-            gradient = torch.bmm(gram, y.unsqueeze(-1)).squeeze(-1) - b
-            new = (y - step * gradient).clamp_(min=0) * valid
-            t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
-            direction = new - c
-            restart = ((y - new) * direction).sum(-1, keepdim=True) > 0
-            y = torch.where(restart, new, new + ((t - 1) / t_new) * direction)
-            c, t = new, t_new
-            if i % 10 == 9 and float(direction.abs().max()) <= tol * max(
-                float(c.abs().max()), 1e-30
-            ):
-                break
-        # never worse than the codes themselves (FISTA is not monotone)
-        worse = _quadratic(gram, b, c) > _quadratic(gram, b, start)
-        c = torch.where(worse.unsqueeze(-1), start, c)
+        initial = values * valid
+        c, solved = nonneg_quadratic(gram, b, valid.bool())  # exact where the KKT check passes
+        hard = torch.nonzero(~solved).flatten()
+        if hard.numel():
+            c[hard] = _fista(gram[hard], b[hard], valid[hard], initial[hard], n_steps, tol)
         out[rows] = torch.zeros_like(codes[rows]).scatter_(1, index, c)
     return out
+
+
+def _fista(
+    gram: torch.Tensor,
+    b: torch.Tensor,
+    valid: torch.Tensor,
+    start: torch.Tensor,
+    n_steps: int,
+    tol: float,
+) -> torch.Tensor:
+    """min ½cᵀGc − bᵀc over c ≥ 0 (zero where not ``valid``) per token from ``start`` [b, K]: FISTA with
+    adaptive restart, step 1/‖G‖ (Gershgorin), never worse than ``start``."""
+    step = 1.0 / gram.abs().sum(-1).amax(-1, keepdim=True).clamp_min(1e-12)
+    c, y, t = start, start, 1.0
+    for i in range(n_steps):
+        gradient = torch.bmm(gram, y.unsqueeze(-1)).squeeze(-1) - b
+        new = (y - step * gradient).clamp_(min=0) * valid
+        t_new = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        direction = new - c
+        restart = ((y - new) * direction).sum(-1, keepdim=True) > 0
+        y = torch.where(restart, new, new + ((t - 1) / t_new) * direction)
+        c, t = new, t_new
+        if i % 10 == 9 and float(direction.abs().max()) <= tol * max(float(c.abs().max()), 1e-30):
+            break
+    # FISTA is not monotone
+    worse = _quadratic(gram, b, c) > _quadratic(gram, b, start)
+    return torch.where(worse.unsqueeze(-1), start, c)
 
 
 def _quadratic(gram: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
