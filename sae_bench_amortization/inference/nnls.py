@@ -103,28 +103,33 @@ def nonneg_quadratic(
     dtype = gram.dtype
     G, b = gram.to(torch.float64), b.to(torch.float64)
     n, K = b.shape
-    G = torch.where(valid[:, :, None] & valid[:, None, :], G, 0.0)
-    b = torch.where(valid, b, 0.0)
-    eye = torch.eye(K, dtype=G.dtype, device=G.device)
-    diagonal = G.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)  # [n]
+    both = valid[:, :, None] & valid[:, None, :]
+    if not bool(both.all()):
+        G = G.masked_fill(~both, 0.0)
+    b = b.masked_fill(~valid, 0.0)
+    ridge = 1e-12 * G.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)  # [n]
     out = torch.zeros_like(b)
     solved = torch.zeros(n, dtype=torch.bool, device=b.device)
     free = valid.clone()
     todo = torch.arange(n, device=b.device)
-    for _ in range(rounds):
+    for round_ in range(rounds):
         if todo.numel() == 0:
             break
-        g, rhs, f, ok_rows = G[todo], b[todo], free[todo], valid[todo]
-        # the free coordinates' system, identity elsewhere (zero right-hand side: their solution is 0);
-        # a vanishing ridge keeps Cholesky defined on collinear atoms
-        system = torch.where(f[:, :, None] & f[:, None, :], g, 0.0) + eye * (~f)[:, None, :]
-        system = system + 1e-12 * diagonal[todo, None, None] * eye
+        every = round_ == 0  # all tokens, free = valid: nothing to gather or mask
+        g, rhs, f = (G, b, free) if every else (G[todo], b[todo], free[todo])
+        # the free coordinates' system (G is zero outside valid), 1 on the other diagonal entries (zero
+        # right-hand side: their solution is 0), plus a vanishing ridge (collinear atoms)
+        system = g.clone() if every else g.masked_fill(~(f[:, :, None] & f[:, None, :]), 0.0)
+        system.diagonal(dim1=1, dim2=2).add_((~f).to(system.dtype) + ridge[todo, None])
         factor, info = torch.linalg.cholesky_ex(system)
-        c = torch.cholesky_solve(torch.where(f, rhs, 0.0)[..., None], factor).squeeze(-1)
+        half = torch.linalg.solve_triangular(
+            factor, rhs.masked_fill(~f, 0.0)[..., None], upper=False
+        )
+        c = torch.linalg.solve_triangular(factor.mT, half, upper=True).squeeze(-1)
         gradient = torch.bmm(g, c[..., None]).squeeze(-1) - rhs
-        scale = 1e-9 * (rhs.abs().amax(dim=1) + diagonal[todo] * c.abs().amax(dim=1))[:, None]
+        scale = 1e-9 * (rhs.abs().amax(dim=1) + 1e12 * ridge[todo] * c.abs().amax(dim=1))[:, None]
         negative = f & (c < 0)
-        wants_in = ok_rows & ~f & (gradient < -scale)
+        wants_in = valid[todo] & ~f & (gradient < -scale)
         stationary = (~f | (gradient.abs() <= scale)).all(dim=1)
         done = (info == 0) & ~negative.any(dim=1) & ~wants_in.any(dim=1) & stationary
         out[todo[done]] = c[done]
