@@ -27,9 +27,9 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ci" / "published-s
 EVALUATE_STEP = "Evaluate every SAE (one model in memory at a time)"
 REGRESS_STEP = "Compare and regress against the committed baseline"
 FIRST_RUN = "saebench regress --results eval_results --write-baseline ci/sae_baseline.json"
-ON_THIS_MACHINE = {"--n-tokens 200000": "--n-tokens 2000", "--device cuda": "--device cpu"}
+ON_THIS_MACHINE = {"--n-tokens 200000": "--n-tokens 1000", "--device cuda": "--device cpu"}
 # Two 4,096-wide trainers of the cached sweep: the example's loop over SAEs, at a width whose exact sparse
-# coding (non_amortized, 2,000 tokens) takes seconds on 2 CPU cores; the 32,768-wide native release takes
+# coding (non_amortized, 1,000 tokens) takes seconds on 2 CPU cores; the 32,768-wide native release takes
 # over ten minutes there and has its own tests.
 CACHED_SAES = (
     f"{DL_RELEASE} {DL_SAE_ID}\n{DL_RELEASE} {DL_SAE_ID.replace('trainer_0', 'trainer_1')}\n"
@@ -87,7 +87,7 @@ def test_the_ci_example_runs_offline_on_cached_releases(offline, tmp_path):  # n
             path = tmp_path / "eval_results" / eval_name / f"{name}_eval_results.json"
             result = json.loads(path.read_text())
             assert (result["sae_lens_release_id"], result["sae_lens_id"]) == (release, sae_id)
-            expected_tokens = None if eval_name == "absorption_rate" else 2000  # SAEBench's prompts
+            expected_tokens = None if eval_name == "absorption_rate" else 1000  # SAEBench's prompts
             assert result["eval_config"]["n_tokens"] == expected_tokens
     absorption = json.loads(
         (tmp_path / "eval_results" / "absorption_rate"
