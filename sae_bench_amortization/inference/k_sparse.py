@@ -24,7 +24,11 @@ from __future__ import annotations
 import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
-from sae_bench_amortization.inference.nnls import refit_on_support
+from sae_bench_amortization.inference.nnls import (
+    _nnls_one,
+    nonneg_quadratic,
+    refit_on_support,
+)
 from sae_bench_amortization.inference.solver import times_dictionary
 
 
@@ -98,7 +102,7 @@ def iht(
     return z
 
 
-GATHER_BYTES = 64 * 2**20  # NN-OMP's gathered rows and Gram blocks, per group of tokens
+GATHER_BYTES = 64 * 2**20  # NN-OMP's and the swap search's gathered rows, per group of tokens
 
 
 def nn_omp(
@@ -239,38 +243,115 @@ def swap_polish(
     (default 2k, at most ``max_trials``) inactive atoms most correlated with the residual, refitted by
     NNLS, kept when they lower the token's error; until a sweep changes nothing. Each candidate replaces
     each of the ``max_trials // n_candidates`` weakest actives (smallest z_j‖d_j‖; every active when k is
-    small): at most ``max_trials`` NNLS fits of ≤ k atoms per token and sweep."""
+    small): at most ``max_trials`` NNLS fits of ≤ k atoms per token and sweep.
+
+    A sweep gathers each token's support and candidate atoms once and works on their inner products
+    (a trial changes one row of the support's Gram matrix; its error is ½‖r‖² − cᵀb + ½cᵀGc), in token
+    groups whose gathered atoms stay under 64 MiB."""
     D = dictionary.D.to(r.dtype)
     z = refit_on_support(D, r, keep_k_nonnegative(z.to(r.dtype), k))
-    error = squared_error(D, r, z)
     n_candidates = min(n_candidates or 2 * k, D.shape[0] - 1, max_trials)
-    n_positions = min(k, max(1, max_trials // max(n_candidates, 1)))
+    if n_candidates <= 0 or z.shape[0] == 0:
+        return z
+    n_positions = min(k, max(1, max_trials // n_candidates))
+    width = min(k, D.shape[0])
+    group = max(1, GATHER_BYTES // ((width + n_candidates) * D.shape[1] * 8))  # float64 rows
+    polished = [
+        _swap_group(
+            D, r[i : i + group], z[i : i + group], width, n_candidates, n_positions, max_sweeps
+        )
+        for i in range(0, z.shape[0], group)
+    ]
+    return torch.cat(polished)
+
+
+def _swap_group(
+    D: torch.Tensor,
+    r: torch.Tensor,
+    z: torch.Tensor,
+    width: int,
+    n_candidates: int,
+    n_positions: int,
+    max_sweeps: int,
+) -> torch.Tensor:
+    """:func:`swap_polish` on one token group: codes [b, d_sae] with at most ``width`` actives."""
+    b, rows = r.shape[0], torch.arange(r.shape[0], device=r.device)
     norms = D.norm(dim=1)
+    half_rr = 0.5 * (r.double() ** 2).sum(-1)  # [b]
     for _ in range(max_sweeps):
+        values, slots = z.topk(width, dim=1)  # the support first; the other slots are empty
+        c = values.double().clamp_min(0)
+        valid = c > 0
         correlation = normalized((r - times_dictionary(z, D)) @ D.T, D).masked_fill(
             z > 0, -torch.inf
         )
-        candidates = correlation.topk(n_candidates, dim=-1).indices
-        improved = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+        candidates = correlation.topk(n_candidates, dim=-1).indices  # [b, n]
+        # inner products in float64: the errors compared are differences of larger terms
+        atoms = D[slots].double() * valid[..., None]  # [b, width, d_in]
+        incoming_atoms = D[candidates].double()  # [b, n, d_in]
+        G = atoms @ atoms.mT  # [b, width, width]
+        C = atoms @ incoming_atoms.mT  # [b, width, n]: slots · candidates
+        CC = incoming_atoms @ incoming_atoms.mT  # [b, n, n]
+        rhs = (atoms @ r.double()[..., None]).squeeze(-1)  # [b, width]
+        r_candidates = (incoming_atoms @ r.double()[..., None]).squeeze(-1)  # [b, n]
+        slot_norms = norms[slots].double() * valid
+        holds = torch.full((b, width), -1, dtype=torch.long, device=r.device)  # candidate in a slot
+        error = half_rr - (c * rhs).sum(-1) + 0.5 * (c * (G @ c[..., None]).squeeze(-1)).sum(-1)
+        improved = torch.zeros(b, dtype=torch.bool, device=r.device)
         for a in range(n_candidates):
-            incoming = candidates[:, a : a + 1]
             for position in range(n_positions):
-                support = (z > 0).to(r.dtype)
-                if not bool(support.any()):
+                if not bool(valid.any()):
                     break
-                contribution = torch.where(z > 0, z * norms, torch.inf)  # weakest actives first
-                outgoing = contribution.topk(n_positions, dim=-1, largest=False).indices
-                outgoing = outgoing[:, position : position + 1]
-                trial = support.scatter(1, outgoing, 0.0).scatter_(1, incoming, 1.0)
-                candidate = refit_on_support(D, r, trial)
-                candidate_error = squared_error(D, r, candidate)
-                better = candidate_error < error * (1 - 1e-12)
-                z = torch.where(better.unsqueeze(-1), candidate, z)
-                error = torch.where(better, candidate_error, error)
+                contribution = torch.where(
+                    valid, c * slot_norms, torch.inf
+                )  # weakest actives first
+                slot = contribution.topk(n_positions, dim=-1, largest=False).indices[:, position]
+                already = ((holds == a) & valid).any(
+                    dim=-1
+                )  # a is in: the trial only drops the slot
+                column = C[:, :, a].clone()
+                column[rows, slot] = CC[:, a, a]
+                trial_G = G.clone()
+                trial_G[rows, slot, :] = column
+                trial_G[rows, :, slot] = column
+                trial_rhs = rhs.clone()
+                trial_rhs[rows, slot] = r_candidates[:, a]
+                trial_valid = valid.clone()
+                trial_valid[rows, slot] = ~already
+                trial_c = _nonneg_fit(trial_G, trial_rhs, trial_valid)
+                trial_error = (
+                    half_rr
+                    - (trial_c * trial_rhs).sum(-1)
+                    + 0.5 * (trial_c * (trial_G @ trial_c[..., None]).squeeze(-1)).sum(-1)
+                )
+                better = trial_error < error * (1 - 1e-12)
+                if not bool(better.any()):
+                    continue
+                swapped = better & ~already  # the slot now holds candidate a
+                at = slot[swapped]
+                slots[swapped, at] = candidates[swapped, a]
+                C[swapped, at, :] = CC[swapped, a, :]
+                slot_norms[swapped, at] = norms[candidates[swapped, a]].double()
+                holds[swapped, at] = a
+                G = torch.where(better[:, None, None], trial_G, G)
+                rhs = torch.where(better[:, None], trial_rhs, rhs)
+                c = torch.where(better[:, None], trial_c, c)
+                valid = c > 0
+                error = torch.where(better, trial_error, error)
                 improved |= better
+        # empty slots add 0 (their atom index may repeat an active one)
+        z = torch.zeros_like(z).scatter_add_(1, slots, (c * valid).to(z.dtype))
         if not bool(improved.any()):
             break
     return z
+
+
+def _nonneg_fit(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """argmin_{c ≥ 0} ½cᵀGc − bᵀc per token on its valid slots (float64 [b, width]), exact."""
+    c, solved = nonneg_quadratic(gram, rhs, valid)
+    for i in torch.nonzero(~solved).flatten().tolist():
+        c[i] = _nnls_one(gram[i] * (valid[i, :, None] & valid[i, None, :]), rhs[i], valid[i])
+    return c * valid
 
 
 def best_k_sparse(
