@@ -138,6 +138,63 @@ def test_nn_omp_picks_at_most_k_atoms_with_nonnegative_codes(small_k_sparse):
     assert bool((squared_error(D, r, z) >= optimum - 1e-9).all())
 
 
+def _swap_by_refits(D, r, z, k, n_candidates, n_positions, max_sweeps=3):
+    """The swap search written plainly: every trial support refitted by scipy's NNLS on its atoms."""
+    z = z.clone()
+    norms = D.norm(dim=1)
+
+    def fit(support_of_token, target):
+        c = np.zeros(D.shape[0])
+        if support_of_token.size:
+            c[support_of_token], _ = nnls(D[support_of_token].T.numpy(), target.numpy())
+        return c, 0.5 * float(np.sum((c @ D.numpy() - target.numpy()) ** 2))
+
+    for t in range(r.shape[0]):
+        codes, error = fit(np.flatnonzero(z[t].numpy() > 0), r[t])
+        for _ in range(max_sweeps):
+            residual = r[t].numpy() - codes @ D.numpy()
+            score = np.where(codes > 0, -np.inf, (D.numpy() @ residual) / norms.numpy())
+            candidates = np.argsort(-score, kind="stable")[:n_candidates]
+            improved = False
+            for atom in candidates:
+                for position in range(n_positions):
+                    active = np.flatnonzero(codes > 0)
+                    weakest = sorted(active, key=lambda j: codes[j] * float(norms[j]))
+                    trial = set(active.tolist()) - (
+                        {weakest[position]} if position < len(weakest) else set()
+                    )
+                    trial_codes, trial_error = fit(np.array(sorted(trial | {int(atom)})), r[t])
+                    if trial_error < error * (1 - 1e-12):
+                        codes, error, improved = trial_codes, trial_error, True
+            if not improved:
+                break
+        z[t] = torch.as_tensor(codes, dtype=z.dtype)
+    return z
+
+
+def test_the_swap_search_equals_a_plain_refit_of_every_trial_support():
+    """swap_polish (inner products, one Gram row per trial) against the same search with every trial
+    refitted from the atoms by scipy's NNLS: the same errors token by token."""
+    from sae_bench_amortization.inference.k_sparse import swap_polish
+
+    D, r = planted(120, 40, 12, 3, seed=5)
+    r = r + 0.05 * torch.randn(r.shape, generator=torch.Generator().manual_seed(1), dtype=r.dtype)
+    k = 3
+    start = keep_k_nonnegative(r @ D.T, k)
+    z = swap_polish(
+        Dictionary(D, torch.zeros(D.shape[1], dtype=D.dtype)), r, start, k, n_candidates=6
+    )
+    expected = _swap_by_refits(D, r, start, k, n_candidates=6, n_positions=3)
+    assert bool(((z > 0).sum(-1) <= k).all()) and bool((z >= 0).all())
+    from sae_bench_amortization.inference.nnls import refit_on_support
+
+    before = squared_error(D, r, refit_on_support(D, r, start))
+    assert int((squared_error(D, r, z) < before * (1 - 1e-6)).sum()) >= 20  # swaps did happen
+    torch.testing.assert_close(
+        squared_error(D, r, z), squared_error(D, r, expected), rtol=1e-9, atol=1e-12
+    )
+
+
 # ----------------------------------------------------------------- through ISTARefinedSAE (SAE-Lens SAEs)
 
 
