@@ -290,3 +290,9 @@ def _temporary(target: Path, part: str):
 
 def _raw_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def truth_path(activation_file: str | Path) -> Path:
+    """The planted-truth sidecar beside an activation file: ``<file>.truth.safetensors`` (written by
+    ``saebench synth``, read by the evals that report ground truth)."""
+    return Path(f"{activation_file}.truth.safetensors")

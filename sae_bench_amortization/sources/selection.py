@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from sae_bench_amortization.activations.file import ActivationFileWriter
+from sae_bench_amortization.activations.file import ActivationFileWriter, truth_path
 from sae_bench_amortization.activations.models import (
     HFModelActivations,
     TransformerLensActivations,
@@ -25,7 +25,6 @@ from sae_bench_amortization.activations.text import DEFAULT_DATASET, FORTUNES, T
 from sae_bench_amortization.atomic import refuse_existing
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.sources import saes as loading
-from sae_bench_amortization.synthetic.generator import truth_path
 from sae_bench_amortization.targets import check_apart, check_creatable
 
 DEFAULT_MODEL_TOKENS = 100_000

@@ -42,7 +42,7 @@ from sae_lens.synthetic import (
 )
 
 from sae_bench_amortization.activations.base import ActivationBatch, rechunk
-from sae_bench_amortization.activations.file import ActivationFileWriter
+from sae_bench_amortization.activations.file import ActivationFileWriter, truth_path
 from sae_bench_amortization.atomic import write_file_atomic
 from sae_bench_amortization.digest import tensors_digest
 from sae_bench_amortization.errors import InputError
@@ -371,11 +371,6 @@ class SyntheticActivations:
 
     def iter_batches(self, batch_size: int) -> Iterator[ActivationBatch]:
         return stream(self.truth, self.n_tokens, batch_size, self.start)
-
-
-def truth_path(activation_file: str | Path) -> Path:
-    """The sidecar beside an activation file: ``<file>.truth.safetensors``."""
-    return Path(f"{activation_file}.truth.safetensors")
 
 
 def truth_tensors(truth: GroundTruth) -> dict[str, torch.Tensor]:

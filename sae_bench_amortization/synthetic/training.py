@@ -21,14 +21,13 @@ from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
 from tqdm.auto import tqdm
 
 from sae_bench_amortization.activations.base import take_tokens
-from sae_bench_amortization.activations.file import ActivationFile
+from sae_bench_amortization.activations.file import ActivationFile, truth_path
 from sae_bench_amortization.atomic import write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.metrics.reconstruction import (
     ReconstructionAccumulator,
 )
 from sae_bench_amortization.sources.sanity import check_sae
-from sae_bench_amortization.synthetic.generator import truth_path
 from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
 ARCHITECTURES = ("topk", "standard")
