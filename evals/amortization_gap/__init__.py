@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from sae_bench_amortization.evals.amortization_gap.eval_config import (
+    DEFAULT_MODES,
     PROTOCOLS,
     AmortizationGapEvalConfig,
 )
@@ -33,7 +34,7 @@ PROTOCOL = EvalOption(
 
 EVAL = EvalEntry(
     name="amortization_gap",
-    description="Inference modes on one decoder (amortized, semi:5, semi:25, non_amortized): NMSE, L0, "
+    description=f"Inference modes on one decoder ({', '.join(DEFAULT_MODES)}): NMSE, L0, "
     "objective, dead/dense, gap",
     evaluate="sae_bench_amortization.evals.amortization_gap.main:evaluate",
     check="sae_bench_amortization.evals.amortization_gap.main:check",

@@ -22,8 +22,8 @@ class AmortizationGapEvalConfig(BaseEvalConfig):
         None,
         "Inference Modes",
         "Modes compared on the same tokens and decoder (amortized and non_amortized always run: the gap "
-        "needs both); none given: amortized, semi:5, semi:25, non_amortized (protocol paper: amortized, "
-        "semi:5, semi:30, semi:50, non_amortized).",
+        f"needs both); none given: {', '.join(DEFAULT_MODES)} (protocol paper: "
+        f"{', '.join(PAPER_MODES)}).",
     )
     protocol: str = setting(
         "default",
