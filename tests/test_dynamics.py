@@ -115,8 +115,13 @@ def test_dynamics_with_one_checkpoint_draws_points_and_prints_nothing(tmp_path, 
     for line in lines:  # a mode has one colour in every panel
         if line.get_label() in ("amortized", "semi:5", "non_amortized"):
             assert colours.setdefault(line.get_label(), line.get_color()) == line.get_color()
-    assert not panels["ΔF1 (splitting) by inference mode"].get_lines()  # not computed
-    dead = panels["dead rate by inference mode"]
+    # panel titles: each metric's label as its output class declares it
+    from sae_bench_amortization.registry import discover_evals, facts_by_column
+
+    facts = facts_by_column(discover_evals())
+    assert not panels[f"{facts['delta_f1'].label} by inference mode"].get_lines()  # not computed
+    dead = panels[f"{facts['dead_rate'].label} by inference mode"]
+    assert dead.get_title() == "dead latents (share) by inference mode"
     low, high = dead.get_ylim()
     assert low <= 0 <= high and high - low >= 0.5  # not matplotlib's ±0.04 around a constant 0
     assert "all 0" in [text.get_text() for text in dead.texts]

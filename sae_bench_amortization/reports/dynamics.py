@@ -11,21 +11,15 @@ import pandas as pd
 from sae_bench_amortization.atomic import ensure_output_dir, refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import discover_evals, facts_by_column
-from sae_bench_amortization.reports.plots import bounds_of, settle_flat_axis, write_png
+from sae_bench_amortization.reports.plots import bounds_of, label_of, settle_flat_axis, write_png
 from sae_bench_amortization.sources.sanity import read_cfg
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-PLOTTED = (
-    ("nmse", "NMSE"),
-    ("nmse_refit", "NMSE refit on the support"),
-    ("dead_rate", "dead rate"),
-    ("dense_rate", "dense rate"),
-    ("delta_f1", "ΔF1 (splitting)"),
-    ("absorption_rate", "absorption rate"),
-)
+# the panels, one metric each; titles and bounds come from each metric's own declaration
+PLOTTED = ("nmse", "nmse_refit", "dead_rate", "dense_rate", "delta_f1", "absorption_rate")
 
 
 def check_checkpoints(evals: list[str], checkpoints_given: bool) -> None:
@@ -134,7 +128,8 @@ def dynamics_figure(table: pd.DataFrame) -> Figure:
         axis.set_xlabel("checkpoint (training order)")
         axis.grid(alpha=0.3)
     handles = {}  # mode → a line drawn for it: one legend for the figure, colour = mode everywhere
-    for axis, (column, title) in zip(axes.flat, PLOTTED, strict=False):
+    for axis, column in zip(axes.flat, PLOTTED, strict=False):
+        title = label_of(column, facts)
         shown = []
         for j, (mode, group) in enumerate(table.groupby("mode", sort=False)):
             values = _numeric(group.get(column, pd.Series(dtype=float)))
