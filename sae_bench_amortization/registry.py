@@ -45,6 +45,7 @@ class MetricFacts:
     bounds: (low, high) the metric can take, None where unbounded (plots draw constant panels inside).
     label: its name in plots; unit: what it counts (a share, latents, seconds, ...).
     short, fmt: its column title and number format in the eval's terminal table (None: not shown there).
+    always_shown: its terminal-table column stays when no row measured it (else such a column is dropped).
     column: its position in the eval's CSV and terminal table (None: in neither).
     protocol: the ``--protocol`` it is measured under only (None: every protocol).
     lambda_dependent: only comparable at equal λ (``regress`` does not judge it across λ).
@@ -58,6 +59,7 @@ class MetricFacts:
     unit: str | None = None
     short: str | None = None
     fmt: str = ".4g"
+    always_shown: bool = False
     column: int | None = None
     protocol: str | None = None
     lambda_dependent: bool = False
@@ -75,6 +77,7 @@ class FactArguments(TypedDict, total=False):
     unit: str
     short: str
     fmt: str
+    always_shown: bool
     column: int
     protocol: str
     lambda_dependent: bool

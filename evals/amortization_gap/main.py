@@ -49,6 +49,7 @@ from sae_bench_amortization.modes import (
 from sae_bench_amortization.modes.loca import check_pairing
 from sae_bench_amortization.reports.tables import (
     aligned,
+    always_shown,
     csv_columns,
     format_number,
     shown_columns,
@@ -196,9 +197,7 @@ def format_table(
 ) -> str:
     """The rows as a fixed-width table (ΔF1 and absorption shown when measured); the title names the
     problem (λ, or k for k_sparse) when it is not the paper's plain l1."""
-    columns = shown_columns(
-        table_columns(ModeRow), rows, always={"nmse", "nmse_refit", "l0", "objective"}
-    )
+    columns = shown_columns(table_columns(ModeRow), rows, always=always_shown(ModeRow))
     cells = [
         [row["mode"]] + [format_number(row.get(key), fmt) for _, key, fmt in columns]
         for row in rows

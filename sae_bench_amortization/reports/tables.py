@@ -29,6 +29,13 @@ def csv_columns(detail_class: type, rows: Sequence[Mapping[str, object]]) -> tup
     return (*always, *present)
 
 
+def always_shown(detail_class: type) -> frozenset[str]:
+    """The fields of ``detail_class`` whose terminal-table column stays when no row measured them."""
+    return frozenset(
+        name for name, facts in metric_facts(detail_class).items() if facts.always_shown
+    )
+
+
 def table_columns(detail_class: type) -> list[tuple[str, str, str]]:
     """The (title, key, format) columns of a terminal table of rows of ``detail_class``: the fields with a
     ``short`` title, in column order (:func:`shown_columns` then drops those nothing measured)."""
