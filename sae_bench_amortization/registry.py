@@ -32,6 +32,7 @@ Needs = Literal["activations", "model"]
 # the figures of ``saebench compare`` a metric can be drawn in (``reports.plots``)
 Plot = Literal["pathologies", "steps"]
 # what a metric measures: the pathologies figure groups its panels in this order
+RowPlacement = Literal["encoder", "every"]
 Topic = Literal["reconstruction", "sparsity", "firing", "splitting", "absorption", "other"]
 TOPICS: tuple[Topic, ...] = typing.get_args(Topic)
 Bounds = tuple[float | None, float | None]
@@ -46,6 +47,8 @@ class MetricFacts:
     label: its name in plots; unit: what it counts (a share, latents, seconds, ...).
     short, fmt: its column title and number format in the eval's terminal table (None: not shown there).
     always_shown: its terminal-table column stays when no row measured it (else such a column is dropped).
+    per_mode_row: an eval-wide metric that ``compare`` copies into the per-mode table — onto the encoder's
+    row ("encoder": e.g. the gap, measured from the encoder) or onto every row without its own ("every").
     column: its position in the eval's CSV and terminal table (None: in neither).
     protocol: the ``--protocol`` it is measured under only (None: every protocol).
     lambda_dependent: only comparable at equal λ (``regress`` does not judge it across λ).
@@ -60,6 +63,7 @@ class MetricFacts:
     short: str | None = None
     fmt: str = ".4g"
     always_shown: bool = False
+    per_mode_row: RowPlacement | None = None
     column: int | None = None
     protocol: str | None = None
     lambda_dependent: bool = False
@@ -78,6 +82,7 @@ class FactArguments(TypedDict, total=False):
     short: str
     fmt: str
     always_shown: bool
+    per_mode_row: RowPlacement
     column: int
     protocol: str
     lambda_dependent: bool
@@ -343,6 +348,19 @@ def precedence(entry: EvalEntry) -> int:
 def by_precedence(registry: Mapping[str, EvalEntry]) -> list[str]:
     """The registry's eval names by :func:`precedence` (then by name)."""
     return sorted(registry, key=lambda name: (precedence(registry[name]), name))
+
+
+def per_mode_row_metrics(registry: Mapping[str, EvalEntry], where: RowPlacement) -> tuple[str, ...]:
+    """The eval-wide metrics (own names, sorted) declared to go onto the per-mode table's rows ``where``
+    (:attr:`MetricFacts.per_mode_row`)."""
+    names: set[str] = set()
+    for entry in registry.values():
+        # every declaration, not the merged facts: a detail row's field may share the metric's name
+        declared = [] if entry.output is None else list(_facts_in(_resolve(entry.output), set()))
+        for own, facts in [*declared, *entry.metrics.items()]:
+            if facts.per_mode_row == where:
+                names.add(own)
+    return tuple(sorted(names))
 
 
 def facts_by_column(registry: Mapping[str, EvalEntry]) -> dict[str, MetricFacts]:

@@ -31,7 +31,9 @@ EVAL_TYPE_ID_AMORTIZATION_GAP = "amortization_gap"
 @dataclass
 class AmortizationMetrics(BaseMetrics):
     l1_coefficient: float | None = metric(
-        "λ", "The sparsity penalty shared by every mode (null under k_sparse: no penalty)"
+        "λ",
+        "The sparsity penalty shared by every mode (null under k_sparse: no penalty)",
+        per_mode_row="every",
     )
     mean_gap: float = metric(
         "Mean Amortization Gap",
@@ -39,6 +41,7 @@ class AmortizationMetrics(BaseMetrics):
         display=True,
         direction=HIGHER_IS_WORSE,
         lambda_dependent=True,
+        per_mode_row="encoder",
     )
     mean_relative_gap: float | None = metric(
         "Mean Relative Gap",
@@ -46,6 +49,7 @@ class AmortizationMetrics(BaseMetrics):
         display=True,
         direction=HIGHER_IS_WORSE,
         lambda_dependent=True,
+        per_mode_row="encoder",
     )
     coefficient_gap: float | None = optional_metric(
         "Coefficient Gap",

@@ -21,7 +21,7 @@ import pandas as pd
 
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_of, split_mode
-from sae_bench_amortization.registry import EvalEntry, discover_evals
+from sae_bench_amortization.registry import EvalEntry, discover_evals, per_mode_row_metrics
 
 KEY_COLUMNS = ("sae", "eval", "mode")
 
@@ -137,16 +137,19 @@ def rows_of_result(
         protocol = _protocol_of(data)
         # renames name this eval's definitions apart (the paper protocol's are its own: one protocol a table)
         renames = _renames(eval_type, registry) if protocol in (None, "default") else {}
+        known = registry if registry is not None else discover_evals()
+        on_encoder = per_mode_row_metrics(
+            known, "encoder"
+        )  # e.g. the gap: measured from the encoder
+        on_every = per_mode_row_metrics(known, "every")  # e.g. the shared λ, where a row has none
         rows = []
         for mode, detail in zip(modes, details, strict=True):
             values = {renames.get(k, k): v for k, v in _metric_values(detail).items()}
             row = {"sae": sae, "eval": eval_type, "mode": mode, **values}
-            if mode == encoder:  # the gap is the encoder's excess objective
-                row["mean_gap"] = numbers.get("mean_gap")
-                row["mean_relative_gap"] = numbers.get("mean_relative_gap")
-            row.setdefault(
-                "l1_coefficient", numbers.get("l1_coefficient")
-            )  # encoders: the shared λ
+            if mode == encoder:
+                row.update({name: numbers.get(name) for name in on_encoder})
+            for name in on_every:
+                row.setdefault(name, numbers.get(name))
             row["protocol"] = protocol
             rows.append(row)
         return rows
