@@ -25,8 +25,7 @@ import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
 from sae_bench_amortization.inference.nnls import (
-    _nnls_one,
-    nonneg_quadratic,
+    nnls_on_gram,
     refit_on_support,
 )
 from sae_bench_amortization.inference.solver import times_dictionary
@@ -318,7 +317,7 @@ def _swap_group(
                 trial_rhs[rows, slot] = r_candidates[:, a]
                 trial_valid = valid.clone()
                 trial_valid[rows, slot] = ~already
-                trial_c = _nonneg_fit(trial_G, trial_rhs, trial_valid)
+                trial_c = nnls_on_gram(trial_G, trial_rhs, trial_valid)
                 trial_error = (
                     half_rr
                     - (trial_c * trial_rhs).sum(-1)
@@ -344,14 +343,6 @@ def _swap_group(
         if not bool(improved.any()):
             break
     return z
-
-
-def _nonneg_fit(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """argmin_{c ≥ 0} ½cᵀGc − bᵀc per token on its valid slots (float64 [b, width]), exact."""
-    c, solved = nonneg_quadratic(gram, rhs, valid)
-    for i in torch.nonzero(~solved).flatten().tolist():
-        c[i] = _nnls_one(gram[i] * (valid[i, :, None] & valid[i, None, :]), rhs[i], valid[i])
-    return c * valid
 
 
 def best_k_sparse(

@@ -44,7 +44,7 @@ def refit_on_support(D: torch.Tensor, targets: torch.Tensor, codes: torch.Tensor
         atoms = D[index] * valid[..., None].to(D.dtype)  # [b, K, d_in] in D's dtype
         gram = (atoms @ atoms.transpose(1, 2)).to(torch.float64)  # [b, K, K]
         rhs = (atoms @ targets[rows].to(D.dtype)[..., None]).squeeze(-1).to(torch.float64)  # [b, K]
-        solved = _nnls_on_gram(gram, rhs, valid)
+        solved = nnls_on_gram(gram, rhs, valid)
         refit[rows] = torch.zeros_like(codes[rows]).scatter_(
             1, index, solved.to(codes.dtype) * valid
         )
@@ -80,9 +80,10 @@ def _groups(sorted_sizes: list[int], atom_bytes: int) -> list[tuple[int, int]]:
     return groups
 
 
-def _nnls_on_gram(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """argmin_{c ≥ 0} cᵀGc − 2cᵀb per token (G [b, K, K], b [b, K]; padded entries fixed at 0): the
-    batched active-set search, then scipy's exact NNLS for the tokens it leaves."""
+def nnls_on_gram(gram: torch.Tensor, rhs: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """argmin_{c ≥ 0} ½cᵀGc − cᵀb per token (G [b, K, K], b [b, K]; entries not ``valid`` fixed at 0):
+    :func:`nonneg_quadratic`, then scipy's exact NNLS for the tokens it leaves. With G = D_S D_Sᵀ and
+    b = D_S r, the NNLS fit of r on the atoms D_S."""
     result, solved = nonneg_quadratic(gram, rhs, valid)
     for i in torch.nonzero(~solved).flatten().tolist():
         system = torch.where(valid[i, :, None] & valid[i, None, :], gram[i], 0.0)
@@ -107,7 +108,7 @@ def nonneg_quadratic(
     if not bool(both.all()):
         G = G.masked_fill(~both, 0.0)
     b = b.masked_fill(~valid, 0.0)
-    ridge = 1e-12 * G.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)  # [n]
+    largest = G.diagonal(dim1=1, dim2=2).amax(dim=1).clamp_min(1e-300)  # [n]: the problem's scale
     out = torch.zeros_like(b)
     solved = torch.zeros(n, dtype=torch.bool, device=b.device)
     free = valid.clone()
@@ -120,14 +121,14 @@ def nonneg_quadratic(
         # the free coordinates' system (G is zero outside valid), 1 on the other diagonal entries (zero
         # right-hand side: their solution is 0), plus a vanishing ridge (collinear atoms)
         system = g.clone() if every else g.masked_fill(~(f[:, :, None] & f[:, None, :]), 0.0)
-        system.diagonal(dim1=1, dim2=2).add_((~f).to(system.dtype) + ridge[todo, None])
+        system.diagonal(dim1=1, dim2=2).add_((~f).to(system.dtype) + 1e-12 * largest[todo, None])
         factor, info = torch.linalg.cholesky_ex(system)
         half = torch.linalg.solve_triangular(
             factor, rhs.masked_fill(~f, 0.0)[..., None], upper=False
         )
         c = torch.linalg.solve_triangular(factor.mT, half, upper=True).squeeze(-1)
         gradient = torch.bmm(g, c[..., None]).squeeze(-1) - rhs
-        scale = 1e-9 * (rhs.abs().amax(dim=1) + 1e12 * ridge[todo] * c.abs().amax(dim=1))[:, None]
+        scale = 1e-9 * (rhs.abs().amax(dim=1) + largest[todo] * c.abs().amax(dim=1))[:, None]
         negative = f & (c < 0)
         wants_in = valid[todo] & ~f & (gradient < -scale)
         stationary = (~f | (gradient.abs() <= scale)).all(dim=1)
