@@ -3,7 +3,8 @@
 adapters/ and evals/ sit at the repository's top level but install inside the package, as
 sae_bench_amortization.adapters and sae_bench_amortization.evals (never as top-level modules: both
 names are taken on PyPI). Every folder under the three roots is found here, so a new eval or
-sub-package cannot be left out of the wheel.
+sub-package cannot be left out of the wheel. (The links sae_bench_amortization/adapters and
+sae_bench_amortization/evals show the same layout to pyright and editors; the wheel is the same with them.)
 """
 
 import shutil

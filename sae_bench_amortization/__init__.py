@@ -25,7 +25,7 @@ _LAZY = {
     "InferenceSettings": "sae_bench_amortization.modes",
 }
 
-__all__ = ["InputError", "__version__", *_LAZY]
+__all__ = ["InputError", "__version__", *_LAZY]  # pyright: ignore[reportUnsupportedDunderAll]
 
 
 def __getattr__(name: str) -> Any:
