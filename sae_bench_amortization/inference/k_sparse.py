@@ -9,25 +9,29 @@ is an upper bound on the optimum.
   step μ = ‖∇_S‖² / ‖∇_S·D_S‖² on the current support S, halved until the step does not increase the
   token's error (else the token keeps its codes). One d_sae-wide product per step.
 - :func:`nn_omp`: orthogonal matching pursuit with non-negative picks to k atoms, batched over tokens,
-  among a working set W of candidate atoms per token (the start's support and the atoms of largest
-  r·d_j / ‖d_j‖); the chosen atoms' least-squares fit grows by one Cholesky row per pick.
-- :func:`subspace_pursuit`: add the k atoms most correlated with the residual, NNLS on the ≤ 2k, keep k.
-- :func:`swap_polish`: swap one active atom for one of the inactive atoms most correlated with the
-  residual while that lowers the error.
-- :func:`best_k_sparse`: per token the best of four candidates, each refitted by exact NNLS on its own
-  support (the start's support, NN-OMP, IHT from the start run until its error stops falling, subspace
-  pursuit from the start), then swap-polished.
+  within each token's working set (the start's support and the atoms of largest r·d_j / ‖d_j‖).
+- :func:`best_k_sparse`: the non-amortized search: several candidates and best single swaps, all on the
+  inner products of each token's working set (:mod:`k_sparse_search`), with one d_sae-wide product per
+  round to renew the working set.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
-from sae_bench_amortization.inference.nnls import (
-    nnls_on_gram,
-    refit_on_support,
+from sae_bench_amortization.inference.k_sparse_search import (
+    best_swaps,
+    gram_error,
+    iht_on_gram,
+    keep_k,
+    nnls_on_mask,
+    omp_on_gram,
+    subspace_pursuit_on_gram,
 )
+from sae_bench_amortization.inference.nnls import refit_on_support
 from sae_bench_amortization.inference.solver import times_dictionary
 
 
@@ -53,6 +57,24 @@ def squared_error(D: torch.Tensor, r: torch.Tensor, z: torch.Tensor) -> torch.Te
     return 0.5 * (residual * residual).sum(dim=-1)
 
 
+def entries_times_dictionary(
+    values: torch.Tensor, indices: torch.Tensor, D: torch.Tensor
+) -> torch.Tensor:
+    """z·D [B, d_in] for codes given by their entries: values [B, w] at atoms indices [B, w] (distinct per
+    row); a CSR product on CPU (no dense [B, d_sae] pass), a dense one on GPUs."""
+    n_rows, width = values.shape
+    if values.is_cuda or n_rows == 0 or width == 0:
+        dense = values.new_zeros(n_rows, D.shape[0]).scatter_(1, indices, values)
+        return dense @ D
+    crow = torch.arange(0, n_rows * width + 1, width, device=values.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        codes = torch.sparse_csr_tensor(
+            crow, indices.reshape(-1), values.reshape(-1), size=(n_rows, D.shape[0])
+        )
+        return codes @ D
+
+
 def iht(
     dictionary: Dictionary,
     r: torch.Tensor,
@@ -65,43 +87,94 @@ def iht(
 ) -> torch.Tensor:
     """``n_steps`` normalized IHT steps from z0 [B, d_sae] (projected to k actives first) on targets
     r [B, d_in]; with ``tol``, stops once the batch error falls by less than ``tol`` (relative) in a step.
-    Each token's error never increases."""
+    Each token's error never increases.
+
+    Codes are kept as their k entries: a step's only d_sae-wide work is the gradient product and one
+    top-2k of it; the new support lies among the old one and the 2k atoms of most negative gradient
+    (whatever the step μ, since off the support the entries are −μ·∇_j), so the halvings work on 3k
+    entries per token."""
     D = dictionary.D.to(r.dtype)
-    z = keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k)
-    error = squared_error(D, r, z)
+    n_atoms = D.shape[0]
+    width = min(k, n_atoms)
+    start = keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k)
+    values, indices = start.topk(width, dim=-1)  # the support (and zeros when it is smaller)
+    residual = entries_times_dictionary(values, indices, D) - r
+    error = 0.5 * (residual.double() ** 2).sum(-1)
+    n_pool = min(2 * width, n_atoms)
     for _ in range(n_steps):
-        gradient = (times_dictionary(z, D) - r) @ D.T  # [B, d_sae]: the one d_sae-wide product
-        on_support = torch.where(z > 0, gradient, 0)
-        empty = ~(z > 0).any(dim=-1, keepdim=True)  # no support yet: step along the whole gradient
-        direction = torch.where(empty, gradient.clamp(max=0), on_support)
-        moved = times_dictionary(direction, D)
-        numerator = (direction * direction).sum(-1, keepdim=True)
-        denominator = (moved * moved).sum(-1, keepdim=True)
-        step = numerator / denominator.clamp_min(1e-30)
-        todo = torch.ones(z.shape[0], dtype=torch.bool, device=z.device)
-        new_z, new_error = z.clone(), error.clone()
+        gradient = residual @ D.T  # [B, d_sae]: the one d_sae-wide product
+        on_support = values > 0
+        direction = torch.where(on_support, gradient.gather(1, indices), 0)
+        moved = entries_times_dictionary(direction, indices, D)
+        numerator = (direction * direction).sum(-1)
+        empty = ~on_support.any(dim=-1)  # no support yet: along the whole (negative) gradient
+        if bool(empty.any()):
+            whole = gradient[empty].clamp(max=0)
+            moved[empty] = whole @ D
+            numerator[empty] = (whole * whole).sum(-1)
+        step = (numerator / (moved * moved).sum(-1).clamp_min(1e-30)).unsqueeze(-1)
+        best = gradient.topk(n_pool, dim=-1, largest=False).indices  # [B, 2k]
+        repeated = (best.unsqueeze(-1) == indices.unsqueeze(1)).any(-1)  # already in the support
+        pool = torch.cat([indices, best], dim=1)  # [B, 3k]
+        pool_values = torch.cat([values, torch.where(repeated, -torch.inf, 0)], dim=1)
+        pool_gradient = gradient.gather(1, pool)
+        todo = torch.ones(r.shape[0], dtype=torch.bool, device=r.device)
+        new_values, new_indices = values.clone(), indices.clone()
+        new_residual, new_error = residual.clone(), error.clone()
         for _ in range(max_halvings):
             rows = todo.nonzero().squeeze(-1)
             if rows.numel() == 0:
                 break
-            candidate = keep_k_nonnegative(z[rows] - step[rows] * gradient[rows], k)
-            candidate = dictionary.without_zero_rows(candidate)
-            candidate_error = squared_error(D, r[rows], candidate)
+            moved_values = pool_values[rows] - step[rows] * pool_gradient[rows]
+            kept, where_kept = moved_values.topk(width, dim=-1)
+            kept = kept.clamp(min=0)
+            kept_indices = pool[rows].gather(1, where_kept)
+            candidate_residual = entries_times_dictionary(kept, kept_indices, D) - r[rows]
+            candidate_error = 0.5 * (candidate_residual.double() ** 2).sum(-1)
             better = candidate_error <= error[rows]
-            new_z[rows[better]], new_error[rows[better]] = (
-                candidate[better],
-                candidate_error[better],
-            )
-            todo[rows[better]] = False
+            accepted = rows[better]
+            new_values[accepted], new_indices[accepted] = kept[better], kept_indices[better]
+            new_residual[accepted] = candidate_residual[better]
+            new_error[accepted] = candidate_error[better]
+            todo[accepted] = False
             step[rows[~better]] /= 2
         previous = float(error.sum())
-        z, error = new_z, new_error
+        values, indices, residual, error = new_values, new_indices, new_residual, new_error
         if tol is not None and previous - float(error.sum()) <= tol * max(previous, 1e-30):
             break
-    return z
+    return torch.zeros_like(start).scatter_(1, indices, values)
 
 
-GATHER_BYTES = 64 * 2**20  # NN-OMP's and the swap search's gathered rows, per group of tokens
+GATHER_BYTES = 64 * 2**20  # the atoms gathered at a time to form working sets' inner products
+SEARCH_BYTES = 256 * 2**20  # a token group's Gram blocks and move tables, searched together
+
+
+def working_sets(score: torch.Tensor, keep: torch.Tensor, size: int) -> torch.Tensor:
+    """Each token's working set [B, size] of atom indices: the atoms of ``keep`` [B, d_sae] (bool) first,
+    then those of largest ``score`` [B, d_sae]."""
+    return torch.where(keep, torch.inf, score).topk(min(size, score.shape[1]), dim=-1).indices
+
+
+def on_working_sets(D: torch.Tensor, r: torch.Tensor, W: torch.Tensor):
+    """(G [b, m, m], β [b, m], ½‖r‖² [b]) in float64 for the atoms W [b, m] of D [d_sae, d_in] and
+    targets r [b, d_in]; the products are taken in D's dtype, gathering the rows of at most
+    :data:`GATHER_BYTES` at a time."""
+    n_tokens, m = W.shape
+    G = torch.empty(n_tokens, m, m, dtype=torch.float64, device=r.device)
+    beta = torch.empty(n_tokens, m, dtype=torch.float64, device=r.device)
+    size = max(1, GATHER_BYTES // (m * D.shape[1] * D.element_size()))
+    for i in range(0, n_tokens, size):
+        rows = D[W[i : i + size]]  # [b, m, d_in]
+        G[i : i + size] = torch.bmm(rows, rows.mT)
+        beta[i : i + size] = torch.bmm(rows, r[i : i + size].to(D.dtype).unsqueeze(-1)).squeeze(-1)
+    return G, beta, 0.5 * (r.double() ** 2).sum(-1)
+
+
+def _token_groups(n_tokens: int, m: int, k: int) -> list[slice]:
+    """Slices of tokens whose Gram blocks [b, m, m] and move tables [b, m, k] (float64, a few of each)
+    take at most :data:`SEARCH_BYTES`."""
+    size = max(1, SEARCH_BYTES // (m * (8 * m + 32 * k)))
+    return [slice(i, min(i + size, n_tokens)) for i in range(0, n_tokens, size)]
 
 
 def nn_omp(
@@ -112,237 +185,22 @@ def nn_omp(
     start: torch.Tensor | None = None,
     n_candidates: int | None = None,
 ) -> torch.Tensor:
-    """:func:`_nn_omp` in groups of tokens whose gathered rows [b, M, d_in] and Gram blocks [b, M, M]
-    take at most :data:`GATHER_BYTES` (M: the working set), so memory does not grow with the chunk."""
-    n_atoms, d_in = dictionary.D.shape
-    m = min(
-        n_atoms, (n_candidates or 2 * k) + (0 if start is None else int((start > 0).sum(-1).max()))
-    )
-    group = max(1, GATHER_BYTES // (m * (d_in + m) * r.element_size()))
-    parts = [
-        _nn_omp(dictionary, r[i : i + group], k, n_candidates=n_candidates,
-                start=None if start is None else start[i : i + group])
-        for i in range(0, r.shape[0], group)
-    ]  # fmt: skip
-    return torch.cat(parts) if parts else torch.zeros(0, n_atoms, dtype=r.dtype, device=r.device)
-
-
-def _nn_omp(
-    dictionary: Dictionary,
-    r: torch.Tensor,
-    k: int,
-    *,
-    start: torch.Tensor | None = None,
-    n_candidates: int | None = None,
-) -> torch.Tensor:
-    """Orthogonal matching pursuit with non-negative picks to k atoms [B, d_sae], among each token's
-    working set: the support of ``start`` (if given) and the ``n_candidates`` atoms (default 2k) of
-    largest r·d_j / ‖d_j‖. Each pick is the atom most positively correlated with the residual (per unit
-    norm); the chosen atoms' least-squares fit is updated by one Cholesky row per pick (O(k²) per token),
-    its negative coefficients clamped to 0 for the residual. Exact NNLS is :func:`best_k_sparse`'s refit."""
+    """Non-negative orthogonal matching pursuit to k atoms, codes [B, d_sae], among each token's working
+    set: the support of ``start`` (if given) and the ``n_candidates`` atoms (default 2k) of largest
+    r·d_j / ‖d_j‖ (:func:`k_sparse_search.omp_on_gram`); token groups keep memory bounded."""
     D = dictionary.D.to(r.dtype)
-    n_atoms, n_tokens = D.shape[0], r.shape[0]
-    n_candidates = min(n_atoms, n_candidates or 2 * k)
+    keep = torch.zeros(r.shape[0], D.shape[0], dtype=torch.bool) if start is None else start > 0
     score = normalized(r @ D.T, D)
-    if start is not None:
-        score = torch.where(start > 0, torch.inf, score)
-        n_candidates = min(n_atoms, n_candidates + int((start > 0).sum(-1).max()))
-    working = score.topk(n_candidates, dim=-1).indices  # [B, M]
-    rows = D[working]  # [B, M, d_in]
-    gram = torch.bmm(rows, rows.transpose(1, 2))  # [B, M, M]
-    b = torch.bmm(rows, r.unsqueeze(-1)).squeeze(-1)  # [B, M]: r·d_j
-    norms = gram.diagonal(dim1=1, dim2=2).sqrt()
-    usable = (score.gather(1, working) > -torch.inf) & (norms > 0)  # not an all-zero row
-    chosen = torch.zeros_like(b, dtype=torch.bool)
-    picks = torch.zeros(n_tokens, 0, dtype=torch.long, device=r.device)
-    factor = torch.zeros(
-        n_tokens, 0, 0, dtype=r.dtype, device=r.device
-    )  # Cholesky of G[picks, picks]
-    active = torch.ones(n_tokens, dtype=torch.bool, device=r.device)
-    c = torch.zeros_like(b)
-    for _ in range(min(k, n_candidates)):
-        correlation = b - torch.bmm(gram, c.unsqueeze(-1)).squeeze(-1)  # (r − c·D_W)·d_j
-        correlation = torch.where(norms > 0, correlation / torch.where(norms > 0, norms, 1), 0)
-        correlation = correlation.masked_fill(chosen | ~usable, -torch.inf)
-        best = correlation.argmax(dim=-1, keepdim=True)  # [B, 1]
-        active &= correlation.gather(1, best).squeeze(-1) > 0  # no atom lowers the error: stop
-        if not bool(active.any()):
-            break
-        chosen.scatter_(1, best, active.unsqueeze(-1))
-        # one more Cholesky row: G[picks, new] = factor · w, d = sqrt(G_new,new − ‖w‖²)
-        column = gram.gather(1, picks.unsqueeze(-1).expand(-1, -1, n_candidates)).gather(
-            2, best.unsqueeze(1).expand(-1, picks.shape[1], 1)
-        )  # [B, i, 1]
-        w = torch.linalg.solve_triangular(factor, column, upper=False)
-        diagonal = gram.gather(1, best.unsqueeze(-1).expand(-1, 1, n_candidates)).gather(
-            2, best.unsqueeze(1)
-        )
-        d = (
-            (diagonal - (w * w).sum(1, keepdim=True))
-            .clamp_min(1e-10 * diagonal.clamp_min(1e-30))
-            .sqrt()
-        )
-        i = picks.shape[1]
-        grown = torch.zeros(n_tokens, i + 1, i + 1, dtype=r.dtype, device=r.device)
-        grown[:, :i, :i] = factor
-        grown[:, i, :i] = w.squeeze(-1)
-        grown[:, i, i] = d.reshape(-1)
-        # a token that stopped keeps a unit row: its new pick gets no coefficient (masked below)
-        grown[~active, i, :i] = 0
-        grown[~active, i, i] = 1
-        factor, picks = grown, torch.cat([picks, best], dim=1)
-        keep = torch.ones_like(picks, dtype=r.dtype)
-        keep[:, i] = active.to(r.dtype)  # a stopped token's last pick gets no coefficient
-        b_picked = b.gather(1, picks) * keep
-        y = torch.linalg.solve_triangular(factor, b_picked.unsqueeze(-1), upper=False)
-        coefficients = torch.linalg.solve_triangular(factor.transpose(1, 2), y, upper=True).squeeze(
-            -1
-        )
-        c = torch.zeros_like(b).scatter_(1, picks, coefficients.clamp(min=0))
-        c = c * chosen
-    return torch.zeros(n_tokens, n_atoms, dtype=r.dtype, device=r.device).scatter_(1, working, c)
-
-
-def subspace_pursuit(
-    dictionary: Dictionary, r: torch.Tensor, z0: torch.Tensor, k: int, *, max_rounds: int = 10
-) -> torch.Tensor:
-    """Subspace pursuit (Dai & Milenkovic 2009) with non-negative fits, from z0: each round adds the k
-    atoms most correlated with the residual, fits NNLS on the ≤ 2k atoms, keeps the k largest and refits;
-    a token keeps its new codes only when its error falls. Stops when no token improves."""
-    D = dictionary.D.to(r.dtype)
-    z = refit_on_support(D, r, keep_k_nonnegative(dictionary.without_zero_rows(z0.to(r.dtype)), k))
-    error = squared_error(D, r, z)
-    for _ in range(max_rounds):
-        correlation = normalized((r - times_dictionary(z, D)) @ D.T, D).masked_fill(
-            z > 0, -torch.inf
-        )
-        added = correlation.topk(min(k, D.shape[0]), dim=-1)
-        merged = (z > 0).to(r.dtype).scatter_(1, added.indices, (added.values > 0).to(r.dtype))
-        candidate = refit_on_support(D, r, keep_k_nonnegative(refit_on_support(D, r, merged), k))
-        candidate_error = squared_error(D, r, candidate)
-        better = candidate_error < error
-        if not bool(better.any()):
-            break
-        z = torch.where(better.unsqueeze(-1), candidate, z)
-        error = torch.where(better, candidate_error, error)
-    return z
-
-
-def swap_polish(
-    dictionary: Dictionary,
-    r: torch.Tensor,
-    z: torch.Tensor,
-    k: int,
-    *,
-    n_candidates: int | None = None,
-    max_sweeps: int = 3,
-    max_trials: int = 24,
-) -> torch.Tensor:
-    """Local search on supports: per sweep, swaps of one active atom for one of the ``n_candidates``
-    (default 2k, at most ``max_trials``) inactive atoms most correlated with the residual, refitted by
-    NNLS, kept when they lower the token's error; until a sweep changes nothing. Each candidate replaces
-    each of the ``max_trials // n_candidates`` weakest actives (smallest z_j‖d_j‖; every active when k is
-    small): at most ``max_trials`` NNLS fits of ≤ k atoms per token and sweep.
-
-    A sweep gathers each token's support and candidate atoms once and works on their inner products
-    (a trial changes one row of the support's Gram matrix; its error is ½‖r‖² − cᵀb + ½cᵀGc), in token
-    groups whose gathered atoms stay under 64 MiB."""
-    D = dictionary.D.to(r.dtype)
-    z = refit_on_support(D, r, keep_k_nonnegative(z.to(r.dtype), k))
-    n_candidates = min(n_candidates or 2 * k, D.shape[0] - 1, max_trials)
-    if n_candidates <= 0 or z.shape[0] == 0:
-        return z
-    n_positions = min(k, max(1, max_trials // n_candidates))
-    width = min(k, D.shape[0])
-    group = max(1, GATHER_BYTES // ((width + n_candidates) * D.shape[1] * 8))  # float64 rows
-    polished = [
-        _swap_group(
-            D, r[i : i + group], z[i : i + group], width, n_candidates, n_positions, max_sweeps
-        )
-        for i in range(0, z.shape[0], group)
-    ]
-    return torch.cat(polished)
-
-
-def _swap_group(
-    D: torch.Tensor,
-    r: torch.Tensor,
-    z: torch.Tensor,
-    width: int,
-    n_candidates: int,
-    n_positions: int,
-    max_sweeps: int,
-) -> torch.Tensor:
-    """:func:`swap_polish` on one token group: codes [b, d_sae] with at most ``width`` actives."""
-    b, rows = r.shape[0], torch.arange(r.shape[0], device=r.device)
-    norms = D.norm(dim=1)
-    half_rr = 0.5 * (r.double() ** 2).sum(-1)  # [b]
-    for _ in range(max_sweeps):
-        values, slots = z.topk(width, dim=1)  # the support first; the other slots are empty
-        c = values.double().clamp_min(0)
-        valid = c > 0
-        correlation = normalized((r - times_dictionary(z, D)) @ D.T, D).masked_fill(
-            z > 0, -torch.inf
-        )
-        candidates = correlation.topk(n_candidates, dim=-1).indices  # [b, n]
-        # inner products in float64: the errors compared are differences of larger terms
-        atoms = D[slots].double() * valid[..., None]  # [b, width, d_in]
-        incoming_atoms = D[candidates].double()  # [b, n, d_in]
-        G = atoms @ atoms.mT  # [b, width, width]
-        C = atoms @ incoming_atoms.mT  # [b, width, n]: slots · candidates
-        CC = incoming_atoms @ incoming_atoms.mT  # [b, n, n]
-        rhs = (atoms @ r.double()[..., None]).squeeze(-1)  # [b, width]
-        r_candidates = (incoming_atoms @ r.double()[..., None]).squeeze(-1)  # [b, n]
-        slot_norms = norms[slots].double() * valid
-        holds = torch.full((b, width), -1, dtype=torch.long, device=r.device)  # candidate in a slot
-        error = half_rr - (c * rhs).sum(-1) + 0.5 * (c * (G @ c[..., None]).squeeze(-1)).sum(-1)
-        improved = torch.zeros(b, dtype=torch.bool, device=r.device)
-        for a in range(n_candidates):
-            for position in range(n_positions):
-                if not bool(valid.any()):
-                    break
-                contribution = torch.where(
-                    valid, c * slot_norms, torch.inf
-                )  # weakest actives first
-                slot = contribution.topk(n_positions, dim=-1, largest=False).indices[:, position]
-                already = ((holds == a) & valid).any(
-                    dim=-1
-                )  # a is in: the trial only drops the slot
-                column = C[:, :, a].clone()
-                column[rows, slot] = CC[:, a, a]
-                trial_G = G.clone()
-                trial_G[rows, slot, :] = column
-                trial_G[rows, :, slot] = column
-                trial_rhs = rhs.clone()
-                trial_rhs[rows, slot] = r_candidates[:, a]
-                trial_valid = valid.clone()
-                trial_valid[rows, slot] = ~already
-                trial_c = nnls_on_gram(trial_G, trial_rhs, trial_valid)
-                trial_error = (
-                    half_rr
-                    - (trial_c * trial_rhs).sum(-1)
-                    + 0.5 * (trial_c * (trial_G @ trial_c[..., None]).squeeze(-1)).sum(-1)
-                )
-                better = trial_error < error * (1 - 1e-12)
-                if not bool(better.any()):
-                    continue
-                swapped = better & ~already  # the slot now holds candidate a
-                at = slot[swapped]
-                slots[swapped, at] = candidates[swapped, a]
-                C[swapped, at, :] = CC[swapped, a, :]
-                slot_norms[swapped, at] = norms[candidates[swapped, a]].double()
-                holds[swapped, at] = a
-                G = torch.where(better[:, None, None], trial_G, G)
-                rhs = torch.where(better[:, None], trial_rhs, rhs)
-                c = torch.where(better[:, None], trial_c, c)
-                valid = c > 0
-                error = torch.where(better, trial_error, error)
-                improved |= better
-        # empty slots add 0 (their atom index may repeat an active one)
-        z = torch.zeros_like(z).scatter_add_(1, slots, (c * valid).to(z.dtype))
-        if not bool(improved.any()):
-            break
-    return z
+    W = working_sets(
+        score, keep, (n_candidates or 2 * k) + (int(keep.sum(-1).max()) if keep.numel() else 0)
+    )
+    codes = torch.zeros(r.shape[0], D.shape[0], dtype=r.dtype, device=r.device)
+    for part in _token_groups(r.shape[0], W.shape[1], k):
+        G, beta, _ = on_working_sets(D, r[part], W[part])
+        usable = score[part].gather(1, W[part]) > -torch.inf
+        c = omp_on_gram(G, beta, usable, k)
+        codes[part] = codes[part].scatter(1, W[part], c.to(r.dtype))
+    return codes
 
 
 def best_k_sparse(
@@ -351,31 +209,88 @@ def best_k_sparse(
     start: torch.Tensor,
     k: int,
     *,
+    n_candidates: int | None = None,
+    max_rounds: int = 2,
     iht_steps: int = 50,
-    tol: float = 1e-6,
-    polish_candidates: int | None = None,
+    tol: float = 1e-4,
 ) -> torch.Tensor:
-    """Per token the lowest-error k-sparse non-negative codes [B, d_sae] among: NNLS on the start's
-    support (its k largest entries), NN-OMP, IHT from the start to ``tol`` and subspace pursuit from the
-    start, each refitted by exact NNLS on its support (which can only lower the error and keeps at most k
-    actives); the best is then polished by :func:`swap_polish`."""
+    """Per token [B, d_sae] the lowest-error k-sparse non-negative codes found from the encoder's codes
+    ``start``, searching on inner products within each token's working set W: its support and the
+    ``n_candidates`` atoms (default max(k, 64)) most correlated (per unit norm) with its residual over the
+    whole dictionary (one d_sae-wide product per round; :mod:`k_sparse_search` for the searches).
+
+    Round 1 (residual of the start's support refitted): the best of the start's support refitted by NNLS,
+    NN-OMP to k atoms, IHT from the start until its error stops falling (``tol``) and subspace pursuit from
+    the start, each refitted by exact NNLS on its support. Rounds 2 to ``max_rounds``, for the tokens the
+    round before improved (all after round 1), on the new residual's working set: the better of the codes
+    so far and IHT from them, then :func:`k_sparse_search.best_swaps` (best single swaps until none helps).
+    Every step only lowers a token's error, so the result is never worse than the start's refit."""
     D = dictionary.D.to(r.dtype)
+    n_atoms = D.shape[0]
+    n_candidates = min(n_atoms, n_candidates or max(k, 64))
     start = keep_k_nonnegative(dictionary.without_zero_rows(start.to(r.dtype)), k)
-    candidates = [
-        start,
-        nn_omp(dictionary, r, k, start=start),
-        iht(dictionary, r, start, k, iht_steps, tol=tol),
-        subspace_pursuit(dictionary, r, start, k),
-    ]
-    best, best_error = None, None
+    codes = start
+    todo = torch.arange(r.shape[0], device=r.device)
+    start_fit = start
+    for round_ in range(max_rounds):
+        first = round_ == 0
+        targets = r[todo]
+        fitted = refit_on_support(D, targets, codes[todo]) if first else codes[todo]
+        if first:
+            start_fit = fitted
+        score = normalized((targets - times_dictionary(fitted, D)) @ D.T, D)  # d_sae-wide
+        W = working_sets(score, codes[todo] > 0, n_candidates + k)
+        improved = torch.zeros(todo.numel(), dtype=torch.bool, device=r.device)
+        found = codes.clone()
+        for part in _token_groups(todo.numel(), W.shape[1], k):
+            G, beta, half_rr = on_working_sets(D, targets[part], W[part])
+            usable = score[part].gather(1, W[part]) > -torch.inf
+            c0 = codes[todo[part]].gather(1, W[part]).double()
+            c, error, before = _search(G, beta, c0, usable, k, half_rr, first=first,
+                                       iht_steps=iht_steps, tol=tol)  # fmt: skip
+            improved[part] = error < before
+            found[todo[part]] = torch.zeros_like(found[todo[part]]).scatter_(
+                1, W[part], c.to(r.dtype)
+            )
+        codes = found
+        todo = todo if first else todo[improved]
+        if todo.numel() == 0:
+            break
+    # the start's refit, if the search's products (other sums, other roundings) found no better
+    kept = squared_error(D, r, start_fit) <= squared_error(D, r, codes)
+    return torch.where(kept.unsqueeze(-1), start_fit, codes)
+
+
+def _search(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c0: torch.Tensor,
+    usable: torch.Tensor,
+    k: int,
+    half_rr: torch.Tensor,
+    *,
+    first: bool,
+    iht_steps: int,
+    tol: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One round of :func:`best_k_sparse` on a token group's working sets: (codes [b, m], their error [b],
+    the error of c0's refit [b])."""
+    refit = nnls_on_mask(G, beta, keep_k(c0.masked_fill(~usable, 0), k) > 0, k)
+    candidates = [iht_on_gram(G, beta, c0, usable, k, half_rr, iht_steps, tol=tol)]
+    if first:
+        candidates += [
+            subspace_pursuit_on_gram(G, beta, c0, usable, k, half_rr),
+            omp_on_gram(G, beta, usable, k),
+        ]
+    best = refit
+    best_error = refit_error = gram_error(G, beta, refit, half_rr)
     for codes in candidates:
-        refit = refit_on_support(D, r, codes)
-        error = squared_error(D, r, refit)
-        if best is None or best_error is None:
-            best, best_error = refit, error
-            continue
+        fitted = nnls_on_mask(G, beta, codes > 0, k)
+        error = gram_error(G, beta, fitted, half_rr)
         better = error < best_error
-        best = torch.where(better.unsqueeze(-1), refit, best)
+        best = torch.where(better.unsqueeze(-1), fitted, best)
         best_error = torch.where(better, error, best_error)
-    assert best is not None
-    return swap_polish(dictionary, r, best, k, n_candidates=polish_candidates)
+    if first:
+        return best, best_error, refit_error
+    polished = best_swaps(G, beta, best, usable, k, half_rr)
+    return polished, gram_error(G, beta, polished, half_rr), refit_error

@@ -1,0 +1,257 @@
+"""Non-negative k-sparse coding inside each token's working set of atoms, on inner products only (pure
+tensor math).
+
+A token's working set W holds m atoms (its current support and the atoms most correlated with it). The
+searches here see only G = D_W·D_Wᵀ [b, m, m] and β = D_W·r [b, m] (float64): the error of codes c [b, m]
+on W is ½‖r‖² − cᵀβ + ½cᵀGc, so a search step costs O(m²) or O(m·k²) per token, never a d_sae-wide
+product. ``usable`` [b, m] marks the atoms a search may pick (all-zero rows may not). Every function
+returns feasible codes: non-negative, at most k actives.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sae_bench_amortization.inference.nnls import nnls_on_gram
+
+
+def gram_error(G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: torch.Tensor):
+    """½‖r − c·D_W‖² [b] from G [b, m, m], β [b, m], codes c [b, m] and ½‖r‖² [b]."""
+    Gc = torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+    return half_rr - (c * beta).sum(-1) + 0.5 * (c * Gc).sum(-1)
+
+
+def keep_k(c: torch.Tensor, k: int) -> torch.Tensor:
+    """c [b, m] with negatives set to 0 and all but each row's k largest entries set to 0."""
+    c = c.clamp(min=0)
+    if k >= c.shape[-1]:
+        return c
+    values, indices = c.topk(k, dim=-1)
+    return torch.zeros_like(c).scatter_(-1, indices, values)
+
+
+def nnls_on_mask(
+    G: torch.Tensor, beta: torch.Tensor, mask: torch.Tensor, width: int
+) -> torch.Tensor:
+    """Exact NNLS of each token on its atoms in ``mask`` [b, m] (at most ``width`` per token): codes [b, m]."""
+    width = min(width, mask.shape[1])
+    values, slots = mask.to(G.dtype).topk(width, dim=-1)  # the masked atoms first
+    valid = values > 0
+    m = G.shape[1]
+    sub = G.gather(1, slots.unsqueeze(-1).expand(-1, -1, m)).gather(
+        2, slots.unsqueeze(1).expand(-1, width, -1)
+    )  # [b, width, width]
+    solved = nnls_on_gram(sub, beta.gather(1, slots), valid)
+    return torch.zeros_like(beta).scatter_(1, slots, solved * valid)
+
+
+def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: int) -> torch.Tensor:
+    """Orthogonal matching pursuit with non-negative picks to k atoms: each pick is the usable atom most
+    positively correlated with the residual per unit norm; the inverse H of the picked atoms' Gram matrix
+    grows by one row per pick (block inverse: u = H·g, s = G_qq − gᵀu; O(k²) per token, batched
+    products only), and the fit's negative coefficients are clamped to 0 for the residual. Codes [b, m];
+    :func:`nnls_on_mask` on their support gives the exact fit."""
+    n_tokens, m = beta.shape
+    width = min(k, m)
+    diagonal = G.diagonal(dim1=1, dim2=2)
+    norms = diagonal.clamp_min(0).sqrt()
+    usable = usable & (norms > 0)
+    chosen = torch.zeros_like(usable)
+    H = beta.new_zeros(n_tokens, width, width)  # inverse of G[picks, picks], zero past the picks
+    picks = torch.zeros(n_tokens, width, dtype=torch.long, device=G.device)
+    G_WP = beta.new_zeros(n_tokens, m, width)  # G[:, picks]
+    b_P = beta.new_zeros(n_tokens, width)
+    c_P = beta.new_zeros(n_tokens, width)  # the picks' coefficients, clamped at 0
+    active = torch.ones(n_tokens, dtype=torch.bool, device=G.device)
+    for i in range(width):
+        correlation = beta - torch.bmm(G_WP, c_P.unsqueeze(-1)).squeeze(-1)  # (r − c·D_W)·d_j
+        score = torch.where(
+            usable & ~chosen, correlation / torch.where(usable, norms, 1), -torch.inf
+        )
+        best = score.argmax(dim=-1, keepdim=True)  # [b, 1]
+        active &= score.gather(1, best).squeeze(-1) > 0  # no atom lowers the error: stop
+        if not bool(active.any()):
+            break
+        chosen.scatter_(1, best, active.unsqueeze(-1))
+        g = G.gather(2, best.unsqueeze(1).expand(-1, m, 1)).squeeze(-1)  # [b, m]: G[:, new]
+        g_P = g.gather(1, picks) * (torch.arange(width, device=G.device) < i)  # G[picks, new]
+        u = torch.bmm(H, g_P.unsqueeze(-1)).squeeze(-1)
+        g_new = diagonal.gather(1, best).squeeze(-1)
+        schur = (g_new - (g_P * u).sum(-1)).clamp_min(1e-10 * g_new.clamp_min(1e-300))
+        scale = torch.where(active, 1 / schur, 0).unsqueeze(-1)  # a stopped token's H stays
+        H += u.unsqueeze(-1) * u.unsqueeze(1) * scale.unsqueeze(-1)
+        H[:, i, :] = -u * scale
+        H[:, :, i] = -u * scale
+        H[:, i, i] = scale.squeeze(-1)
+        picks[:, i] = best.squeeze(-1)
+        G_WP[:, :, i] = g * active.unsqueeze(-1)
+        b_P[:, i] = beta.gather(1, best).squeeze(-1) * active
+        c_P = torch.bmm(H, b_P.unsqueeze(-1)).squeeze(-1).clamp(min=0)
+    return torch.zeros_like(beta).scatter_add_(1, picks, c_P)
+
+
+def iht_on_gram(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c0: torch.Tensor,
+    usable: torch.Tensor,
+    k: int,
+    half_rr: torch.Tensor,
+    n_steps: int,
+    *,
+    tol: float | None = None,
+    max_halvings: int = 8,
+) -> torch.Tensor:
+    """Normalized iterative hard thresholding from c0 [b, m] (projected to k usable actives): c ← P_k(c −
+    μ∇), ∇ = Gc − β, μ = ‖∇_S‖² / ∇_SᵀG∇_S on the support S, halved until the token's error does not rise
+    (else it keeps its codes). With ``tol``, stops once the batch error falls by less than ``tol``
+    (relative) in a step."""
+    c = keep_k(c0.masked_fill(~usable, 0), k)
+    error = gram_error(G, beta, c, half_rr)
+    for _ in range(n_steps):
+        gradient = torch.bmm(G, c.unsqueeze(-1)).squeeze(-1) - beta
+        empty = ~(c > 0).any(dim=-1, keepdim=True)  # no support yet: along the whole gradient
+        direction = torch.where(empty, gradient.clamp(max=0), torch.where(c > 0, gradient, 0))
+        curvature = (direction * torch.bmm(G, direction.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        step = ((direction * direction).sum(-1) / curvature.clamp_min(1e-30)).unsqueeze(-1)
+        todo = torch.ones(c.shape[0], dtype=torch.bool, device=c.device)
+        new_c, new_error = c.clone(), error.clone()
+        for _ in range(max_halvings):
+            rows = todo.nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                break
+            candidate = keep_k(
+                (c[rows] - step[rows] * gradient[rows]).masked_fill(~usable[rows], 0), k
+            )
+            candidate_error = gram_error(G[rows], beta[rows], candidate, half_rr[rows])
+            better = candidate_error <= error[rows]
+            new_c[rows[better]], new_error[rows[better]] = (
+                candidate[better],
+                candidate_error[better],
+            )
+            todo[rows[better]] = False
+            step[rows[~better]] /= 2
+        previous = float(error.sum())
+        c, error = new_c, new_error
+        if tol is not None and previous - float(error.sum()) <= tol * max(previous, 1e-30):
+            break
+    return c
+
+
+def subspace_pursuit_on_gram(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c0: torch.Tensor,
+    usable: torch.Tensor,
+    k: int,
+    half_rr: torch.Tensor,
+    *,
+    max_rounds: int = 10,
+) -> torch.Tensor:
+    """Subspace pursuit (Dai & Milenkovic 2009) with non-negative fits from c0 [b, m]: each round adds the
+    k usable atoms most correlated with the residual (per unit norm), fits NNLS on the ≤ 2k, keeps the k
+    largest and refits; a token keeps the new codes only when its error falls. Stops when none does."""
+    norms = G.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
+    usable = usable & (norms > 0)
+    c = nnls_on_mask(G, beta, keep_k(c0.masked_fill(~usable, 0), k) > 0, k)
+    error = gram_error(G, beta, c, half_rr)
+    n_added = min(k, G.shape[1])
+    for _ in range(max_rounds):
+        correlation = beta - torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+        score = torch.where(
+            usable & (c <= 0), correlation / torch.where(usable, norms, 1), -torch.inf
+        )
+        added = score.topk(n_added, dim=-1)
+        merged = (c > 0).scatter(1, added.indices, added.values > 0)
+        wide = nnls_on_mask(G, beta, merged, 2 * k)
+        candidate = nnls_on_mask(G, beta, keep_k(wide, k) > 0, k)
+        candidate_error = gram_error(G, beta, candidate, half_rr)
+        better = candidate_error < error
+        if not bool(better.any()):
+            break
+        c = torch.where(better.unsqueeze(-1), candidate, c)
+        error = torch.where(better, candidate_error, error)
+    return c
+
+
+def best_swaps(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c: torch.Tensor,
+    usable: torch.Tensor,
+    k: int,
+    half_rr: torch.Tensor,
+    *,
+    max_trials: int = 8,
+    max_moves: int | None = None,
+) -> torch.Tensor:
+    """Local search on supports by the best single move: swap one active atom p for an inactive atom q,
+    or (below k actives) add q. Every move's least-squares error on its new support comes in closed form
+    from H = G_SS⁻¹ (removing p: c ← c − (c_p/H_pp)·H_p, error + c_p²/2H_pp; adding q: error −
+    ρ_q'²/2s_q', ρ' the residual's correlation with q and s' its Schur complement), O(m·k²) per token
+    for all m·k moves. The ``max_trials`` best predicted moves are refitted by exact NNLS in order (its error is
+    never below the prediction, so a move predicted not to help cannot), the first that improves is kept;
+    until no token improves, at most ``max_moves`` times (default 2k + 8). Codes c [b, m] must be NNLS fits
+    on their supports (as :func:`nnls_on_mask` gives); returns codes [b, m]."""
+    n_tokens, m = beta.shape
+    width = min(k, m)
+    max_moves = 2 * k + 8 if max_moves is None else max_moves
+    c = c.clone()
+    error = gram_error(G, beta, c, half_rr)
+    todo = torch.arange(n_tokens, device=G.device)
+    eye = torch.eye(width, dtype=G.dtype, device=G.device)
+    for _ in range(max_moves):
+        if todo.numel() == 0:
+            break
+        g, bt, ct, err = G[todo], beta[todo], c[todo], error[todo]
+        values, slots = ct.topk(width, dim=-1)  # the support first; the other slots are empty
+        valid = values > 0
+        G_WS = g.gather(2, slots.unsqueeze(1).expand(-1, m, -1)) * valid.unsqueeze(
+            1
+        )  # [n, m, width]
+        G_SS = G_WS.gather(1, slots.unsqueeze(-1).expand(-1, -1, width)) * valid.unsqueeze(-1)
+        scale = G_SS.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-300)[:, None, None]
+        factor, info = torch.linalg.cholesky_ex(
+            G_SS + eye * (~valid).unsqueeze(-1) + 1e-12 * scale * eye
+        )
+        H = torch.cholesky_inverse(factor)  # [n, width, width]; an empty slot's block is 1
+        c_S = torch.where(valid, values, 0)
+        rho = bt - torch.bmm(G_WS, c_S.unsqueeze(-1)).squeeze(-1)  # [n, m]: residual · d_q
+        V = torch.bmm(G_WS, H)  # [n, m, width]
+        diagonal = g.diagonal(dim1=1, dim2=2)
+        schur = diagonal - (V * G_WS).sum(-1)  # [n, m]: ‖d_q‖² less its part in span(D_S)
+        H_pp = H.diagonal(dim1=1, dim2=2)
+        removal = 0.5 * c_S * c_S / H_pp  # [n, width]: error added by dropping slot p (0 if empty)
+        rho_after = rho.unsqueeze(-1) + (c_S / H_pp).unsqueeze(1) * V  # [n, m, width]
+        schur_after = schur.unsqueeze(-1) + V * V / H_pp.unsqueeze(1)
+        inactive = usable[todo] & ~(ct > 0)
+        possible = (
+            inactive.unsqueeze(-1)
+            & (rho_after > 0)
+            & (schur_after > 1e-10 * diagonal.clamp_min(1e-300).unsqueeze(-1))
+        )
+        predicted = removal.unsqueeze(1) - 0.5 * rho_after.square() / schur_after.clamp_min(1e-300)
+        predicted = torch.where(possible & (info == 0)[:, None, None], predicted, torch.inf)
+        n_trials = min(max_trials, m * width)
+        gains, moves = predicted.flatten(1).topk(n_trials, dim=-1, largest=False)  # [n, trials]
+        best_c, best_error = ct.clone(), err.clone()
+        accepted = torch.zeros_like(err, dtype=torch.bool)
+        for t in range(
+            n_trials
+        ):  # in order of predicted gain; a token takes its first improving move
+            hopeful = ~accepted & (gains[:, t] < -1e-12 * err.abs().clamp_min(1e-300))
+            rows = hopeful.nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                break
+            q, p = moves[rows, t] // width, moves[rows, t] % width
+            trial = (ct[rows] > 0).scatter(1, slots[rows].gather(1, p.unsqueeze(-1)), False)
+            trial = trial.scatter(1, q.unsqueeze(-1), True)
+            trial_c = nnls_on_mask(g[rows], bt[rows], trial, width)
+            trial_error = gram_error(g[rows], bt[rows], trial_c, half_rr[todo[rows]])
+            better = trial_error < err[rows] - 1e-12 * err[rows].abs()
+            best_c[rows[better]], best_error[rows[better]] = trial_c[better], trial_error[better]
+            accepted[rows[better]] = True
+        improved = best_error < err
+        c[todo], error[todo] = best_c, best_error
+        todo = todo[improved]
+    return c
