@@ -29,7 +29,7 @@ import torch
 from sae_bench_amortization.activations.sources import FileActivations
 from sae_bench_amortization.atomic import check_output_dir
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.modes import InferenceSettings, parse_modes
+from sae_bench_amortization.modes import InferenceSettings, parse_modes, run_objective
 from sae_bench_amortization.registry import EvalEntry, discover_evals, eval_options, get_eval
 from sae_bench_amortization.runner.executors import (
     EXECUTORS,
@@ -141,7 +141,8 @@ def run(
         SAE object); ``selection``: SAEs named as on the command line (releases, regexes, paths).
     source: ``SourceSettings`` (file, TransformerLens or transformers model, text), or an activation
         factory (anything with ``for_sae``). No SAE and no source: the embedded offline default.
-    inference: ``InferenceSettings`` or mode names (default: amortized; an eval comparing modes uses its own).
+    inference: ``InferenceSettings`` or mode names (default: amortized; an eval comparing modes uses its own);
+        given as names (or None), the problem is ``auto`` (each SAE's own; ``l1`` under protocol paper).
     eval_options: values of the evals' declared options, by ``dest`` (e.g. ``dense_threshold``);
         configs: whole configs by eval name, used as given.
     executor: "sequential" or "ray" (``ray`` = ``runner.executors.RayOptions``).
@@ -156,7 +157,11 @@ def run(
     check_eval_options(options, entries)
     if not isinstance(inference, InferenceSettings):
         names = None if inference is None else list(inference)
-        inference = InferenceSettings(modes=parse_modes(names), modes_given=bool(names))
+        inference = InferenceSettings(
+            modes=parse_modes(names),
+            modes_given=bool(names),
+            objective=run_objective(None, options.get("protocol")),
+        )
     device = check_device(device) if device else default_device()
     specs = [as_spec(item) for item in saes] + (selection.specs() if selection else [])
     settings = source if isinstance(source, SourceSettings) else SourceSettings()

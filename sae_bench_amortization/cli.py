@@ -99,10 +99,10 @@ def _run_args(run: argparse.ArgumentParser, registry: Registry) -> None:
         ("--force-rerun", "recompute results that already exist", {"action": "store_true"}),
         ("--inference=MODE", f"{requestable}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
-        ("--objective", "the problem semi:T and non_amortized solve: l1 (the paper's; default), "
-         "l1_decoder_norm (λ Σ‖d_j‖ z_j), k_sparse (at most k actives, no λ), auto (the SAE's own: TopK → "
-         "k_sparse; standard, gated, JumpReLU → l1_decoder_norm)", {"choices": list(OBJECTIVE_CHOICES)},
-         "l1"),
+        ("--objective", "the problem semi:T and non_amortized solve: l1 (the paper's), l1_decoder_norm "
+         "(λ Σ‖d_j‖ z_j), k_sparse (at most k actives, no λ), auto (default; the SAE's own: TopK → "
+         "k_sparse; standard, gated, JumpReLU → l1_decoder_norm; others l1; l1 under --protocol paper)",
+         {"choices": list(OBJECTIVE_CHOICES)}),
     )  # fmt: skip
     for kind in kinds:  # each kind's own settings
         for option in kind.options:
@@ -226,11 +226,12 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> RunResult:
     ray_options = ray.for_executor(
         args.executor, args.ray_address, args.gpus_per_task, args.cpus_per_task, args.device
     )
-    inference = modes.inference_settings(
-        vars(args), modes=modes.parse_modes(args.inference), modes_given=bool(args.inference)
-    )
     declared = eval_options(registry).values()
     options = {option.dest: getattr(args, option.dest) for option, _ in declared}
+    inference = modes.inference_settings(
+        vars(args), modes=modes.parse_modes(args.inference), modes_given=bool(args.inference),
+        objective=modes.run_objective(args.objective, options.get("protocol")),
+    )  # fmt: skip
     result = _lib("api").run(args.evals, selection=_fields(args, _lib("sources.selection").SAESelection),
                              source=_source(args), inference=inference, output_dir=args.output_dir,
                              device=args.device, dtype=args.dtype, batch_size=args.batch_size, seed=args.seed,

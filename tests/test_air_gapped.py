@@ -43,7 +43,7 @@ NATIVE_RELEASE = "pythia-70m-deduped-res-sm"
 NATIVE_SAE_ID = "blocks.3.hook_resid_post"
 # Small, and the λ calibration on 256 tokens: the whole file stays within a few minutes on 2 cores.
 SMALL = ("--n-tokens", "2000", "--device", "cpu", "--inference", "amortized")
-GAP_RUN = ("--eval", "amortization_gap", *SMALL, "--calibration-tokens", "256")
+GAP_RUN = ("--eval", "amortization_gap", *SMALL, "--calibration-tokens", "256", "--objective", "l1")
 # dynamics only needs each checkpoint evaluated: fewer tokens (the 4096-latent solves dominate)
 DYNAMICS_RUN = ("--eval", "amortization_gap", "--n-tokens", "512", "--device", "cpu",
                 "--inference", "amortized", "--calibration-tokens", "256")  # fmt: skip

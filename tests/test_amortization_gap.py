@@ -28,6 +28,8 @@ def test_modes_are_ordered_and_the_gap_is_positive(trained_topk, tmp_path, cli):
         tmp_path / "out",
         "--calibration-tokens",
         "2000",
+        "--objective",
+        "l1",  # the paper's problem: one λ calibrated to the encoder's L0
     )
     assert result.code == 0, result.err
     assert "non_amortized" in result.out and "NMSE" in result.out  # the table is printed
@@ -75,6 +77,8 @@ def test_gap_and_nmse_match_an_independent_computation(trained_topk, tmp_path, c
         "1500",
         "--l1-coefficient",
         str(lam),
+        "--objective",
+        "l1",
         "--output-dir",
         tmp_path / "out",
     )

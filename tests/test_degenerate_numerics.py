@@ -171,7 +171,7 @@ def _save_zero_row_sae(folder):
     return folder / "zero_row", write_activations(folder / "acts.safetensors", acts)
 
 
-@pytest.mark.parametrize("lam", [["--l1-coefficient", "0.1"], []])
+@pytest.mark.parametrize("lam", [["--l1-coefficient", "0.1", "--objective", "l1"], []])
 def test_cli_zero_row_runs_with_a_note(cli, tmp_path, lam):
     sae, acts = _save_zero_row_sae(tmp_path)
     result = cli(

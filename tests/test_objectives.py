@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -373,7 +374,7 @@ def gap_run(cli, folder, name, out, *extra):
 def test_run_under_k_sparse_keeps_every_mode_at_k_with_no_lambda(saved_saes, tmp_path, cli):
     from conftest import read_result
 
-    result = gap_run(cli, saved_saes, "topk", tmp_path / "out", "--objective", "auto")
+    result = gap_run(cli, saved_saes, "topk", tmp_path / "out")  # no --objective: auto
     assert result.code == 0, result.err
     data = read_result(tmp_path / "out", "amortization_gap")
     config = data["eval_config"]
@@ -390,6 +391,39 @@ def test_run_under_k_sparse_keeps_every_mode_at_k_with_no_lambda(saved_saes, tmp
     assert "k 3" in result.out
 
 
+def test_the_paper_protocol_keeps_l1_unless_an_objective_is_given(saved_saes, tmp_path, cli):
+    from sae_bench_amortization.modes import run_objective
+
+    from conftest import read_result
+
+    assert run_objective(None, "default") == "auto" and run_objective(None, None) == "auto"
+    assert run_objective(None, "paper") == "l1" and run_objective("k_sparse", "paper") == "k_sparse"
+    result = gap_run(cli, saved_saes, "topk", tmp_path / "out", "--protocol", "paper",
+                     "--inference", "amortized", "--n-tokens", "300")  # fmt: skip
+    assert result.code == 0, result.err
+    config = read_result(tmp_path / "out", "amortization_gap")["eval_config"]
+    assert config["objective"] == "l1" and config["l1_coefficient"] is not None
+
+
+def test_regress_refuses_results_of_another_objective_than_its_baselines(saved_saes, tmp_path, cli):
+    """A baseline records the problem its modes solved; results of another are one line, exit 2."""
+    small = ("--inference", "amortized", "--n-tokens", "300")
+    for objective in ("l1", "k_sparse"):
+        run = gap_run(
+            cli, saved_saes, "topk", tmp_path / objective, "--objective", objective, *small
+        )
+        assert run.code == 0, run.err
+    baseline = tmp_path / "baseline.json"
+    assert cli("regress", "--results", tmp_path / "l1", "--write-baseline", baseline).code == 0
+    assert json.loads(baseline.read_text())["objectives"] == {
+        "local_topk": {"amortization_gap": "l1"}
+    }
+    mixed = cli("regress", "--results", tmp_path / "k_sparse", "--baseline", baseline)
+    assert mixed.code == 2 and len(mixed.err.strip().splitlines()) == 1
+    assert "solved the k_sparse problem" in mixed.err and "the l1 problem" in mixed.err
+    assert cli("regress", "--results", tmp_path / "l1", "--baseline", baseline).code == 0
+
+
 def test_run_under_l1_decoder_norm_calibrates_and_records_it(saved_saes, tmp_path, cli):
     from conftest import read_result
 
@@ -403,7 +437,7 @@ def test_run_under_l1_decoder_norm_calibrates_and_records_it(saved_saes, tmp_pat
         abs(calibration["achieved_l0"] - calibration["target_l0"])
         <= 0.02 * calibration["target_l0"]
     )
-    plain = gap_run(cli, saved_saes, "standard", tmp_path / "plain")
+    plain = gap_run(cli, saved_saes, "standard", tmp_path / "plain", "--objective", "l1")
     assert plain.code == 0, plain.err
     plain_data = read_result(tmp_path / "plain", "amortization_gap")
     assert plain_data["eval_config"]["objective"] == "l1"

@@ -172,7 +172,8 @@ def test_per_mode_calibration_matches_each_semi_mode_to_the_encoder(planted):
 
 def test_results_of_two_protocols_do_not_meet(planted, tmp_path, cli):
     sae_path, acts_path, _ = planted
-    common = ("--sae-path", sae_path, "--activations", acts_path, "--l1-coefficient", "0.05")
+    common = ("--sae-path", sae_path, "--activations", acts_path, "--l1-coefficient", "0.05",
+              "--objective", "l1")  # fmt: skip
     for protocol in ("default", "paper"):
         out = tmp_path / protocol
         assert cli("run", "--eval", "amortization_gap", "--protocol", protocol, "--inference",
@@ -201,7 +202,7 @@ def test_per_mode_lambda_reaches_every_per_mode_eval(planted, tmp_path, cli):
     result = cli(
         "run", "--eval", "dead_dense", "--inference", "semi:5", "--inference", "non_amortized",
         "--lambda-calibration", "per_mode", "--sae-path", sae_path, "--activations", acts_path,
-        "--output-dir", tmp_path, "--calibration-tokens", "2000",
+        "--output-dir", tmp_path, "--calibration-tokens", "2000", "--objective", "l1",
     )  # fmt: skip
     assert result.code == 0, result.err
     semi = json.loads((tmp_path / "dead_dense/local_sae__semi-5_eval_results.json").read_text())

@@ -190,6 +190,7 @@ class ModeRow(BaseResultDetail):
         direction=HIGHER_IS_WORSE,
         short="coef gap",
         fmt=".4f",
+        figures=("steps",),
         column=15,
     )
     support_gap: float | None = optional_metric(
@@ -200,6 +201,7 @@ class ModeRow(BaseResultDetail):
         direction=HIGHER_IS_WORSE,
         short="supp gap",
         fmt=".4f",
+        figures=("steps",),
         column=16,
     )
     l1_coefficient: float | None = optional_metric(

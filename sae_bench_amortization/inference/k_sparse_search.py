@@ -17,8 +17,45 @@ from sae_bench_amortization.inference.nnls import nnls_on_gram
 
 def gram_error(G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: torch.Tensor):
     """½‖r − c·D_W‖² [b] from G [b, m, m], β [b, m], codes c [b, m] and ½‖r‖² [b]."""
-    Gc = torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
-    return half_rr - (c * beta).sum(-1) + 0.5 * (c * Gc).sum(-1)
+    return half_rr - (c * beta).sum(-1) + 0.5 * (c * times_gram(G, c)).sum(-1)
+
+
+def times_gram(G: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """G·c [b, m] for G [b, m, m] (symmetric) and sparse codes c [b, m]: from the rows of G on each
+    token's support only (reading w·m of its m² entries, w the widest support)."""
+    width = int((c != 0).sum(-1).max()) if c.numel() else 0
+    if width == 0:
+        return torch.zeros_like(c)
+    if 2 * width > c.shape[1]:
+        return torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+    at = c.abs().topk(width, dim=-1).indices
+    rows = G[torch.arange(c.shape[0], device=c.device)[:, None], at]  # [b, w, m]
+    return torch.bmm(c.gather(1, at).unsqueeze(1), rows).squeeze(1)
+
+
+def quadratic_on_support(G: torch.Tensor, v: torch.Tensor, k: int) -> torch.Tensor:
+    """vᵀGv [b] for v [b, m] with at most k nonzeros per row, from G's k × k block on each support."""
+    values, at = v.abs().topk(min(k, v.shape[1]), dim=-1)
+    values = v.gather(1, at)
+    rows = torch.arange(v.shape[0], device=v.device)
+    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [b, k, k]
+    return (values.unsqueeze(-1) * block * values.unsqueeze(1)).sum((1, 2))
+
+
+def sparse_gram_error(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c: torch.Tensor,
+    half_rr: torch.Tensor,
+    rows: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
+    """:func:`gram_error` [n] of codes c [n, m] with at most k nonzeros, for the tokens ``rows`` [n] of
+    G [b, m, m], β [b, m] and ½‖r‖² [b]: only G's k × k block on each support is read (no [n, m, m] copy)."""
+    values, at = c.topk(min(k, c.shape[1]), dim=-1)  # zeros past a smaller support add nothing
+    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [n, k, k]
+    quadratic = (values.unsqueeze(-1) * block * values.unsqueeze(1)).sum((1, 2))
+    return half_rr[rows] - (values * beta[rows].gather(1, at)).sum(-1) + 0.5 * quadratic
 
 
 def keep_k(c: torch.Tensor, k: int) -> torch.Tensor:
@@ -109,10 +146,14 @@ def iht_on_gram(
     c = keep_k(c0.masked_fill(~usable, 0), k)
     error = gram_error(G, beta, c, half_rr)
     for _ in range(n_steps):
-        gradient = torch.bmm(G, c.unsqueeze(-1)).squeeze(-1) - beta
+        gradient = times_gram(G, c) - beta
         empty = ~(c > 0).any(dim=-1, keepdim=True)  # no support yet: along the whole gradient
         direction = torch.where(empty, gradient.clamp(max=0), torch.where(c > 0, gradient, 0))
-        curvature = (direction * torch.bmm(G, direction.unsqueeze(-1)).squeeze(-1)).sum(-1)
+        curvature = quadratic_on_support(G, torch.where(empty, 0, direction), k)
+        dense = empty.squeeze(-1).nonzero().squeeze(-1)
+        if dense.numel():  # rare: the whole gradient, not k entries
+            d = direction[dense]
+            curvature[dense] = (d * torch.bmm(G[dense], d.unsqueeze(-1)).squeeze(-1)).sum(-1)
         step = ((direction * direction).sum(-1) / curvature.clamp_min(1e-30)).unsqueeze(-1)
         todo = torch.ones(c.shape[0], dtype=torch.bool, device=c.device)
         new_c, new_error = c.clone(), error.clone()
@@ -123,7 +164,7 @@ def iht_on_gram(
             candidate = keep_k(
                 (c[rows] - step[rows] * gradient[rows]).masked_fill(~usable[rows], 0), k
             )
-            candidate_error = gram_error(G[rows], beta[rows], candidate, half_rr[rows])
+            candidate_error = sparse_gram_error(G, beta, candidate, half_rr, rows, k)
             better = candidate_error <= error[rows]
             new_c[rows[better]], new_error[rows[better]] = (
                 candidate[better],
@@ -157,7 +198,7 @@ def subspace_pursuit_on_gram(
     error = gram_error(G, beta, c, half_rr)
     n_added = min(k, G.shape[1])
     for _ in range(max_rounds):
-        correlation = beta - torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+        correlation = beta - times_gram(G, c)
         score = torch.where(
             usable & (c <= 0), correlation / torch.where(usable, norms, 1), -torch.inf
         )

@@ -215,7 +215,8 @@ class InferenceSettings:
     lambda_calibration: LambdaCalibration | None = None  # None: the eval's default
     allow_many_steps: bool = False  # step counts above MAX_STEPS only when asked for
     kind_settings: dict[str, dict[str, object]] = field(default_factory=dict)
-    # the problem semi:T and non_amortized solve (inference.objectives); auto: per SAE, its architecture's
+    # the problem semi:T and non_amortized solve (inference.objectives); auto: per SAE, its architecture's.
+    # Built by hand, l1 unless given; a run from mode names or the command line: run_objective's default
     objective: ObjectiveChoice = "l1"
     k: int | None = (
         None  # k_sparse: at most k actives (None: the SAE's own k, else its encoder's L0)
@@ -274,6 +275,14 @@ class InferenceSettings:
             for name in _field_names(kind.settings)
             if name not in shared
         }
+
+
+def run_objective(given: ObjectiveChoice | None, protocol: object) -> ObjectiveChoice:
+    """A run's objective: the one given, else ``auto`` (each SAE's own training problem), or the paper's
+    ``l1`` under ``--protocol paper``."""
+    if given is not None:
+        return given
+    return "l1" if protocol == "paper" else "auto"
 
 
 def _field_names(cls: type) -> list[str]:

@@ -24,6 +24,9 @@ from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_o
 from sae_bench_amortization.registry import EvalEntry, discover_evals, per_mode_row_metrics
 
 KEY_COLUMNS = ("sae", "eval", "mode")
+OBJECTIVE_COLUMN = (
+    "objective_solved"  # eval_config.objective (the column "objective" is its mean value)
+)
 
 
 class MalformedResult(ValueError):
@@ -53,11 +56,21 @@ def _sae_of(data: dict, stem: str) -> str:
 
 def _protocol_of(data: dict) -> str | None:
     """The metric protocol a result was computed under (``eval_config.protocol``), None for evals without."""
+    return _config_name(data, "protocol")
+
+
+def _objective_of(data: dict) -> str | None:
+    """The problem a result's modes solved (``eval_config.objective``, auto resolved), None for evals
+    without modes."""
+    return _config_name(data, "objective")
+
+
+def _config_name(data: dict, key: str) -> str | None:
     config = data.get("eval_config")
-    protocol = config.get("protocol") if isinstance(config, dict) else None
-    if protocol is not None and not isinstance(protocol, str):
-        raise MalformedResult(f"protocol {protocol!r} is not a name")
-    return protocol
+    value = config.get(key) if isinstance(config, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise MalformedResult(f"{key} {value!r} is not a name")
+    return value
 
 
 def check_one_protocol(frame: pd.DataFrame, where: str) -> None:
@@ -151,6 +164,7 @@ def rows_of_result(
             for name in on_every:
                 row.setdefault(name, numbers.get(name))
             row["protocol"] = protocol
+            row[OBJECTIVE_COLUMN] = _objective_of(data)
             rows.append(row)
         return rows
     renames = _renames(eval_type, registry)
@@ -159,6 +173,7 @@ def rows_of_result(
         "eval": eval_type,
         "mode": _mode_of(data, stem),
         "protocol": _protocol_of(data),
+        OBJECTIVE_COLUMN: _objective_of(data),
     }
     row.update(
         {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
@@ -246,8 +261,9 @@ def load_results(
     if not rows:
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
     frame = pd.DataFrame(rows)
-    if bool(frame["protocol"].isna().all()):
-        frame = frame.drop(columns="protocol")  # no eval with protocols: the table as before
+    for column in ("protocol", OBJECTIVE_COLUMN):  # no eval with one: the table as before
+        if bool(frame[column].isna().all()):
+            frame = frame.drop(columns=column)
     check_one_protocol(frame, str(results_dir))
     keys = [*KEY_COLUMNS, *(["activation_source"] if sources else [])]
     metrics = sorted(c for c in frame.columns if c not in keys)

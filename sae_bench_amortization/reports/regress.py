@@ -24,7 +24,12 @@ import pandas as pd
 from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import direction_of, discover_evals
-from sae_bench_amortization.reports.compare import KEY_COLUMNS, iter_result_files, load_results
+from sae_bench_amortization.reports.compare import (
+    KEY_COLUMNS,
+    OBJECTIVE_COLUMN,
+    iter_result_files,
+    load_results,
+)
 from sae_bench_amortization.reports.tables import aligned
 from sae_bench_amortization.targets import check_apart, named
 
@@ -50,6 +55,9 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
     each SAE × eval that has one under "protocols")."""
     results: dict[str, Any] = {}
     protocols: dict[str, dict[str, str]] = {}
+    objectives: dict[
+        str, dict[str, str]
+    ] = {}  # the problem the modes solved (eval_config.objective)
     for record in frame.to_dict("records"):
         for key, value in record.items():
             if isinstance(value, float) and math.isinf(value):
@@ -71,8 +79,14 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
         )
         if isinstance(record.get("protocol"), str):
             protocols.setdefault(record["sae"], {})[record["eval"]] = record["protocol"]
+        if isinstance(record.get(OBJECTIVE_COLUMN), str):
+            objectives.setdefault(record["sae"], {})[record["eval"]] = record[OBJECTIVE_COLUMN]
     document = {"format": FORMAT, "version": 1, "results": results}
-    return document | ({"protocols": protocols} if protocols else {})
+    return (
+        document
+        | ({"protocols": protocols} if protocols else {})
+        | ({"objectives": objectives} if objectives else {})
+    )
 
 
 def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
@@ -80,8 +94,11 @@ def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, f
     return read_baseline_document(path)[0]
 
 
-def read_baseline_document(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
-    """(results, protocols: sae → eval → metric protocol) of a baseline file."""
+def read_baseline_document(
+    path: str | Path,
+) -> tuple[dict[str, Any], dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """(results, protocols: sae → eval → metric protocol, objectives: sae → eval → the problem the modes
+    solved) of a baseline file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"baseline not found: {path}")
@@ -123,7 +140,13 @@ def read_baseline_document(path: str | Path) -> tuple[dict[str, Any], dict[str, 
         for evals in protocols.values()
     ):
         raise InputError(f'baseline {path}: "protocols" must map SAE → eval → protocol name')
-    return results, protocols
+    objectives = document.get("objectives", {})
+    if not isinstance(objectives, dict) or not all(
+        isinstance(evals, dict) and all(isinstance(o, str) for o in evals.values())
+        for evals in objectives.values()
+    ):
+        raise InputError(f'baseline {path}: "objectives" must map SAE → eval → objective name')
+    return results, protocols, objectives
 
 
 def status_of(
@@ -163,13 +186,16 @@ def compare_with_baseline(
     metrics: list[str] | None = None,
     registry: dict | None = None,
     protocols: dict[str, dict[str, str]] | None = None,
+    objectives: dict[str, dict[str, str]] | None = None,
 ) -> tuple[list[Check], list[str]]:
     """(every baseline metric — or only ``metrics`` — against the results, notes to report first).
 
     A metric, mode or SAE the results lack is a check with status "missing". Where λ differs from the
     baseline's, the metrics the eval declares λ-dependent (``lambda_dependent``: objective, gaps) are
     "not judged" and a note says so. Results computed under another metric protocol than the baseline's
-    (``protocols``) are refused (InputError), as is a ``--metric`` the baseline lacks."""
+    (``protocols``), or whose modes solved another problem (``objectives``; a baseline without the entry
+    was made when every mode solved l1), are refused (InputError), as is a ``--metric`` the baseline
+    lacks."""
     registry = discover_evals() if registry is None else registry
     check_tolerances(rtol, atol)
     wanted = set(metrics or [])
@@ -197,6 +223,7 @@ def compare_with_baseline(
                     _check_protocol(
                         record, (protocols or {}).get(sae, {}).get(eval_name, "default")
                     )
+                    _check_objective(record, (objectives or {}).get(sae, {}).get(eval_name, "l1"))
                 moved = _lambda_moved(values, record)
                 if moved and dependent & set(values):
                     notes.append(
@@ -238,6 +265,16 @@ def _check_protocol(record: dict, expected: str) -> None:
         raise InputError(
             f"{record['eval']} results for SAE {record['sae']} were computed with --protocol {found}, the "
             f"baseline with --protocol {expected}: compare like with like"
+        )
+
+
+def _check_objective(record: dict, expected: str) -> None:
+    found = record.get(OBJECTIVE_COLUMN)
+    if isinstance(found, str) and found != expected:
+        raise InputError(
+            f"{record['eval']} results for SAE {record['sae']} solved the {found} problem (--objective), "
+            f"the baseline the {expected} problem: compare like with like (rerun with --objective "
+            f"{expected}, or write a new baseline)"
         )
 
 
@@ -300,7 +337,7 @@ def regress(
         raise InputError("--baseline / --write-baseline must name a file")
     check_tolerances(rtol, atol)
     frame = load_results(results, registry)
-    expected, protocols = read_baseline_document(baseline)
+    expected, protocols, objectives = read_baseline_document(baseline)
     checks, notes = compare_with_baseline(
         frame,
         expected,
@@ -309,6 +346,7 @@ def regress(
         metrics=metrics,
         registry=registry,
         protocols=protocols,
+        objectives=objectives,
     )
     missing = [c for c in checks if c.status == "missing"]
     failed = (

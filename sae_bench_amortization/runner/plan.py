@@ -86,10 +86,12 @@ def check_objective(sae_name: str, sae: SAE, settings: InferenceSettings) -> Obj
     objective = resolve_objective(settings.objective, sae.cfg.architecture())
     if objective != "k_sparse":
         return objective
-    if settings.l1_coefficient is not None:
+    given = [flag for flag, value in (("--l1-coefficient", settings.l1_coefficient),
+             ("--lambda-calibration", settings.lambda_calibration)) if value is not None]  # fmt: skip
+    if given:
         raise InputError(
             f"SAE {sae_name} is solved as k_sparse (--objective {settings.objective}), which has no λ: "
-            "drop --l1-coefficient or pick an L1 objective"
+            f"drop {' and '.join(given)} or pick an L1 objective (--objective l1, the paper's)"
         )
     k, d_sae = settings.k or getattr(sae.cfg, "k", None), int(sae.cfg.d_sae)
     if k is not None and int(k) > d_sae:
