@@ -146,7 +146,7 @@ def iht(
 
 
 GATHER_BYTES = 64 * 2**20  # the atoms gathered at a time to form working sets' inner products
-SEARCH_BYTES = 256 * 2**20  # a token group's Gram blocks and move tables, searched together
+SEARCH_BYTES = 64 * 2**20  # a token group's Gram blocks and move tables, searched together
 
 
 def working_sets(score: torch.Tensor, keep: torch.Tensor, size: int) -> torch.Tensor:
