@@ -34,14 +34,9 @@ from sae_bench_amortization.inference.k_sparse_search import (
 from sae_bench_amortization.inference.nnls import refit_on_support
 from sae_bench_amortization.inference.solver import times_dictionary
 
-
-def keep_k_nonnegative(z: torch.Tensor, k: int) -> torch.Tensor:
-    """P_k: z [B, d_sae] with negatives set to 0 and all but the k largest entries of each row set to 0."""
-    z = z.clamp(min=0)
-    if k >= z.shape[-1]:
-        return z
-    values, indices = z.topk(k, dim=-1)
-    return torch.zeros_like(z).scatter_(-1, indices, values)
+keep_k_nonnegative = (
+    keep_k  # P_k on codes [B, d_sae]: the k largest non-negative entries of each row
+)
 
 
 def normalized(correlation: torch.Tensor, D: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,18 @@ def times_gram(G: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.bmm(c.gather(1, at).unsqueeze(1), rows).squeeze(1)
 
 
-def quadratic_on_support(G: torch.Tensor, v: torch.Tensor, k: int) -> torch.Tensor:
-    """vᵀGv [b] for v [b, m] with at most k nonzeros per row, from G's k × k block on each support."""
-    values, at = v.abs().topk(min(k, v.shape[1]), dim=-1)
+def quadratic_on_support(
+    G: torch.Tensor, v: torch.Tensor, k: int, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """vᵀGv [n] for v [n, m] with at most k nonzeros per row, from G's k × k block on each support; G
+    [b, m, m] is indexed by ``rows`` [n] (default: all, n = b), so no [n, m, m] copy is made."""
+    if rows is None:
+        rows = torch.arange(v.shape[0], device=v.device)
+    at = (
+        v.abs().topk(min(k, v.shape[1]), dim=-1).indices
+    )  # zeros past a smaller support add nothing
     values = v.gather(1, at)
-    rows = torch.arange(v.shape[0], device=v.device)
-    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [b, k, k]
+    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [n, k, k]
     return (values.unsqueeze(-1) * block * values.unsqueeze(1)).sum((1, 2))
 
 
@@ -51,11 +57,9 @@ def sparse_gram_error(
     k: int,
 ) -> torch.Tensor:
     """:func:`gram_error` [n] of codes c [n, m] with at most k nonzeros, for the tokens ``rows`` [n] of
-    G [b, m, m], β [b, m] and ½‖r‖² [b]: only G's k × k block on each support is read (no [n, m, m] copy)."""
-    values, at = c.topk(min(k, c.shape[1]), dim=-1)  # zeros past a smaller support add nothing
-    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [n, k, k]
-    quadratic = (values.unsqueeze(-1) * block * values.unsqueeze(1)).sum((1, 2))
-    return half_rr[rows] - (values * beta[rows].gather(1, at)).sum(-1) + 0.5 * quadratic
+    G [b, m, m], β [b, m] and ½‖r‖² [b] (:func:`quadratic_on_support`: no [n, m, m] copy)."""
+    linear = (c * beta[rows]).sum(-1)
+    return half_rr[rows] - linear + 0.5 * quadratic_on_support(G, c, k, rows)
 
 
 def keep_k(c: torch.Tensor, k: int) -> torch.Tensor:
