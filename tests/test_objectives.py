@@ -531,3 +531,35 @@ def test_the_gap_splits_into_coefficients_and_supports_that_add_up(saved_saes, t
             errors.append(0.5 * residual**2)
         expected = rows["amortized"]["objective"] - float(np.mean(errors))
         assert rows["amortized"]["coefficient_gap"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_objectives_benchmark_pairs_cells_and_gives_scipys_t_interval(monkeypatch):
+    """benchmarks/bench_objectives.py's summary: per mode, the difference to the first objective is paired
+    cell by cell over the cells where both define the metric (n shown), with scipy's 95% t-interval."""
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+    from scipy import stats
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("bench_objectives", None)
+    import bench_objectives
+
+    dead = {"l1": [0.10, 0.20, 0.40, 0.30], "l1_decoder_norm": [0.0, 0.05, 0.10, None]}
+    rows = [
+        {"d_sae": 8, "sparsity": s, "seed": 0, "objective": o, "mode": "non_amortized",
+         "dead_rate": dead[o][i], "f1": 0.5, "recall": 0.9, "nmse": 0.2, "l0": 3.0, "lambda": 0.1}
+        for o in dead for i, s in enumerate((0.1, 0.2, 0.3, 0.4))
+    ]  # fmt: skip
+    text = bench_objectives.summary_markdown(pd.DataFrame(rows))
+    differences = pd.Series(
+        [-0.10, -0.15, -0.30]
+    )  # the fourth cell has no value under one objective
+    low, high = stats.t.interval(
+        0.95, 2, loc=differences.mean(), scale=stats.sem(differences.to_numpy())
+    )
+    expected = f"{differences.mean():+.3f} [{low:+.3f}, {high:+.3f}] (n 3)"
+    (line,) = [row for row in text.splitlines() if row.startswith("| non_amortized |")]
+    assert line.split(" | ")[1] == expected, line
+    assert "| `l1` | non_amortized | 4 | 0.250 |" in text

@@ -33,6 +33,7 @@ from sae_bench_amortization.inference.k_sparse_search import (
 )
 from sae_bench_amortization.inference.nnls import refit_on_support
 from sae_bench_amortization.inference.solver import times_dictionary
+from sae_bench_amortization.inference.working_set import GramBlocks, cached_gram_blocks
 
 keep_k_nonnegative = (
     keep_k  # P_k on codes [B, d_sae]: the k largest non-negative entries of each row
@@ -150,10 +151,20 @@ def working_sets(score: torch.Tensor, keep: torch.Tensor, size: int) -> torch.Te
     return torch.where(keep, torch.inf, score).topk(min(size, score.shape[1]), dim=-1).indices
 
 
-def on_working_sets(D: torch.Tensor, r: torch.Tensor, W: torch.Tensor):
+def on_working_sets(
+    D: torch.Tensor,
+    r: torch.Tensor,
+    W: torch.Tensor,
+    gram: GramBlocks | None = None,
+    correlation: torch.Tensor | None = None,
+):
     """(G [b, m, m], β [b, m], ½‖r‖² [b]) in float64 for the atoms W [b, m] of D [d_sae, d_in] and
-    targets r [b, d_in]; the products are taken in D's dtype, gathering the rows of at most
-    :data:`GATHER_BYTES` at a time."""
+    targets r [b, d_in]. Given the cached Gram matrix's blocks (``gram``) and r·Dᵀ [b, d_sae]
+    (``correlation``), gathered from them; else the products are taken in D's dtype, gathering the rows
+    of at most :data:`GATHER_BYTES` at a time."""
+    half_rr = 0.5 * (r.double() ** 2).sum(-1)
+    if gram is not None and correlation is not None:
+        return gram(W).double(), correlation.gather(1, W).double(), half_rr
     n_tokens, m = W.shape
     G = torch.empty(n_tokens, m, m, dtype=torch.float64, device=r.device)
     beta = torch.empty(n_tokens, m, dtype=torch.float64, device=r.device)
@@ -162,7 +173,7 @@ def on_working_sets(D: torch.Tensor, r: torch.Tensor, W: torch.Tensor):
         rows = D[W[i : i + size]]  # [b, m, d_in]
         G[i : i + size] = torch.bmm(rows, rows.mT)
         beta[i : i + size] = torch.bmm(rows, r[i : i + size].to(D.dtype).unsqueeze(-1)).squeeze(-1)
-    return G, beta, 0.5 * (r.double() ** 2).sum(-1)
+    return G, beta, half_rr
 
 
 def _token_groups(n_tokens: int, m: int, k: int) -> list[slice]:
@@ -190,8 +201,12 @@ def nn_omp(
         score, keep, (n_candidates or 2 * k) + (int(keep.sum(-1).max()) if keep.numel() else 0)
     )
     codes = torch.zeros(r.shape[0], D.shape[0], dtype=r.dtype, device=r.device)
+    gram = cached_gram_blocks(dictionary, r.dtype)
+    correlation = r @ D.T if gram is not None else None
     for part in _token_groups(r.shape[0], W.shape[1], k):
-        G, beta, _ = on_working_sets(D, r[part], W[part])
+        G, beta, _ = on_working_sets(
+            D, r[part], W[part], gram, None if correlation is None else correlation[part]
+        )
         usable = score[part].gather(1, W[part]) > -torch.inf
         c = omp_on_gram(G, beta, usable, k)
         codes[part] = codes[part].scatter(1, W[part], c.to(r.dtype))
@@ -227,6 +242,10 @@ def best_k_sparse(
     codes = start
     todo = torch.arange(r.shape[0], device=r.device)
     start_fit = start
+    gram = cached_gram_blocks(
+        dictionary, r.dtype
+    )  # small SAEs: blocks of the cached D·Dᵀ and β from r·Dᵀ
+    correlation = r @ D.T if gram is not None else None
     for round_ in range(max_rounds):
         first = round_ == 0
         targets = r[todo]
@@ -238,7 +257,10 @@ def best_k_sparse(
         improved = torch.zeros(todo.numel(), dtype=torch.bool, device=r.device)
         found = codes.clone()
         for part in _token_groups(todo.numel(), W.shape[1], k):
-            G, beta, half_rr = on_working_sets(D, targets[part], W[part])
+            G, beta, half_rr = on_working_sets(
+                D, targets[part], W[part], gram,
+                None if correlation is None else correlation[todo[part]],
+            )  # fmt: skip
             usable = score[part].gather(1, W[part]) > -torch.inf
             c0 = codes[todo[part]].gather(1, W[part]).double()
             c, error, before = _search(G, beta, c0, usable, k, half_rr, first=first,

@@ -20,17 +20,39 @@ def gram_error(G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: to
     return half_rr - (c * beta).sum(-1) + 0.5 * (c * times_gram(G, c)).sum(-1)
 
 
-def times_gram(G: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """G·c [b, m] for G [b, m, m] (symmetric) and sparse codes c [b, m]: from the rows of G on each
-    token's support only (reading w·m of its m² entries, w the widest support)."""
+def times_gram(G: torch.Tensor, c: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """G·c [n, m] for G [b, m, m] (symmetric) and sparse codes c [n, m] of the tokens ``rows`` [n] of G
+    (default: all, n = b): from the rows of G on each token's support only (reading w·m of its m²
+    entries, w the widest support)."""
     width = int((c != 0).sum(-1).max()) if c.numel() else 0
     if width == 0:
         return torch.zeros_like(c)
-    if 2 * width > c.shape[1]:
-        return torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+    if rows is None:
+        if 2 * width > c.shape[1]:
+            return torch.bmm(G, c.unsqueeze(-1)).squeeze(-1)
+        rows = torch.arange(c.shape[0], device=c.device)
     at = c.abs().topk(width, dim=-1).indices
-    rows = G[torch.arange(c.shape[0], device=c.device)[:, None], at]  # [b, w, m]
-    return torch.bmm(c.gather(1, at).unsqueeze(1), rows).squeeze(1)
+    gathered = G[rows[:, None], at]  # [n, w, m]
+    return torch.bmm(c.gather(1, at).unsqueeze(1), gathered).squeeze(1)
+
+
+def gram_block(G: torch.Tensor, at: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """G[rows, at, at] [n, w, w]: each token's block on its atoms ``at`` [n, w] of G [b, m, m] (tokens
+    ``rows`` [n], default all), by one flat gather (no [n, m, m] copy)."""
+    if rows is None:
+        rows = torch.arange(at.shape[0], device=at.device)
+    m = G.shape[1]
+    flat = rows[:, None, None] * (m * m) + at[:, :, None] * m + at[:, None, :]
+    return G.reshape(-1)[flat]
+
+
+def gram_error_at(
+    G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """:func:`gram_error` [n] of codes c [n, m] of the tokens ``rows`` [n] of G [b, m, m], β [b, m] and
+    ½‖r‖² [b], reading G in place."""
+    linear = (c * beta[rows]).sum(-1)
+    return half_rr[rows] - linear + 0.5 * (c * times_gram(G, c, rows)).sum(-1)
 
 
 def quadratic_on_support(
@@ -38,13 +60,11 @@ def quadratic_on_support(
 ) -> torch.Tensor:
     """vᵀGv [n] for v [n, m] with at most k nonzeros per row, from G's k × k block on each support; G
     [b, m, m] is indexed by ``rows`` [n] (default: all, n = b), so no [n, m, m] copy is made."""
-    if rows is None:
-        rows = torch.arange(v.shape[0], device=v.device)
     at = (
         v.abs().topk(min(k, v.shape[1]), dim=-1).indices
     )  # zeros past a smaller support add nothing
     values = v.gather(1, at)
-    block = G[rows[:, None, None], at[:, :, None], at[:, None, :]]  # [n, k, k]
+    block = gram_block(G, at, rows)  # [n, k, k]
     return (values.unsqueeze(-1) * block * values.unsqueeze(1)).sum((1, 2))
 
 
@@ -72,18 +92,21 @@ def keep_k(c: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def nnls_on_mask(
-    G: torch.Tensor, beta: torch.Tensor, mask: torch.Tensor, width: int
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    mask: torch.Tensor,
+    width: int,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Exact NNLS of each token on its atoms in ``mask`` [b, m] (at most ``width`` per token): codes [b, m]."""
+    """Exact NNLS of each token on its atoms in ``mask`` [n, m] (at most ``width`` per token): codes [n, m].
+    G [b, m, m] and β [b, m] are indexed by ``rows`` [n] (default: all, n = b), read in place."""
     width = min(width, mask.shape[1])
     values, slots = mask.to(G.dtype).topk(width, dim=-1)  # the masked atoms first
     valid = values > 0
-    m = G.shape[1]
-    sub = G.gather(1, slots.unsqueeze(-1).expand(-1, -1, m)).gather(
-        2, slots.unsqueeze(1).expand(-1, width, -1)
-    )  # [b, width, width]
-    solved = nnls_on_gram(sub, beta.gather(1, slots), valid)
-    return torch.zeros_like(beta).scatter_(1, slots, solved * valid)
+    sub = gram_block(G, slots, rows)  # [n, width, width]
+    rhs = (beta if rows is None else beta[rows]).gather(1, slots)
+    solved = nnls_on_gram(sub, rhs, valid)
+    return torch.zeros_like(mask, dtype=beta.dtype).scatter_(1, slots, solved * valid)
 
 
 def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: int) -> torch.Tensor:
@@ -145,41 +168,46 @@ def iht_on_gram(
 ) -> torch.Tensor:
     """Normalized iterative hard thresholding from c0 [b, m] (projected to k usable actives): c ← P_k(c −
     μ∇), ∇ = Gc − β, μ = ‖∇_S‖² / ∇_SᵀG∇_S on the support S, halved until the token's error does not rise
-    (else it keeps its codes). With ``tol``, stops once the batch error falls by less than ``tol``
-    (relative) in a step."""
+    (else it keeps its codes). With ``tol``, a token stops once its error falls by less than ``tol``
+    (relative) in a step; the others go on (their Gram blocks read in place, not copied)."""
     c = keep_k(c0.masked_fill(~usable, 0), k)
     error = gram_error(G, beta, c, half_rr)
+    active = torch.arange(c.shape[0], device=c.device)  # the tokens still stepping
     for _ in range(n_steps):
-        gradient = times_gram(G, c) - beta
-        empty = ~(c > 0).any(dim=-1, keepdim=True)  # no support yet: along the whole gradient
-        direction = torch.where(empty, gradient.clamp(max=0), torch.where(c > 0, gradient, 0))
-        curvature = quadratic_on_support(G, torch.where(empty, 0, direction), k)
+        if active.numel() == 0:
+            break
+        c_a, before = c[active], error[active]
+        gradient = times_gram(G, c_a, active) - beta[active]
+        empty = ~(c_a > 0).any(dim=-1, keepdim=True)  # no support yet: along the whole gradient
+        direction = torch.where(empty, gradient.clamp(max=0), torch.where(c_a > 0, gradient, 0))
+        curvature = quadratic_on_support(G, torch.where(empty, 0, direction), k, active)
         dense = empty.squeeze(-1).nonzero().squeeze(-1)
         if dense.numel():  # rare: the whole gradient, not k entries
             d = direction[dense]
-            curvature[dense] = (d * torch.bmm(G[dense], d.unsqueeze(-1)).squeeze(-1)).sum(-1)
+            curvature[dense] = (d * torch.bmm(G[active[dense]], d.unsqueeze(-1)).squeeze(-1)).sum(
+                -1
+            )
         step = ((direction * direction).sum(-1) / curvature.clamp_min(1e-30)).unsqueeze(-1)
-        todo = torch.ones(c.shape[0], dtype=torch.bool, device=c.device)
-        new_c, new_error = c.clone(), error.clone()
+        todo = torch.ones(active.numel(), dtype=torch.bool, device=c.device)
+        new_c, new_error = c_a.clone(), before.clone()
         for _ in range(max_halvings):
             rows = todo.nonzero().squeeze(-1)
             if rows.numel() == 0:
                 break
             candidate = keep_k(
-                (c[rows] - step[rows] * gradient[rows]).masked_fill(~usable[rows], 0), k
+                (c_a[rows] - step[rows] * gradient[rows]).masked_fill(~usable[active[rows]], 0), k
             )
-            candidate_error = sparse_gram_error(G, beta, candidate, half_rr, rows, k)
-            better = candidate_error <= error[rows]
+            candidate_error = sparse_gram_error(G, beta, candidate, half_rr, active[rows], k)
+            better = candidate_error <= before[rows]
             new_c[rows[better]], new_error[rows[better]] = (
                 candidate[better],
                 candidate_error[better],
             )
             todo[rows[better]] = False
             step[rows[~better]] /= 2
-        previous = float(error.sum())
-        c, error = new_c, new_error
-        if tol is not None and previous - float(error.sum()) <= tol * max(previous, 1e-30):
-            break
+        c[active], error[active] = new_c, new_error
+        if tol is not None:
+            active = active[before - new_error > tol * before.clamp_min(1e-30)]
     return c
 
 
@@ -195,27 +223,34 @@ def subspace_pursuit_on_gram(
 ) -> torch.Tensor:
     """Subspace pursuit (Dai & Milenkovic 2009) with non-negative fits from c0 [b, m]: each round adds the
     k usable atoms most correlated with the residual (per unit norm), fits NNLS on the ≤ 2k, keeps the k
-    largest and refits; a token keeps the new codes only when its error falls. Stops when none does."""
+    largest and refits; a token keeps the new codes only when its error falls, and stops when it does not
+    (the same round would fail again)."""
     norms = G.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
     usable = usable & (norms > 0)
     c = nnls_on_mask(G, beta, keep_k(c0.masked_fill(~usable, 0), k) > 0, k)
     error = gram_error(G, beta, c, half_rr)
     n_added = min(k, G.shape[1])
+    todo = torch.arange(
+        c.shape[0], device=c.device
+    )  # a token whose round failed would repeat it: done
     for _ in range(max_rounds):
-        correlation = beta - times_gram(G, c)
+        if todo.numel() == 0:
+            break
+        c_t = c[todo]
+        correlation = beta[todo] - times_gram(G, c_t, todo)
         score = torch.where(
-            usable & (c <= 0), correlation / torch.where(usable, norms, 1), -torch.inf
+            usable[todo] & (c_t <= 0),
+            correlation / torch.where(usable[todo], norms[todo], 1),
+            -torch.inf,
         )
         added = score.topk(n_added, dim=-1)
-        merged = (c > 0).scatter(1, added.indices, added.values > 0)
-        wide = nnls_on_mask(G, beta, merged, 2 * k)
-        candidate = nnls_on_mask(G, beta, keep_k(wide, k) > 0, k)
-        candidate_error = gram_error(G, beta, candidate, half_rr)
-        better = candidate_error < error
-        if not bool(better.any()):
-            break
-        c = torch.where(better.unsqueeze(-1), candidate, c)
-        error = torch.where(better, candidate_error, error)
+        merged = (c_t > 0).scatter(1, added.indices, added.values > 0)
+        wide = nnls_on_mask(G, beta, merged, 2 * k, todo)
+        candidate = nnls_on_mask(G, beta, keep_k(wide, k) > 0, k, todo)
+        candidate_error = gram_error_at(G, beta, candidate, half_rr, todo)
+        better = candidate_error < error[todo]
+        c[todo[better]], error[todo[better]] = candidate[better], candidate_error[better]
+        todo = todo[better]
     return c
 
 
@@ -248,12 +283,11 @@ def best_swaps(
     for _ in range(max_moves):
         if todo.numel() == 0:
             break
-        g, bt, ct, err = G[todo], beta[todo], c[todo], error[todo]
+        bt, ct, err = beta[todo], c[todo], error[todo]
         values, slots = ct.topk(width, dim=-1)  # the support first; the other slots are empty
         valid = values > 0
-        G_WS = g.gather(2, slots.unsqueeze(1).expand(-1, m, -1)) * valid.unsqueeze(
-            1
-        )  # [n, m, width]
+        # [n, m, width]: G's support columns, from its support rows (G is symmetric; no G[todo] copy)
+        G_WS = (G[todo[:, None], slots] * valid.unsqueeze(-1)).mT
         G_SS = G_WS.gather(1, slots.unsqueeze(-1).expand(-1, -1, width)) * valid.unsqueeze(-1)
         scale = G_SS.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-300)[:, None, None]
         factor, info = torch.linalg.cholesky_ex(
@@ -263,7 +297,7 @@ def best_swaps(
         c_S = torch.where(valid, values, 0)
         rho = bt - torch.bmm(G_WS, c_S.unsqueeze(-1)).squeeze(-1)  # [n, m]: residual · d_q
         V = torch.bmm(G_WS, H)  # [n, m, width]
-        diagonal = g.diagonal(dim1=1, dim2=2)
+        diagonal = G.diagonal(dim1=1, dim2=2)[todo]
         schur = diagonal - (V * G_WS).sum(-1)  # [n, m]: ‖d_q‖² less its part in span(D_S)
         H_pp = H.diagonal(dim1=1, dim2=2)
         removal = 0.5 * c_S * c_S / H_pp  # [n, width]: error added by dropping slot p (0 if empty)
@@ -291,8 +325,8 @@ def best_swaps(
             q, p = moves[rows, t] // width, moves[rows, t] % width
             trial = (ct[rows] > 0).scatter(1, slots[rows].gather(1, p.unsqueeze(-1)), False)
             trial = trial.scatter(1, q.unsqueeze(-1), True)
-            trial_c = nnls_on_mask(g[rows], bt[rows], trial, width)
-            trial_error = gram_error(g[rows], bt[rows], trial_c, half_rr[todo[rows]])
+            trial_c = nnls_on_mask(G, beta, trial, width, todo[rows])
+            trial_error = gram_error_at(G, beta, trial_c, half_rr, todo[rows])
             better = trial_error < err[rows] - 1e-12 * err[rows].abs()
             best_c[rows[better]], best_error[rows[better]] = trial_c[better], trial_error[better]
             accepted[rows[better]] = True

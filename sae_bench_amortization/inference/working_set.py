@@ -70,7 +70,7 @@ def _sparse_rows(columns: torch.Tensor, values: torch.Tensor, n_columns: int) ->
         )
 
 
-class _GramBlocks:
+class GramBlocks:
     """Gathers G[W_i, W_j] blocks [n, K, K] into reused buffers (allocating 16 MB tensors per round costs
     more than the gather itself)."""
 
@@ -110,8 +110,15 @@ def gram_blocks_for(dictionary: Dictionary, dtype: torch.dtype, cache_bytes: int
     """The cached Gram matrix's blocks when it fits ``cache_bytes``, else blocks computed per round."""
     n_atoms = dictionary.D.shape[0]
     if n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= cache_bytes:
-        return _GramBlocks(dictionary.gram.to(dtype))
+        return GramBlocks(dictionary.gram.to(dtype))
     return _ComputedGramBlocks(dictionary.D.to(dtype))
+
+
+def cached_gram_blocks(dictionary: Dictionary, dtype: torch.dtype) -> GramBlocks | None:
+    """The full Gram matrix's blocks when it is cached (d_sae² within :data:`GRAM_CACHE_BYTES`), else None:
+    wider SAEs form their working sets' blocks from the decoder rows, never the d_sae × d_sae matrix."""
+    blocks = gram_blocks_for(dictionary, dtype, GRAM_CACHE_BYTES)
+    return blocks if isinstance(blocks, GramBlocks) else None
 
 
 def working_set_solve(
