@@ -17,8 +17,6 @@ is an upper bound on the optimum.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from sae_bench_amortization.inference.dictionary import Dictionary
@@ -57,18 +55,13 @@ def entries_times_dictionary(
     values: torch.Tensor, indices: torch.Tensor, D: torch.Tensor
 ) -> torch.Tensor:
     """z·D [B, d_in] for codes given by their entries: values [B, w] at atoms indices [B, w] (distinct per
-    row); a CSR product on CPU (no dense [B, d_sae] pass), a dense one on GPUs."""
+    row): each row the weighted sum of its w rows of D (``embedding_bag``: no dense [B, d_sae] pass)."""
     n_rows, width = values.shape
-    if values.is_cuda or n_rows == 0 or width == 0:
-        dense = values.new_zeros(n_rows, D.shape[0]).scatter_(1, indices, values)
-        return dense @ D
-    crow = torch.arange(0, n_rows * width + 1, width, device=values.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-        codes = torch.sparse_csr_tensor(
-            crow, indices.reshape(-1), values.reshape(-1), size=(n_rows, D.shape[0])
-        )
-        return codes @ D
+    if n_rows == 0 or width == 0:
+        return values.new_zeros(n_rows, D.shape[1])
+    return torch.nn.functional.embedding_bag(
+        indices, D, per_sample_weights=values.to(D.dtype), mode="sum"
+    ).to(values.dtype)
 
 
 def iht(
