@@ -375,7 +375,9 @@ def test_amortization_gap_runs_loca_beside_the_sae_and_as_the_sae(tmp_path, cli)
     acts = write_activations(tmp_path / "a.safetensors", x)
     sae = random_topk(d_sae=64, k=8)
     sae.save_model(tmp_path / "topk")
-    loca = LocASAE.from_sae(sae, x)
+    # budgets of Σ 9 beside the SAE's k 8: the default's Σ 26 would put more actives than d_in 16 on every
+    # token, where each refit is a rank-deficient NNLS left to scipy token by token (tested in test_refit)
+    loca = LocASAE.from_sae(sae, x, group_k=(2, 1, 1, 1, 1, 1, 1, 1))
     loca.save_model(tmp_path / "loca")
     # λ calibrated on 512 tokens (what is checked here does not depend on λ; calibration has its tests)
     common = ["run", "--eval", "amortization_gap", "--activations", acts, "--device", "cpu",
