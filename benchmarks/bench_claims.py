@@ -108,9 +108,9 @@ GRIDS = {
         standard_d_sae=(128,),
         l1_coefficients=(0.3, 0.45, 0.6),
         train_tokens=8_000,
-        epochs=4,
+        epochs=8,
         eval_tokens=2_000,
-        loca_tokens=4_000,
+        loca_tokens=8_000,
     ),
 }
 
