@@ -147,10 +147,18 @@ def mode_rows(result_file: Path) -> dict[str, dict]:
     return rows
 
 
-def compared_modes(sae_path: Path, name: str, held_out: Path, output: Path) -> dict[str, dict]:
-    """``saebench run --eval amortization_gap`` with every mode, λ per mode, on the held-out span."""
+def amortization_gap_file(
+    sae_path: Path, name: str, held_out: Path, output: Path, objective: str = "l1"
+) -> Path:
+    """``saebench run --eval amortization_gap`` with every mode, λ per mode, on the held-out span under
+    ``objective`` (the paper's plain L1 by default): its result file."""
     modes = parse_modes(list(AMORTIZATION_ORDER))
-    inference = InferenceSettings(modes=modes, modes_given=True, lambda_calibration="per_mode")
+    inference = InferenceSettings(
+        modes=modes,
+        modes_given=True,
+        lambda_calibration="per_mode",
+        objective=objective,  # type: ignore[arg-type]  (checked by InferenceSettings)
+    )
     result = sba.run(
         evals=["amortization_gap"],
         saes=[spec_from_path(sae_path, name)],
@@ -161,8 +169,13 @@ def compared_modes(sae_path: Path, name: str, held_out: Path, output: Path) -> d
     )
     (outcome,) = [outcome for _, outcome in result.rows]
     if outcome.path is None:
-        raise RuntimeError(f"amortization_gap on {name}: {outcome.status}")
-    return mode_rows(Path(outcome.path))
+        raise RuntimeError(f"amortization_gap on {name} under {objective}: {outcome.status}")
+    return Path(outcome.path)
+
+
+def compared_modes(sae_path: Path, name: str, held_out: Path, output: Path) -> dict[str, dict]:
+    """mode → :func:`cell_metrics` of :func:`amortization_gap_file` (plain L1, as the paper)."""
+    return mode_rows(amortization_gap_file(sae_path, name, held_out, output))
 
 
 LOCA_VARIANTS = {  # row name → --budget-scaling of the published grouping; its control is "<name>_g1"

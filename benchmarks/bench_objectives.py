@@ -25,16 +25,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from bench_claims import GRIDS, Grid, world_files
+from bench_claims import GRIDS, Grid, amortization_gap_file, mode_rows, world_files
 from scipy import stats
 
-import sae_bench_amortization as sba
 from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.modes import InferenceSettings, parse_modes
 from sae_bench_amortization.reports.claims import AMORTIZATION_ORDER
-from sae_bench_amortization.sources.saes import spec_from_path
-from sae_bench_amortization.sources.selection import SourceSettings
 from sae_bench_amortization.synthetic.training import train_sae_file
 
 OUTPUTS = ("cells.csv", "objectives.md")
@@ -45,40 +41,19 @@ SHOWN = ("dead_rate", "f1", "recall", "nmse", "l0")
 def evaluate(sae_path: Path, name: str, held_out: Path, objective: str, output: Path) -> list[dict]:
     """One ``saebench run --eval amortization_gap`` (every mode, λ per mode) under ``objective``: a row per
     mode with :data:`METRICS`."""
-    inference = InferenceSettings(
-        modes=parse_modes(list(AMORTIZATION_ORDER)),
-        modes_given=True,
-        lambda_calibration="per_mode",
-        objective=objective,  # type: ignore[arg-type]
-    )
-    result = sba.run(
-        evals=["amortization_gap"],
-        saes=[spec_from_path(sae_path, name)],
-        source=SourceSettings(activations=str(held_out)),
-        inference=inference,
-        output_dir=output,
-        device="cpu",
-    )
-    (outcome,) = [outcome for _, outcome in result.rows]
-    if outcome.path is None:
-        raise RuntimeError(f"amortization_gap on {name} under {objective}: {outcome.status}")
-    data = json.loads(Path(outcome.path).read_text())
-    truth = data["eval_result_metrics"].get("ground_truth") or {}
-    rows = []
-    for detail in data["eval_result_details"]:
-        index = truth["modes"].index(detail["mode"])
-        rows.append(
-            {
-                "mode": detail["mode"],
-                "dead_rate": detail.get("dead_rate"),
-                "f1": truth["f1"][index],
-                "recall": truth["recall"][index],
-                "nmse": detail.get("nmse"),
-                "l0": detail.get("l0"),
-                "lambda": detail.get("l1_coefficient"),
-            }
-        )
-    return rows
+    path = amortization_gap_file(sae_path, name, held_out, output, objective)
+    lambdas = {
+        detail["mode"]: detail.get("l1_coefficient")
+        for detail in json.loads(path.read_text())["eval_result_details"]
+    }
+    return [
+        {
+            "mode": mode,
+            **{m: metrics.get(m) for m in METRICS if m != "lambda"},
+            "lambda": lambdas[mode],
+        }
+        for mode, metrics in mode_rows(path).items()
+    ]
 
 
 def measure(grid: Grid, seeds: tuple[int, ...], objectives: tuple[str, ...]) -> pd.DataFrame:

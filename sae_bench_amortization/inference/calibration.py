@@ -19,7 +19,7 @@ from sae_bench_amortization.inference import L1Objective
 from sae_bench_amortization.inference.dictionary import Dictionary, sparse_coding_targets
 from sae_bench_amortization.inference.objectives import problem_of
 from sae_bench_amortization.inference.solver import ista, lambda_max, mean_l0, solve
-from sae_bench_amortization.inference.working_set import GRAM_CACHE_BYTES
+from sae_bench_amortization.inference.working_set import gram_fits
 
 if TYPE_CHECKING:  # annotations only
     from sae_lens import SAE
@@ -96,7 +96,8 @@ def calibrate_lambda(
         codes_at = solved
 
     n = targets.shape[0]
-    if n <= 2 * search_tokens or _gram_is_cached(dictionary, targets.dtype):  # solves are cheap
+    cheap = n <= 2 * search_tokens or gram_fits(dictionary.D.shape[0], targets.dtype)
+    if cheap:  # few tokens, or the Gram matrix is cached: solves are cheap
         return _bracket_and_bisect(
             dictionary, targets, target_l0, rel_tol=rel_tol, max_solves=max_solves,
             codes_at=lambda lam, warm: codes_at(slice(0, n), lam, warm, solve_tol), mode=mode,
@@ -118,11 +119,6 @@ def calibrate_lambda(
     lam, l0 = min(history, key=lambda item: abs(item[1] - target_l0))
     n_solves = len(searched) + len(history)
     return Calibration(lam, target_l0, l0, n, n_solves, mode)
-
-
-def _gram_is_cached(dictionary: Dictionary, dtype: torch.dtype) -> bool:
-    n_atoms = dictionary.D.shape[0]
-    return n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= GRAM_CACHE_BYTES
 
 
 def _search(

@@ -235,9 +235,8 @@ def best_k_sparse(
     codes = start
     todo = torch.arange(r.shape[0], device=r.device)
     start_fit = start
-    gram = cached_gram_blocks(
-        dictionary, r.dtype
-    )  # small SAEs: blocks of the cached D·Dᵀ and β from r·Dᵀ
+    # small SAEs: the working sets' blocks from the cached D·Dᵀ and their β from r·Dᵀ
+    gram = cached_gram_blocks(dictionary, r.dtype)
     correlation = r @ D.T if gram is not None else None
     for round_ in range(max_rounds):
         first = round_ == 0

@@ -15,9 +15,18 @@ import torch
 from sae_bench_amortization.inference.nnls import nnls_on_gram
 
 
-def gram_error(G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: torch.Tensor):
-    """½‖r − c·D_W‖² [b] from G [b, m, m], β [b, m], codes c [b, m] and ½‖r‖² [b]."""
-    return half_rr - (c * beta).sum(-1) + 0.5 * (c * times_gram(G, c)).sum(-1)
+def gram_error(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    c: torch.Tensor,
+    half_rr: torch.Tensor,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """½‖r − c·D_W‖² [n] from G [b, m, m], β [b, m], codes c [n, m] and ½‖r‖² [b] for the tokens ``rows``
+    [n] (default: all, n = b), reading G in place."""
+    if rows is not None:
+        beta, half_rr = beta[rows], half_rr[rows]
+    return half_rr - (c * beta).sum(-1) + 0.5 * (c * times_gram(G, c, rows)).sum(-1)
 
 
 def times_gram(G: torch.Tensor, c: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,15 +53,6 @@ def gram_block(G: torch.Tensor, at: torch.Tensor, rows: torch.Tensor | None = No
     m = G.shape[1]
     flat = rows[:, None, None] * (m * m) + at[:, :, None] * m + at[:, None, :]
     return G.reshape(-1)[flat]
-
-
-def gram_error_at(
-    G: torch.Tensor, beta: torch.Tensor, c: torch.Tensor, half_rr: torch.Tensor, rows: torch.Tensor
-) -> torch.Tensor:
-    """:func:`gram_error` [n] of codes c [n, m] of the tokens ``rows`` [n] of G [b, m, m], β [b, m] and
-    ½‖r‖² [b], reading G in place."""
-    linear = (c * beta[rows]).sum(-1)
-    return half_rr[rows] - linear + 0.5 * (c * times_gram(G, c, rows)).sum(-1)
 
 
 def quadratic_on_support(
@@ -184,9 +184,8 @@ def iht_on_gram(
         dense = empty.squeeze(-1).nonzero().squeeze(-1)
         if dense.numel():  # rare: the whole gradient, not k entries
             d = direction[dense]
-            curvature[dense] = (d * torch.bmm(G[active[dense]], d.unsqueeze(-1)).squeeze(-1)).sum(
-                -1
-            )
+            G_dense = G[active[dense]]
+            curvature[dense] = (d * torch.bmm(G_dense, d.unsqueeze(-1)).squeeze(-1)).sum(-1)
         step = ((direction * direction).sum(-1) / curvature.clamp_min(1e-30)).unsqueeze(-1)
         todo = torch.ones(active.numel(), dtype=torch.bool, device=c.device)
         new_c, new_error = c_a.clone(), before.clone()
@@ -230,9 +229,8 @@ def subspace_pursuit_on_gram(
     c = nnls_on_mask(G, beta, keep_k(c0.masked_fill(~usable, 0), k) > 0, k)
     error = gram_error(G, beta, c, half_rr)
     n_added = min(k, G.shape[1])
-    todo = torch.arange(
-        c.shape[0], device=c.device
-    )  # a token whose round failed would repeat it: done
+    # the tokens still searching: one whose round failed would repeat it, so it is done
+    todo = torch.arange(c.shape[0], device=c.device)
     for _ in range(max_rounds):
         if todo.numel() == 0:
             break
@@ -247,7 +245,7 @@ def subspace_pursuit_on_gram(
         merged = (c_t > 0).scatter(1, added.indices, added.values > 0)
         wide = nnls_on_mask(G, beta, merged, 2 * k, todo)
         candidate = nnls_on_mask(G, beta, keep_k(wide, k) > 0, k, todo)
-        candidate_error = gram_error_at(G, beta, candidate, half_rr, todo)
+        candidate_error = gram_error(G, beta, candidate, half_rr, todo)
         better = candidate_error < error[todo]
         c[todo[better]], error[todo[better]] = candidate[better], candidate_error[better]
         todo = todo[better]
@@ -326,7 +324,7 @@ def best_swaps(
             trial = (ct[rows] > 0).scatter(1, slots[rows].gather(1, p.unsqueeze(-1)), False)
             trial = trial.scatter(1, q.unsqueeze(-1), True)
             trial_c = nnls_on_mask(G, beta, trial, width, todo[rows])
-            trial_error = gram_error_at(G, beta, trial_c, half_rr, todo[rows])
+            trial_error = gram_error(G, beta, trial_c, half_rr, todo[rows])
             better = trial_error < err[rows] - 1e-12 * err[rows].abs()
             best_c[rows[better]], best_error[rows[better]] = trial_c[better], trial_error[better]
             accepted[rows[better]] = True

@@ -106,19 +106,25 @@ class _ComputedGramBlocks:
         return torch.bmm(rows, rows.transpose(1, 2))
 
 
+def gram_fits(n_atoms: int, dtype: torch.dtype, cache_bytes: int = GRAM_CACHE_BYTES) -> bool:
+    """Whether the full Gram matrix [n_atoms, n_atoms] in ``dtype`` is kept (within ``cache_bytes``)."""
+    return n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= cache_bytes
+
+
+def cached_gram_blocks(
+    dictionary: Dictionary, dtype: torch.dtype, cache_bytes: int = GRAM_CACHE_BYTES
+) -> GramBlocks | None:
+    """The full Gram matrix's blocks when it fits ``cache_bytes``, else None: wider SAEs form their working
+    sets' blocks from the decoder rows, never the d_sae × d_sae matrix."""
+    if not gram_fits(dictionary.D.shape[0], dtype, cache_bytes):
+        return None
+    return GramBlocks(dictionary.gram.to(dtype))
+
+
 def gram_blocks_for(dictionary: Dictionary, dtype: torch.dtype, cache_bytes: int):
     """The cached Gram matrix's blocks when it fits ``cache_bytes``, else blocks computed per round."""
-    n_atoms = dictionary.D.shape[0]
-    if n_atoms * n_atoms * torch.finfo(dtype).bits // 8 <= cache_bytes:
-        return GramBlocks(dictionary.gram.to(dtype))
-    return _ComputedGramBlocks(dictionary.D.to(dtype))
-
-
-def cached_gram_blocks(dictionary: Dictionary, dtype: torch.dtype) -> GramBlocks | None:
-    """The full Gram matrix's blocks when it is cached (d_sae² within :data:`GRAM_CACHE_BYTES`), else None:
-    wider SAEs form their working sets' blocks from the decoder rows, never the d_sae × d_sae matrix."""
-    blocks = gram_blocks_for(dictionary, dtype, GRAM_CACHE_BYTES)
-    return blocks if isinstance(blocks, GramBlocks) else None
+    cached = cached_gram_blocks(dictionary, dtype, cache_bytes)
+    return cached if cached is not None else _ComputedGramBlocks(dictionary.D.to(dtype))
 
 
 def working_set_solve(
