@@ -309,8 +309,9 @@ def test_refined_topk_sae_under_k_sparse_keeps_its_k_and_beats_its_encoders_refi
     from sae_bench_amortization.inference.nnls import refit_on_support
 
     torch.manual_seed(3)
-    sae = TopKSAE(TopKSAEConfig(d_in=12, d_sae=48, k=3))
-    x = torch.randn(300, 12)
+    # float64: the searches' products and the independent refit below agree to its rounding (1e-9)
+    sae = TopKSAE(TopKSAEConfig(d_in=12, d_sae=48, k=3, dtype="float64"))
+    x = torch.randn(300, 12, dtype=torch.float64)
     with pytest.raises(ValueError, match="no λ"):
         ISTARefinedSAE.from_sae(sae, n_steps=None, l1_coefficient=0.1, objective="k_sparse")
     exact = ISTARefinedSAE.from_sae(sae, n_steps=None, init="zero", objective="k_sparse")

@@ -109,6 +109,32 @@ def nnls_on_mask(
     return torch.zeros_like(mask, dtype=beta.dtype).scatter_(1, slots, solved * valid)
 
 
+def least_squares_on_mask(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    mask: torch.Tensor,
+    width: int,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Unconstrained least-squares codes [n, m] of each token on its atoms in ``mask`` [n, m] (at most
+    ``width`` per token; one Cholesky solve with a vanishing ridge for collinear atoms), G [b, m, m] and
+    β [b, m] indexed by ``rows`` [n] (default: all), read in place. A token whose block does not factor
+    gets 0."""
+    width = min(width, mask.shape[1])
+    values, slots = mask.to(G.dtype).topk(width, dim=-1)  # the masked atoms first
+    valid = values > 0
+    block = gram_block(G, slots, rows)  # [n, width, width]
+    rhs = (beta if rows is None else beta[rows]).gather(1, slots).masked_fill(~valid, 0)
+    eye = torch.eye(width, dtype=G.dtype, device=G.device)
+    scale = block.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-300)[:, None, None]
+    system = block.masked_fill(~(valid[:, :, None] & valid[:, None, :]), 0)
+    system = system + eye * (~valid).unsqueeze(-1) + 1e-12 * scale * eye
+    factor, info = torch.linalg.cholesky_ex(system)
+    solved = torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1)
+    solved = torch.where((info == 0).unsqueeze(-1) & valid, solved, 0)
+    return torch.zeros_like(mask, dtype=beta.dtype).scatter_(1, slots, solved)
+
+
 def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: int) -> torch.Tensor:
     """Orthogonal matching pursuit with non-negative picks to k atoms: each pick is the usable atom most
     positively correlated with the residual per unit norm; the inverse H of the picked atoms' Gram matrix
@@ -128,7 +154,8 @@ def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: in
     c_P = beta.new_zeros(n_tokens, width)  # the picks' coefficients, clamped at 0
     active = torch.ones(n_tokens, dtype=torch.bool, device=G.device)
     for i in range(width):
-        correlation = beta - torch.bmm(G_WP, c_P.unsqueeze(-1)).squeeze(-1)  # (r − c·D_W)·d_j
+        # (r − c·D_W)·d_j, from the i picks so far
+        correlation = beta - torch.bmm(G_WP[:, :, :i], c_P[:, :i].unsqueeze(-1)).squeeze(-1)
         score = torch.where(
             usable & ~chosen, correlation / torch.where(usable, norms, 1), -torch.inf
         )
@@ -138,19 +165,21 @@ def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: in
             break
         chosen.scatter_(1, best, active.unsqueeze(-1))
         g = G.gather(2, best.unsqueeze(1).expand(-1, m, 1)).squeeze(-1)  # [b, m]: G[:, new]
-        g_P = g.gather(1, picks) * (torch.arange(width, device=G.device) < i)  # G[picks, new]
-        u = torch.bmm(H, g_P.unsqueeze(-1)).squeeze(-1)
+        g_P = g.gather(1, picks[:, :i])  # G[picks, new]
+        known = H[:, :i, :i]  # H is zero past the first i picks
+        u = torch.bmm(known, g_P.unsqueeze(-1)).squeeze(-1)  # [b, i]
         g_new = diagonal.gather(1, best).squeeze(-1)
         schur = (g_new - (g_P * u).sum(-1)).clamp_min(1e-10 * g_new.clamp_min(1e-300))
         scale = torch.where(active, 1 / schur, 0).unsqueeze(-1)  # a stopped token's H stays
-        H += u.unsqueeze(-1) * u.unsqueeze(1) * scale.unsqueeze(-1)
-        H[:, i, :] = -u * scale
-        H[:, :, i] = -u * scale
+        known.baddbmm_((u * scale).unsqueeze(-1), u.unsqueeze(1))
+        H[:, i, :i] = -u * scale
+        H[:, :i, i] = -u * scale
         H[:, i, i] = scale.squeeze(-1)
         picks[:, i] = best.squeeze(-1)
         G_WP[:, :, i] = g * active.unsqueeze(-1)
         b_P[:, i] = beta.gather(1, best).squeeze(-1) * active
-        c_P = torch.bmm(H, b_P.unsqueeze(-1)).squeeze(-1).clamp(min=0)
+        c_P[:, : i + 1] = torch.bmm(H[:, : i + 1, : i + 1], b_P[:, : i + 1, None]).squeeze(-1)
+        c_P.clamp_(min=0)
     return torch.zeros_like(beta).scatter_add_(1, picks, c_P)
 
 
@@ -221,9 +250,10 @@ def subspace_pursuit_on_gram(
     max_rounds: int = 10,
 ) -> torch.Tensor:
     """Subspace pursuit (Dai & Milenkovic 2009) with non-negative fits from c0 [b, m]: each round adds the
-    k usable atoms most correlated with the residual (per unit norm), fits NNLS on the ≤ 2k, keeps the k
-    largest and refits; a token keeps the new codes only when its error falls, and stops when it does not
-    (the same round would fail again)."""
+    k usable atoms most correlated with the residual (per unit norm), fits least squares on the ≤ 2k (as
+    the original: the fit only ranks them), keeps the k largest positive and refits them by exact NNLS; a
+    token keeps the new codes only when its error falls, and stops when it does not (the same round would
+    fail again)."""
     norms = G.diagonal(dim1=1, dim2=2).clamp_min(0).sqrt()
     usable = usable & (norms > 0)
     c = nnls_on_mask(G, beta, keep_k(c0.masked_fill(~usable, 0), k) > 0, k)
@@ -243,7 +273,7 @@ def subspace_pursuit_on_gram(
         )
         added = score.topk(n_added, dim=-1)
         merged = (c_t > 0).scatter(1, added.indices, added.values > 0)
-        wide = nnls_on_mask(G, beta, merged, 2 * k, todo)
+        wide = least_squares_on_mask(G, beta, merged, 2 * k, todo)
         candidate = nnls_on_mask(G, beta, keep_k(wide, k) > 0, k, todo)
         candidate_error = gram_error(G, beta, candidate, half_rr, todo)
         better = candidate_error < error[todo]
