@@ -39,10 +39,13 @@ keep_k_nonnegative = (
 )
 
 
-def normalized(correlation: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
-    """Correlations R·d_j [B, d_sae] divided by ‖d_j‖: adding atom j alone lowers ½‖R‖² by
-    (R·d_j)₊² / 2‖d_j‖², so atoms are ranked by this, not by the raw correlation (all-zero rows: −inf)."""
-    norms = D.norm(dim=1)
+def normalized(
+    correlation: torch.Tensor, D: torch.Tensor, norms: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Correlations R·d_j [B, d_sae] divided by ‖d_j‖ (``norms`` [d_sae] if known): adding atom j alone
+    lowers ½‖R‖² by (R·d_j)₊² / 2‖d_j‖², so atoms are ranked by this, not by the raw correlation
+    (all-zero rows: −inf)."""
+    norms = D.norm(dim=1) if norms is None else norms
     return torch.where(norms > 0, correlation / torch.where(norms > 0, norms, 1), -torch.inf)
 
 
@@ -312,14 +315,14 @@ def _search_group(
     # the start's refit on S, from S's own block of G (kept as W's first block)
     known = on_working_sets(D, r, support, gram, correlation, rows_of=rows_of)[:2]
     refit = nnls_on_gram(*known, values > 0)  # [b, w] on S
-    start_fit = torch.zeros_like(start).scatter_(1, support, refit.to(r.dtype))
-    codes, todo = start_fit, torch.arange(r.shape[0], device=r.device)
-    c_S = refit
+    start_values, start_support = refit.to(r.dtype), support
+    found_values, found_support = start_values.clone(), support.clone()  # [b, w]: codes as entries
+    todo, c_S = torch.arange(r.shape[0], device=r.device), refit
     for round_ in range(max_rounds):
         first = round_ == 0
         targets = r[todo]
         residual = targets - entries_times_dictionary(c_S.to(r.dtype), support, D)
-        score = normalized(residual @ D.T, D)  # [n, d_sae]: the one d_sae-wide product
+        score = normalized(residual @ D.T, D, norms)  # [n, d_sae]: the one d_sae-wide product
         score = score.nan_to_num(neginf=-torch.finfo(score.dtype).max)  # below any real score
         candidates = score.scatter_(1, support, -torch.inf).topk(n_candidates, dim=-1).indices
         W = torch.cat([support, candidates], dim=1)  # [n, m]: S first
@@ -333,18 +336,22 @@ def _search_group(
         given = torch.cat([refit, beta.new_zeros(len(todo), n_candidates)], 1) if first else c0
         c, error, before = _search(G, beta, c0, usable, width, half_rr, given,
                                    first=first, iht_steps=iht_steps, tol=tol)  # fmt: skip
-        codes[todo] = torch.zeros_like(codes[todo]).scatter_(1, W, c.to(r.dtype))
-        # the next round's S: the codes' k largest slots, with their block of G and β
+        # the next round's S: the codes' k largest slots (all their actives), with their block of G and β
         c_S, slots = c.topk(width, dim=-1)
         support, known = W.gather(1, slots), (gram_block(G, slots), beta.gather(1, slots))
+        found_values[todo], found_support[todo] = c_S.to(r.dtype), support
         keep = torch.ones_like(todo, dtype=torch.bool) if first else error < before
         todo, c_S, support = todo[keep], c_S[keep], support[keep]
         known = (known[0][keep], known[1][keep])
         if todo.numel() == 0:
             break
     # the start's refit, if the search's products (other sums, other roundings) found no better
-    kept = squared_error(D, r, start_fit) <= squared_error(D, r, codes)
-    return torch.where(kept.unsqueeze(-1), start_fit, codes)
+    start_residual = r - entries_times_dictionary(start_values, start_support, D)
+    found_residual = r - entries_times_dictionary(found_values, found_support, D)
+    kept = (start_residual.double() ** 2).sum(-1) <= (found_residual.double() ** 2).sum(-1)
+    values = torch.where(kept.unsqueeze(-1), start_values, found_values)
+    atoms = torch.where(kept.unsqueeze(-1), start_support, found_support)
+    return torch.zeros_like(start).scatter_(1, atoms, values)
 
 
 def _search(

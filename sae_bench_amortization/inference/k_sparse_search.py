@@ -171,7 +171,7 @@ def omp_on_gram(G: torch.Tensor, beta: torch.Tensor, usable: torch.Tensor, k: in
         g_new = diagonal.gather(1, best).squeeze(-1)
         schur = (g_new - (g_P * u).sum(-1)).clamp_min(1e-10 * g_new.clamp_min(1e-300))
         scale = torch.where(active, 1 / schur, 0).unsqueeze(-1)  # a stopped token's H stays
-        known.baddbmm_((u * scale).unsqueeze(-1), u.unsqueeze(1))
+        known.add_((u * scale).unsqueeze(-1) * u.unsqueeze(1))  # (a batched matmul on a view loops)
         H[:, i, :i] = -u * scale
         H[:, :i, i] = -u * scale
         H[:, i, i] = scale.squeeze(-1)
