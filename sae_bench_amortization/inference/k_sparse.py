@@ -95,8 +95,9 @@ def iht(
     residual = entries_times_dictionary(values, indices, D) - r
     error = 0.5 * (residual.double() ** 2).sum(-1)
     n_pool = min(width, n_atoms - width)
+    gradient = r.new_empty(r.shape[0], n_atoms)  # one buffer for every step (no fresh pages per step)
     for _ in range(n_steps):
-        gradient = residual @ D.T  # [B, d_sae]: the one d_sae-wide product
+        torch.matmul(residual, D.T, out=gradient)  # [B, d_sae]: the one d_sae-wide product
         on_support = values > 0
         direction = torch.where(on_support, gradient.gather(1, indices), 0)
         moved = entries_times_dictionary(direction, indices, D)  # direction·D [B, d_in]
