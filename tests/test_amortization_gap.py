@@ -156,7 +156,7 @@ def test_amortization_gap_on_the_offline_minilm_path(tmp_path, cli):
 def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(
     world_absorbed_results,
 ):
-    """The amortized row's absorption (the paper's conditional rate) and full absorption (share of the
+    """The amortized row's absorption (the conditional rate: share of misses) and full absorption (share of the
     concept's tokens) over every concept equal the absorption_rate eval's on the same codes; on the planted
     absorbed SAE the full rate is above 0."""
     # synth --n-tokens 20000 --reference-saes, then sba.run of absorption_rate and amortization_gap

@@ -79,7 +79,7 @@ def test_falls_claims_need_every_less_amortized_mode_below_the_encoder():
             dead_rate=[0.2, 0.1, 0.05, 0.05, 0.0],  # falls
             dense_rate=[0.0] * 5,  # nothing to relieve
             delta_f1=[0.1, 0.05, 0.12, 0.02, 0.01],  # semi:25 above the encoder: fails
-            absorption_rate=[0.3, None, 0.1, 0.1, 0.1],  # the paper's rate: null (0/0) in one mode
+            absorption_rate=[0.3, None, 0.1, 0.1, 0.1],  # conditional rate: 0/0 in one mode
             full_absorption_rate=[0.02, 0.01, 0.01, 0.0, 0.0],  # share of concept tokens: falls
             f1=[0.4, 0.5, 0.6, 0.6, 0.55],  # rises: the truth claim holds
         )  # fmt: skip

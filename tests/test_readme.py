@@ -100,3 +100,31 @@ def test_library_run_example_runs(tmp_path, monkeypatch, capsys):
         "non_amortized",
     ]
     assert "local_my_sae" in capsys.readouterr().out
+
+
+# The conditional absorption rate (share of the main latents' misses absorbed) is not the paper's: the
+# paper's absorption is metrics/paper.py's share of the concept's tokens. These phrasings named it so.
+CONDITIONAL_CALLED_PAPERS = (
+    "the paper's rate",
+    "paper's conditional",
+    "paper: of misses",
+    "the paper's absorption rate is null",
+)
+
+
+def test_the_conditional_absorption_rate_is_never_called_the_papers():
+    texts = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md")),
+             *sorted((REPO / "docs").rglob("*.csv")),
+             *sorted((REPO / "sae_bench_amortization").rglob("*.py")),
+             *sorted((REPO / "evals").rglob("*.py")), *sorted((REPO / "benchmarks").rglob("*.py"))]  # fmt: skip
+    assert len(texts) > 20
+    found = [
+        f"{path.relative_to(REPO)}: {phrase!r}"
+        for path in texts
+        for phrase in CONDITIONAL_CALLED_PAPERS
+        if phrase in path.read_text(encoding="utf-8").lower()
+    ]
+    assert not found, found
+    # the paper's own definition is still stated where the conditional rate is explained
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "share of the concept's tokens: top-ranked latent silent, one of the next five" in readme

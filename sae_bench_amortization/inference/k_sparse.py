@@ -95,7 +95,8 @@ def iht(
     residual = entries_times_dictionary(values, indices, D) - r
     error = 0.5 * (residual.double() ** 2).sum(-1)
     n_pool = min(width, n_atoms - width)
-    gradient = r.new_empty(r.shape[0], n_atoms)  # one buffer for every step (no fresh pages per step)
+    # one gradient buffer for every step (a fresh tensor per step pays its page faults)
+    gradient = r.new_empty(r.shape[0], n_atoms)
     for _ in range(n_steps):
         torch.matmul(residual, D.T, out=gradient)  # [B, d_sae]: the one d_sae-wide product
         on_support = values > 0

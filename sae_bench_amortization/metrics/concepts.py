@@ -293,7 +293,8 @@ def absorption_scores(
     probe_cache: dict[int, tuple[torch.Tensor, np.ndarray]] | None = None,
     only: set[int] | None = None,
 ) -> list[dict]:
-    """Per concept: the paper's conditional absorption rate and the SAEBench-style full rate.
+    """Per concept: the conditional absorption rate (share of the main latents' misses absorbed) and the
+    SAEBench-style full rate.
 
     The concept's ground-truth probe is a logistic regression on the raw inputs; its main latents come
     from :func:`main_latents`. Over sampled tokens where the concept holds and the probe fires:

@@ -27,7 +27,7 @@ LOCA_ROWS = ("loca", "loca_g1", "loca_k", "loca_k_g1")
 GRID = ("architecture", "d_sae", "sparsity")  # a grid point; with the seed, a cell
 CELL = (*GRID, "seed")
 # absorption: the share of a concept's tokens absorbed (ABSORPTION, SAEBench-style, defined whenever the
-# concept occurs) and the paper's conditional rate (share of the main latents' misses absorbed; 0/0 = null
+# concept occurs) and the conditional rate (share of the main latents' misses absorbed; 0/0 = null
 # when they never miss)
 ABSORPTION = "full_absorption_rate"
 METRICS = (
@@ -165,7 +165,7 @@ CLAIMS = (
     ),
     Claim(
         "d_conditional",
-        "(d) absorption (the paper's rate: share of misses absorbed) falls as amortization falls",
+        "(d) absorption (conditional: share of misses absorbed) falls as amortization falls",
         _falls("absorption_rate"),
     ),
     Claim("e_nmse", "(e) most NMSE relief comes by 25 steps", _most_relief_by_25("nmse")),
@@ -402,7 +402,7 @@ def mode_means_markdown(table: pd.DataFrame) -> str:
     columns = METRICS
     lines = [
         "| SAE | mode | cells | NMSE | L0 | dead | dense | ΔF1 | absorption (share of tokens) "
-        "| absorption (paper: of misses) | support F1 | recall |",
+        "| absorption (conditional: of misses) | support F1 | recall |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
