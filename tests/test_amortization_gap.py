@@ -156,17 +156,41 @@ def test_amortization_gap_on_the_offline_minilm_path(tmp_path, cli):
 def test_absorption_per_mode_equals_the_absorption_rate_eval_on_the_same_codes(
     world_absorbed_results,
 ):
-    """The amortized row's absorption (the conditional rate: share of misses) and full absorption (share of the
-    concept's tokens) over every concept equal the absorption_rate eval's on the same codes; on the planted
-    absorbed SAE the full rate is above 0."""
+    """Absorption is compared across modes on the concepts where every mode defines it. The full rate
+    (share of the concept's tokens) is defined on every probed concept in every mode, so the amortized
+    row's equals the absorption_rate eval's on the same codes, over the same number of concepts. The
+    conditional rate (share of the main latents' misses) is 0/0 wherever a mode's main latents never
+    miss: here the encoder misses on concepts where exact coding never does, so no concept is common,
+    and both rows say so (null, with each mode's count), instead of showing means over different sets."""
     # synth --n-tokens 20000 --reference-saes, then sba.run of absorption_rate and amortization_gap
     # (max_concepts=10**6, inference and gap modes amortized) on the absorbed SAE: built once (conftest)
     out = world_absorbed_results
-    single = read_result(out, "absorption_rate")["eval_result_metrics"]["absorption"]
+    single_result = read_result(out, "absorption_rate")
+    single = single_result["eval_result_metrics"]["absorption"]
+    per_concept = single_result["eval_result_details"]
     rows = read_result(out, "amortization_gap")["eval_result_details"]
     amortized = next(row for row in rows if row["mode"] == "amortized")
-    assert single["full_absorption_rate"] > 0
-    assert amortized["full_absorption_rate"] == pytest.approx(single["full_absorption_rate"])
-    assert amortized["absorption_rate"] == pytest.approx(single["absorption_rate"])
     non_amortized = next(row for row in rows if row["mode"] == "non_amortized")
+    assert single["full_absorption_rate"] > 0
+    n_full = sum(row["full_absorption_rate"] is not None for row in per_concept)
+    assert amortized["n_concepts_full_absorption"] == non_amortized["n_concepts_full_absorption"]
+    assert amortized["n_concepts_full_absorption"] == n_full > 0
+    assert amortized["full_absorption_rate"] == pytest.approx(single["full_absorption_rate"])
     assert 0 <= non_amortized["full_absorption_rate"] <= 1
+    # the conditional rate: the same (empty) concept set in both rows, null with the reason
+    assert single["n_concepts"] > 0 and single["absorption_rate"] is not None
+    assert amortized["n_concepts_absorption"] == non_amortized["n_concepts_absorption"] == 0
+    for row in (amortized, non_amortized):
+        assert row["absorption_rate"] is None
+        reason = row["undefined"]["absorption_rate"]
+        assert "in every mode" in reason and f"amortized {single['n_concepts']}" in reason
+
+
+def test_every_mode_row_counts_the_same_concepts(world_oracle_results):
+    """amortization_gap's concept-averaged metrics are paired across its modes: each n_concepts_* count
+    is the same in every mode row (the oracle on the synthetic world, default modes)."""
+    rows = read_result(world_oracle_results, "amortization_gap")["eval_result_details"]
+    assert [row["mode"] for row in rows] == ["amortized", "semi:5", "semi:25", "non_amortized"]
+    for key in ("n_concepts_delta_f1", "n_concepts_absorption", "n_concepts_full_absorption"):
+        assert len({row[key] for row in rows}) == 1, (key, [row[key] for row in rows])
+    assert rows[0]["n_concepts_full_absorption"] > 0 and rows[0]["n_concepts_delta_f1"] > 0

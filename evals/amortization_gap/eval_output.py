@@ -150,8 +150,9 @@ class ModeRow(BaseResultDetail):
     )
     delta_f1: float | None = metric(
         "ΔF1",
-        "Mean over concepts of F1@2 − F1@1 (null without concept labels, or when no concept could be "
-        "probed: e.g. codes that carry no information; the reason in undefined)",
+        "Mean over concepts of F1@2 − F1@1, over the concepts where every mode of this result defines "
+        "it (n_concepts_delta_f1; null without concept labels, or when no concept could be probed in "
+        "every mode: e.g. codes that carry no information; the reason in undefined)",
         direction=HIGHER_IS_WORSE,
         bounds=(-1.0, 1.0),
         label="ΔF1 (amortization_gap's concepts)",
@@ -164,7 +165,9 @@ class ModeRow(BaseResultDetail):
     )
     absorption_rate: float | None = metric(
         "Absorption",
-        "Null without concepts",
+        "Conditional: mean over concepts of the share of the main latents' misses on which an aligned "
+        "latent fires, over the concepts where every mode of this result defines it (n_concepts_"
+        "absorption; null without concepts, or when that set is empty: the reason in undefined)",
         direction=HIGHER_IS_WORSE,
         bounds=SHARE,
         label="absorption (amortization_gap's concepts)",
@@ -269,18 +272,26 @@ class ModeRow(BaseResultDetail):
     )
     n_concepts_delta_f1: int | None = optional_metric(
         "ΔF1 Concepts",
-        "Concepts delta_f1 is the mean over (of at most max_concepts: planted roles first, then the most "
-        "frequent; splitting's mean_delta_f1 takes every concept)",
+        "Concepts delta_f1 is the mean over: those (of at most max_concepts: planted roles first, then "
+        "the most frequent; splitting's mean_delta_f1 takes every concept) on which every mode of this "
+        "result defines ΔF1 — the same set, and count, in every row",
     )
     n_concepts_absorption: int | None = optional_metric(
         "Absorption Concepts",
-        "Concepts absorption_rate is the mean over (defined, of the same subset)",
+        "Concepts absorption_rate (the conditional rate) is the mean over: those on which every mode of "
+        "this result defines it — the same set, and count, in every row",
+    )
+    n_concepts_full_absorption: int | None = optional_metric(
+        "Full Absorption Concepts",
+        "Concepts full_absorption_rate is the mean over: those on which every mode of this result "
+        "defines it — the same set, and count, in every row",
     )
     full_absorption_rate: float | None = optional_metric(
         "Full Absorption",
         "Mean over concepts of the share of the concept's tokens (where its ground-truth probe fires) on "
         "which the main latents are silent and an aligned latent fires (SAEBench-style; defined even when "
-        "the main latents never miss; null without concepts and under --protocol paper)",
+        "the main latents never miss), over the concepts where every mode of this result defines it "
+        "(n_concepts_full_absorption; null without concepts and under --protocol paper)",
         direction=HIGHER_IS_WORSE,
         bounds=SHARE,
         shared="full_absorption_rate_subset",

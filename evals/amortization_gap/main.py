@@ -35,7 +35,7 @@ from sae_bench_amortization.inference.dictionary import (
 )
 from sae_bench_amortization.inference.objectives import penalty_weights
 from sae_bench_amortization.metrics.accumulator import Step
-from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings
+from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings, pair_concepts
 from sae_bench_amortization.modes import (
     KINDS,
     InferenceMode,
@@ -168,10 +168,13 @@ def compare_modes(
                     seconds=seconds,
                 )
                 metrics[name].update(step)
-    return [
+    rows = [
         {"mode": name, **metrics[name].result(), "l1_coefficient": run.lam}
         for name, run in runs.items()
     ]
+    # concept-averaged metrics over the concepts every mode defines them on (n beside them)
+    concept_rows = {name: getattr(metrics[name], "concept_rows", lambda: None)() for name in runs}
+    return pair_concepts(rows, concept_rows)
 
 
 def timed_encode(encoder: SAE, x: torch.Tensor) -> tuple[torch.Tensor, float]:

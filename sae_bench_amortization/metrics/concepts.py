@@ -523,3 +523,34 @@ def null_reason(rows: list[dict], key: str, what: str) -> str | None:
     kinds = Counter(re.sub(r": \d+$", "", row.get("reason") or "not measured") for row in rows)
     counted = "; ".join(f"{kind} ({n})" for kind, n in kinds.most_common())
     return f"{what} measured on none of {len(rows)} concepts: {counted}"
+
+
+@dataclass(frozen=True)
+class PairedMean:
+    """One concept-averaged metric compared across modes: each mode's mean over the concepts on which
+    every mode defines it (``means``: mode → mean, None when that set is empty), their number
+    (``n_concepts``) and, when it is empty, why (``null_reason``)."""
+
+    means: dict[str, float | None]
+    n_concepts: int
+    null_reason: str | None
+
+
+def paired_mean(rows_by_mode: dict[str, list[dict]], key: str, what: str) -> PairedMean:
+    """Means of ``row[key]`` per mode over the concepts (``row["concept"]``) where it is defined in every
+    mode of ``rows_by_mode`` (mode → per-concept rows): a mean over different concept sets is never put
+    beside another."""
+    defined = {
+        mode: {row["concept"]: row[key] for row in rows if row.get(key) is not None}
+        for mode, rows in rows_by_mode.items()
+    }
+    common = set.intersection(*(set(values) for values in defined.values())) if defined else set()
+    means = {
+        mode: sum(values[c] for c in common) / len(common) if common else None
+        for mode, values in defined.items()
+    }
+    reason = None
+    if not common:
+        counts = ", ".join(f"{mode} {len(values)}" for mode, values in defined.items())
+        reason = f"{what} is defined on no concept in every mode (concepts per mode: {counts})"
+    return PairedMean(means, len(common), reason)

@@ -20,7 +20,10 @@ from sae_bench_amortization.metrics.accumulator import Step
 from sae_bench_amortization.metrics.concepts import (
     AbsorptionSettings,
     ConceptProbes,
+    ConceptResult,
     SplittingSettings,
+    n_measured,
+    paired_mean,
 )
 from sae_bench_amortization.metrics.firing import Firing
 from sae_bench_amortization.metrics.ground_truth import GroundTruth
@@ -117,6 +120,7 @@ class GapMetrics:
             "full_absorption_rate": None,
             "n_concepts_delta_f1": None,
             "n_concepts_absorption": None,
+            "n_concepts_full_absorption": None,
             "seconds_per_1k_tokens": self.timing.result().seconds_per_1k_tokens,
             "ground_truth": None
             if self.ground_truth is None
@@ -142,6 +146,7 @@ class DefaultGapMetrics(GapMetrics):
     ):
         super().__init__(W_dec, decode, settings)
         self.concepts = None
+        self.concept_result: ConceptResult | None = None
         if settings.concept_names:
             self.concepts = ConceptProbes(
                 settings.concept_names,
@@ -155,12 +160,24 @@ class DefaultGapMetrics(GapMetrics):
         if self.concepts is not None:
             self.concepts.update(step)
 
+    def concept_rows(self) -> dict[str, list[dict] | None] | None:
+        """After :meth:`result`: the per-concept rows behind ΔF1 ("splitting") and absorption
+        ("absorption"), for :func:`pair_concepts`; None without concepts."""
+        concepts = self.concept_result
+        if concepts is None:
+            return None
+        return {
+            "splitting": None if concepts.splitting is None else concepts.splitting.rows,
+            "absorption": None if concepts.absorption is None else concepts.absorption.rows,
+        }
+
     def result(self) -> Row:
         row = super().result()
         reasons: dict[str, str | None] = {
             key: NO_VARIANCE for key in ("nmse", "nmse_refit") if row[key] is None
         }
         concepts = None if self.concepts is None else self.concepts.result()
+        self.concept_result = concepts
         if concepts is not None and concepts.splitting is not None:
             splitting = concepts.splitting
             row |= {
@@ -174,6 +191,7 @@ class DefaultGapMetrics(GapMetrics):
                 "absorption_rate": absorption.absorption_rate,
                 "full_absorption_rate": absorption.full_absorption_rate,
                 "n_concepts_absorption": absorption.n_concepts,
+                "n_concepts_full_absorption": n_measured(absorption.rows, "full_absorption_rate"),
             }
             reasons["absorption_rate"] = absorption.null_reason
             reasons["full_absorption_rate"] = absorption.full_null_reason
@@ -219,3 +237,43 @@ GAP_PROTOCOLS: dict[str, type[GapMetrics]] = {
     "default": DefaultGapMetrics,
     "paper": PaperGapMetrics,
 }
+
+
+# concept-averaged metrics of a mode row: (key, the concept rows it comes from, its count, its name)
+PAIRED_METRICS = (
+    ("delta_f1", "splitting", "n_concepts_delta_f1", "ΔF1"),
+    ("absorption_rate", "absorption", "n_concepts_absorption", "the conditional absorption rate"),
+    ("full_absorption_rate", "absorption", "n_concepts_full_absorption", "full absorption"),
+)
+
+
+def pair_concepts(rows: list[Row], concept_rows: dict[str, dict | None]) -> list[Row]:
+    """Mode rows (``row["mode"]``) with every concept-averaged metric taken over the concepts on which
+    every row's mode defines it (:func:`~sae_bench_amortization.metrics.concepts.paired_mean`): its
+    ``n_concepts_*`` count is then the same in every row, and an empty set is null with its reason.
+    ``concept_rows``: mode → :meth:`DefaultGapMetrics.concept_rows` (rows without them are left as
+    they are, as are all rows when one mode has none)."""
+    by_mode = {str(row["mode"]): concept_rows.get(str(row["mode"])) for row in rows}
+    if not rows or any(parts is None for parts in by_mode.values()):
+        return rows
+    out = [dict(row) for row in rows]
+    for key, part, count, what in PAIRED_METRICS:
+        per_mode: dict[str, list[dict]] = {
+            mode: parts[part] for mode, parts in by_mode.items() if parts is not None
+        }
+        if any(concepts is None for concepts in per_mode.values()):
+            continue
+        paired = paired_mean(per_mode, key, what)
+        for row in out:
+            row[key], row[count] = paired.means[str(row["mode"])], paired.n_concepts
+            given = row.get("undefined")
+            undefined: dict[str, str] = dict(given) if isinstance(given, dict) else {}
+            undefined.pop(key, None)
+            if row[key] is None and paired.null_reason:
+                undefined[key] = paired.null_reason
+            ordered = {name: undefined[name] for name in UNDEFINED_ORDER if name in undefined}
+            row["undefined"] = (
+                ordered | {name: why for name, why in undefined.items() if name not in ordered}
+                or None
+            )
+    return out

@@ -1,0 +1,73 @@
+"""Concept-averaged metrics are compared across modes only on the concepts where every mode defines them
+(issue: paired concept sets): the pure pairing, and the rows amortization_gap writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae_bench_amortization.metrics.concepts import paired_mean
+from sae_bench_amortization.metrics.gap import pair_concepts
+
+
+def concept_rows(values: dict[str, float | None], key: str = "absorption_rate") -> list[dict]:
+    return [{"concept": name, key: value} for name, value in values.items()]
+
+
+def test_paired_mean_takes_every_mode_over_the_concepts_all_of_them_define():
+    rows = {
+        "amortized": concept_rows({"a": 0.2, "b": 0.4, "c": None, "d": 0.9}),
+        "non_amortized": concept_rows({"a": 1.0, "b": None, "c": 0.5, "d": 0.5}),
+    }
+    paired = paired_mean(rows, "absorption_rate", "absorption")
+    # common: a and d (b and c are 0/0 in one mode each)
+    assert paired.n_concepts == 2 and paired.null_reason is None
+    assert paired.means == {"amortized": pytest.approx(0.55), "non_amortized": pytest.approx(0.75)}
+    # unpaired, the means would have been over {a, b, d} and {a, c, d}: 0.5 against 0.667
+    nothing = paired_mean(
+        {"amortized": concept_rows({"a": 0.2}), "semi:5": concept_rows({"a": None, "b": 1.0})},
+        "absorption_rate",
+        "absorption",
+    )
+    assert nothing.n_concepts == 0 and nothing.means == {"amortized": None, "semi:5": None}
+    assert nothing.null_reason is not None and "amortized 1, semi:5 1" in nothing.null_reason
+
+
+def test_pair_concepts_gives_every_row_the_same_count_and_names_why_a_mean_is_null():
+    rows = [
+        {"mode": "amortized", "absorption_rate": 0.3, "n_concepts_absorption": 2,
+         "delta_f1": 0.1, "n_concepts_delta_f1": 2, "undefined": None},
+        {"mode": "semi:5", "absorption_rate": 1.0, "n_concepts_absorption": 1,
+         "delta_f1": 0.2, "n_concepts_delta_f1": 2, "undefined": None},
+    ]  # fmt: skip
+    by_mode = {
+        "amortized": {
+            "splitting": concept_rows({"x": 0.0, "y": 0.2}, "delta_f1"),
+            "absorption": [
+                {"concept": "x", "absorption_rate": 0.2, "full_absorption_rate": 0.01},
+                {"concept": "y", "absorption_rate": 0.4, "full_absorption_rate": 0.02},
+            ],
+        },
+        "semi:5": {
+            "splitting": concept_rows({"x": 0.1, "y": 0.3}, "delta_f1"),
+            "absorption": [
+                {"concept": "x", "absorption_rate": None, "full_absorption_rate": 0.0},
+                {"concept": "y", "absorption_rate": 1.0, "full_absorption_rate": 0.03},
+            ],
+        },
+    }
+    paired = pair_concepts(rows, by_mode)
+    amortized, semi = paired
+    assert amortized["absorption_rate"] == pytest.approx(0.4) and semi["absorption_rate"] == 1.0
+    assert amortized["n_concepts_absorption"] == semi["n_concepts_absorption"] == 1
+    assert amortized["full_absorption_rate"] == pytest.approx(0.015)
+    assert semi["full_absorption_rate"] == pytest.approx(0.015)
+    assert amortized["n_concepts_full_absorption"] == semi["n_concepts_full_absorption"] == 2
+    assert amortized["delta_f1"] == pytest.approx(0.1) and semi["delta_f1"] == pytest.approx(0.2)
+    assert rows[0]["absorption_rate"] == 0.3  # the input rows are left as they were
+    # no common concept: null in every row, the reason naming each mode's count
+    by_mode["semi:5"]["absorption"][1]["absorption_rate"] = None
+    for row in pair_concepts(rows, by_mode):
+        assert row["absorption_rate"] is None and row["n_concepts_absorption"] == 0
+        assert "amortized 2, semi:5 0" in row["undefined"]["absorption_rate"]
+    # a mode without concept rows (e.g. another protocol): the rows are left as they are
+    assert pair_concepts(rows, {"amortized": None, "semi:5": by_mode["semi:5"]}) == rows
