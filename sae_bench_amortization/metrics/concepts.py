@@ -529,10 +529,12 @@ def null_reason(rows: list[dict], key: str, what: str) -> str | None:
 class PairedMean:
     """One concept-averaged metric compared across modes: each mode's mean over the concepts on which
     every mode defines it (``means``: mode → mean, None when that set is empty), their number
-    (``n_concepts``) and, when it is empty, why (``null_reason``)."""
+    (``n_concepts``), each mode's own count (``counts``) and, when the set is empty, why
+    (``null_reason``)."""
 
     means: dict[str, float | None]
     n_concepts: int
+    counts: dict[str, int]
     null_reason: str | None
 
 
@@ -553,4 +555,5 @@ def paired_mean(rows_by_mode: dict[str, list[dict]], key: str, what: str) -> Pai
     if not common:
         counts = ", ".join(f"{mode} {len(values)}" for mode, values in defined.items())
         reason = f"{what} is defined on no concept in every mode (concepts per mode: {counts})"
-    return PairedMean(means, len(common), reason)
+    counts = {mode: len(values) for mode, values in defined.items()}
+    return PairedMean(means, len(common), counts, reason)

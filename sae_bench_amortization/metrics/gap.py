@@ -268,9 +268,15 @@ def pair_concepts(rows: list[Row], concept_rows: dict[str, dict | None]) -> list
             row[key], row[count] = paired.means[str(row["mode"])], paired.n_concepts
             given = row.get("undefined")
             undefined: dict[str, str] = dict(given) if isinstance(given, dict) else {}
-            undefined.pop(key, None)
+            own = undefined.pop(
+                key, None
+            )  # why the mode's own mean was null (none of its concepts)
             if row[key] is None and paired.null_reason:
-                undefined[key] = paired.null_reason
+                # the mode's own reason first; the pairing's when other modes measured some
+                others = any(paired.counts.values())
+                undefined[key] = (
+                    f"{own}; {paired.null_reason}" if own and others else own or paired.null_reason
+                )
             ordered = {name: undefined[name] for name in UNDEFINED_ORDER if name in undefined}
             row["undefined"] = (
                 ordered | {name: why for name, why in undefined.items() if name not in ordered}
