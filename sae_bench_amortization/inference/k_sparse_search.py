@@ -91,6 +91,22 @@ def keep_k(c: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(c).scatter_(-1, indices, values)
 
 
+def masked_system(
+    G: torch.Tensor,
+    beta: torch.Tensor,
+    mask: torch.Tensor,
+    width: int,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each token's system on its atoms in ``mask`` [n, m] (at most ``width``, the masked atoms first):
+    (slots [n, w], valid [n, w], G's block [n, w, w], β on them [n, w]); G [b, m, m] and β [b, m] are
+    indexed by ``rows`` [n] (default: all), read in place."""
+    width = min(width, mask.shape[1])
+    values, slots = mask.to(G.dtype).topk(width, dim=-1)
+    block = gram_block(G, slots, rows)
+    return slots, values > 0, block, (beta if rows is None else beta[rows]).gather(1, slots)
+
+
 def nnls_on_mask(
     G: torch.Tensor,
     beta: torch.Tensor,
@@ -100,11 +116,7 @@ def nnls_on_mask(
 ) -> torch.Tensor:
     """Exact NNLS of each token on its atoms in ``mask`` [n, m] (at most ``width`` per token): codes [n, m].
     G [b, m, m] and β [b, m] are indexed by ``rows`` [n] (default: all, n = b), read in place."""
-    width = min(width, mask.shape[1])
-    values, slots = mask.to(G.dtype).topk(width, dim=-1)  # the masked atoms first
-    valid = values > 0
-    sub = gram_block(G, slots, rows)  # [n, width, width]
-    rhs = (beta if rows is None else beta[rows]).gather(1, slots)
+    slots, valid, sub, rhs = masked_system(G, beta, mask, width, rows)
     solved = nnls_on_gram(sub, rhs, valid)
     return torch.zeros_like(mask, dtype=beta.dtype).scatter_(1, slots, solved * valid)
 
@@ -120,11 +132,8 @@ def least_squares_on_mask(
     ``width`` per token; one Cholesky solve with a vanishing ridge for collinear atoms), G [b, m, m] and
     β [b, m] indexed by ``rows`` [n] (default: all), read in place. A token whose block does not factor
     gets 0."""
-    width = min(width, mask.shape[1])
-    values, slots = mask.to(G.dtype).topk(width, dim=-1)  # the masked atoms first
-    valid = values > 0
-    block = gram_block(G, slots, rows)  # [n, width, width]
-    rhs = (beta if rows is None else beta[rows]).gather(1, slots).masked_fill(~valid, 0)
+    slots, valid, block, rhs = masked_system(G, beta, mask, width, rows)
+    rhs = rhs.masked_fill(~valid, 0)
     eye = torch.eye(width, dtype=G.dtype, device=G.device)
     scale = block.diagonal(dim1=1, dim2=2).amax(-1).clamp_min(1e-300)[:, None, None]
     system = block.masked_fill(~(valid[:, :, None] & valid[:, None, :]), 0)
