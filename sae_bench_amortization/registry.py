@@ -46,6 +46,9 @@ class MetricFacts:
     bounds: (low, high) the metric can take, None where unbounded (plots draw constant panels inside).
     label: its name in plots; unit: what it counts (a share, latents, seconds, ...).
     short, fmt: its column title and number format in the eval's terminal table (None: not shown there).
+    legend: what the column means, in a few words, for the legend printed under that table.
+    count: the row key holding how many concepts (or other units) the value averages over: the table
+    prints it beside the value, e.g. ``0.400 (5)``.
     always_shown: its terminal-table column stays when no row measured it (else such a column is dropped).
     per_mode_row: an eval-wide metric that ``compare`` copies into the per-mode table — onto the encoder's
     row ("encoder": e.g. the gap, measured from the encoder) or onto every row without its own ("every").
@@ -62,6 +65,8 @@ class MetricFacts:
     unit: str | None = None
     short: str | None = None
     fmt: str = ".4g"
+    legend: str | None = None
+    count: str | None = None
     always_shown: bool = False
     per_mode_row: RowPlacement | None = None
     column: int | None = None
@@ -81,6 +86,8 @@ class FactArguments(TypedDict, total=False):
     unit: str
     short: str
     fmt: str
+    legend: str
+    count: str
     always_shown: bool
     per_mode_row: RowPlacement
     column: int

@@ -194,3 +194,27 @@ def test_every_mode_row_counts_the_same_concepts(world_oracle_results):
     for key in ("n_concepts_delta_f1", "n_concepts_absorption", "n_concepts_full_absorption"):
         assert len({row[key] for row in rows}) == 1, (key, [row[key] for row in rows])
     assert rows[0]["n_concepts_full_absorption"] > 0 and rows[0]["n_concepts_delta_f1"] > 0
+
+
+def test_each_mode_row_keeps_the_per_concept_evidence_of_its_means(world_oracle_results):
+    """Each row's ``concepts`` re-derive its concept-averaged metrics: over the concepts where every mode
+    defines a metric, the mean of the per-concept values is the row's value, with that count."""
+    rows = read_result(world_oracle_results, "amortization_gap")["eval_result_details"]
+    for key, count in (
+        ("delta_f1", "n_concepts_delta_f1"),
+        ("full_absorption_rate", "n_concepts_full_absorption"),
+        ("absorption_rate", "n_concepts_absorption"),
+    ):
+        defined = [
+            {c["concept"] for c in row["concepts"] if c.get(key) is not None} for row in rows
+        ]
+        common = set.intersection(*defined)
+        for row in rows:
+            assert row[count] == len(common), (key, row["mode"])
+            values = [c[key] for c in row["concepts"] if c["concept"] in common]
+            if common:
+                assert row[key] == pytest.approx(sum(values) / len(values)), (key, row["mode"])
+            else:
+                assert row[key] is None
+    concept = rows[0]["concepts"][0]
+    assert {"main_latents", "absorbing_latents", "n_probe_fires", "top_latents"} <= set(concept)

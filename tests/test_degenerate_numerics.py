@@ -262,9 +262,9 @@ def test_cli_all_zero_activations_with_labels(cli, tmp_path):
     gap = cli("run", "--eval", "amortization_gap", *common, "--l1-coefficient", "0.1",
               "--output-dir", tmp_path / "gap")  # fmt: skip
     assert gap.code == 0, gap.err
-    assert "null explained_variance: the activations are all zero" in gap.out
+    assert "null explained_variance (every mode): the activations are all zero" in gap.out
     assert (
-        "null delta_f1: ΔF1 measured on none of 4 concepts: the codes carry no information"
+        "null delta_f1 (every mode): ΔF1 measured on none of 4 concepts: the codes carry no information"
         in gap.out
     )
     for row in read_result(tmp_path / "gap", "amortization_gap")["eval_result_details"]:
@@ -306,6 +306,50 @@ def test_table_keeps_a_null_column_and_prints_huge_numbers_short():
     ]  # fmt: skip
     lines = format_table("sae", rows, 0.1).splitlines()
     assert lines[1].split() == ["mode", "NMSE", "NMSE-refit", "EV", "L0", "objective", "dead"]
-    assert lines[2].split() == ["amortized", "0.5000", "0.4000", "-", "3.00", "1.23e+40", "0.100"]
-    assert f"null explained_variance: {why}" in lines
+    # null with a reason: "undef" (the reason below the table, naming the modes); without: not shown
+    assert lines[2].split() == [
+        "amortized",
+        "0.5000",
+        "0.4000",
+        "undef",
+        "3.00",
+        "1.23e+40",
+        "0.100",
+    ]
+    assert f"null explained_variance (every mode): {why}" in lines
     assert "ΔF1" not in lines[1]  # null without a reason (not measured at all): no column
+
+
+def test_table_shows_counts_tells_undefined_from_not_applicable_and_names_the_modes():
+    """Concept-averaged cells carry their concept count; a null with a reason is "undef", one without
+    "n/a"; each null line names the modes it applies to; the legend explains every shown column."""
+    from sae_bench_amortization.evals.amortization_gap.main import format_table
+
+    base = {
+        "nmse": 0.1,
+        "l0": 2.0,
+        "objective": 1.0,
+        "dead_rate": 0.0,
+        "delta_f1": 0.02,
+        "n_concepts_delta_f1": 7,
+        "full_absorption_rate": 0.25,
+        "n_concepts_full_absorption": 7,
+    }
+    miss = "the main latents never miss the concept (absorption 0/0)"
+    rows = [
+        {"mode": "amortized", **base, "absorption_rate": 0.4, "n_concepts_absorption": 5,
+         "l1_coefficient": None},
+        {"mode": "semi:5", **base, "absorption_rate": None, "l1_coefficient": 0.1,
+         "undefined": {"absorption_rate": miss}},
+        {"mode": "non_amortized", **base, "absorption_rate": None, "l1_coefficient": 0.1,
+         "undefined": {"absorption_rate": miss}},
+    ]  # fmt: skip
+    lines = format_table("sae", rows, 0.1).splitlines()
+    header = lines[1].split()
+    assert header[-4:] == ["ΔF1", "absorb", "absorb|miss", "λ"]
+    amortized, semi = lines[2].split(), lines[3].split()
+    assert amortized[-7:] == ["0.0200", "(7)", "0.2500", "(7)", "0.400", "(5)", "n/a"]
+    assert semi[-6:] == ["0.0200", "(7)", "0.2500", "(7)", "undef", "0.1"]
+    assert f"null absorption_rate (semi:5, non_amortized): {miss}" in lines
+    legend = lines[lines.index("columns:") + 1 :]
+    assert [line.split()[0] for line in legend] == [*header[1:], "undef", "n/a"]

@@ -38,7 +38,7 @@ from sae_bench_amortization.runner.outputs import (
 # amortization_gap's CSV and terminal columns as evals/amortization_gap/main.py listed them
 CSV = (
     "mode", "nmse", "nmse_refit", "explained_variance", "l0", "objective", "dead_rate", "dense_rate",
-    "delta_f1", "absorption_rate", "seconds_per_1k_tokens", "l1_coefficient",
+    "delta_f1", "full_absorption_rate", "absorption_rate", "seconds_per_1k_tokens", "l1_coefficient",
     "coefficient_gap", "support_gap",  # the gap's split (issue 28), after the columns the lists had
 )  # fmt: skip
 PAPER_CSV = ("dense_rate_0_2", "f1_at_1", "f1_at_2")
@@ -46,7 +46,8 @@ TABLE = [
     ("NMSE", "nmse", ".4f"), ("NMSE-refit", "nmse_refit", ".4f"), ("EV", "explained_variance", ".4f"),
     ("L0", "l0", ".2f"), ("objective", "objective", ".4f"), ("dead", "dead_rate", ".3f"),
     ("dense", "dense_rate", ".3f"), ("dense.2", "dense_rate_0_2", ".3f"), ("F1@1", "f1_at_1", ".3f"),
-    ("ΔF1", "delta_f1", ".4f"), ("absorb", "absorption_rate", ".3f"),
+    ("ΔF1", "delta_f1", ".4f"), ("absorb", "full_absorption_rate", ".4f"),
+    ("absorb|miss", "absorption_rate", ".3f"),
     ("s/1k tok", "seconds_per_1k_tokens", ".4f"), ("λ", "l1_coefficient", ".4g"),
     ("coef gap", "coefficient_gap", ".4f"), ("supp gap", "support_gap", ".4f"),
 ]  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sae_bench_amortization.metrics.concepts import paired_mean
-from sae_bench_amortization.metrics.gap import pair_concepts
+from sae_bench_amortization.metrics.gap import concept_evidence, pair_concepts
 
 
 def concept_rows(values: dict[str, float | None], key: str = "absorption_rate") -> list[dict]:
@@ -71,3 +71,26 @@ def test_pair_concepts_gives_every_row_the_same_count_and_names_why_a_mean_is_nu
         assert "amortized 2, semi:5 0" in row["undefined"]["absorption_rate"]
     # a mode without concept rows (e.g. another protocol): the rows are left as they are
     assert pair_concepts(rows, {"amortized": None, "semi:5": by_mode["semi:5"]}) == rows
+
+
+def test_concept_evidence_joins_a_concepts_splitting_and_absorption_rows():
+    parts = {
+        "splitting": [
+            {"concept": "a", "f1_at_1": 0.5, "f1_at_2": 0.7, "delta_f1": 0.2, "top_latents": [3, 1],
+             "n_positives": 60, "reason": None},
+            {"concept": "b", "f1_at_1": None, "f1_at_2": None, "delta_f1": None, "top_latents": [],
+             "n_positives": 4, "reason": "too rare"},
+        ],
+        "absorption": [
+            {"concept": "a", "absorption_rate": None, "full_absorption_rate": 0.0, "n_tokens": 40,
+             "main_latents": [3], "absorbing_latents": [], "n_main_silent": 0, "n_absorbed": 0,
+             "reason": "never miss"},
+        ],
+    }  # fmt: skip
+    a, b = concept_evidence(parts) or []
+    assert a["concept"] == "a" and a["delta_f1"] == 0.2 and a["full_absorption_rate"] == 0.0
+    assert a["splitting_reason"] is None and a["absorption_reason"] == "never miss"
+    assert a["main_latents"] == [3] and a["top_latents"] == [3, 1]
+    assert b == {"concept": "b", "f1_at_1": None, "f1_at_2": None, "delta_f1": None,
+                 "top_latents": [], "n_positives": 4, "splitting_reason": "too rare"}  # fmt: skip
+    assert concept_evidence(None) is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from typing import Any
+
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass
 from sae_bench.evals.base_eval_output import (
     BaseEvalOutput,
@@ -94,6 +96,7 @@ class ModeRow(BaseResultDetail):
         bounds=(0.0, None),
         label="NMSE (lower is better)",
         short="NMSE",
+        legend="Σ‖x − x̂‖² / Σ‖x − x̄‖², reconstruction error (lower is better)",
         always_shown=True,
         fmt=".4f",
         column=1,
@@ -107,6 +110,7 @@ class ModeRow(BaseResultDetail):
         label="L0 (mean active latents per token)",
         unit="latents",
         short="L0",
+        legend="mean active latents per token: the density every mode is matched to",
         always_shown=True,
         fmt=".2f",
         column=4,
@@ -118,6 +122,7 @@ class ModeRow(BaseResultDetail):
         direction=HIGHER_IS_WORSE,
         lambda_dependent=True,
         short="objective",
+        legend="mean objective of the problem in the title (½‖x − x̂‖² + its penalty; lower is better)",
         always_shown=True,
         fmt=".4f",
         column=5,
@@ -130,6 +135,7 @@ class ModeRow(BaseResultDetail):
         label="dead latents (share)",
         unit="share of latents",
         short="dead",
+        legend="share of latents that never fire",
         fmt=".3f",
         column=6,
         topic="firing",
@@ -143,6 +149,7 @@ class ModeRow(BaseResultDetail):
         label="dense latents (share)",
         unit="share of latents",
         short="dense",
+        legend="share of latents firing on more than dense_threshold of tokens",
         fmt=".3f",
         column=7,
         topic="firing",
@@ -157,6 +164,8 @@ class ModeRow(BaseResultDetail):
         bounds=(-1.0, 1.0),
         label="ΔF1 (amortization_gap's concepts)",
         short="ΔF1",
+        legend="F1@2 − F1@1 of k-sparse concept probes (splitting); (n) concepts, the same in every mode",
+        count="n_concepts_delta_f1",
         fmt=".4f",
         column=11,
         shared="delta_f1_subset",  # over a concept subset: kept apart from splitting's all-concept mean
@@ -171,9 +180,12 @@ class ModeRow(BaseResultDetail):
         direction=HIGHER_IS_WORSE,
         bounds=SHARE,
         label="absorption (amortization_gap's concepts)",
-        short="absorb",
+        short="absorb|miss",
+        legend="absorbed share of the main latents' misses (conditional); (n) concepts where every mode "
+        "misses",
+        count="n_concepts_absorption",
         fmt=".3f",
-        column=12,
+        column=13,
         shared="absorption_rate_subset",  # kept apart from absorption_rate's all-concept mean
         topic="absorption",
         figures=("pathologies", "steps"),
@@ -183,8 +195,9 @@ class ModeRow(BaseResultDetail):
         "Inference time",
         unit="seconds",
         short="s/1k tok",
+        legend="seconds of inference per 1,000 tokens",
         fmt=".4f",
-        column=13,
+        column=14,
     )
     coefficient_gap: float | None = optional_metric(
         "Coefficient Gap",
@@ -192,9 +205,10 @@ class ModeRow(BaseResultDetail):
         "the chosen latents alone would recover (k_sparse: NNLS; L1 objectives: the lasso on the support)",
         direction=HIGHER_IS_WORSE,
         short="coef gap",
+        legend="objective − that of the best codes on this mode's own supports (re-sizing recovers it)",
         fmt=".4f",
         figures=("steps",),
-        column=15,
+        column=16,
     )
     support_gap: float | None = optional_metric(
         "Support Gap",
@@ -203,16 +217,18 @@ class ModeRow(BaseResultDetail):
         "under k_sparse, where non_amortized is a search, not the optimum)",
         direction=HIGHER_IS_WORSE,
         short="supp gap",
+        legend="objective of those best codes − non_amortized's (choosing other latents recovers it)",
         fmt=".4f",
         figures=("steps",),
-        column=16,
+        column=17,
     )
     l1_coefficient: float | None = optional_metric(
         "λ",
         "The λ this mode's codes were inferred with (null for encoders)",
         short="λ",
+        legend="the L1 penalty this mode's codes were inferred with",
         fmt=".4g",
-        column=14,
+        column=15,
     )
     dense_rate_0_2: float | None = optional_metric(
         "Dense Rate ≥ 0.2",
@@ -221,6 +237,7 @@ class ModeRow(BaseResultDetail):
         bounds=SHARE,
         unit="share of latents",
         short="dense.2",
+        legend="share of latents firing on at least 20% of tokens (the paper's)",
         fmt=".3f",
         column=8,
         protocol="paper",
@@ -231,6 +248,7 @@ class ModeRow(BaseResultDetail):
         "1-sparse pseudo-label probe F1 (--protocol paper)",
         bounds=SHARE,
         short="F1@1",
+        legend="1-sparse probe F1 on the paper's pseudo-label",
         fmt=".3f",
         column=9,
         protocol="paper",
@@ -252,6 +270,7 @@ class ModeRow(BaseResultDetail):
         bounds=(0.0, None),
         label="NMSE, codes refitted on their support",
         short="NMSE-refit",
+        legend="NMSE after refitting each token's codes on their own support (NNLS)",
         always_shown=True,
         fmt=".4f",
         column=2,
@@ -266,6 +285,7 @@ class ModeRow(BaseResultDetail):
         direction=LOWER_IS_WORSE,
         bounds=(None, 1.0),
         short="EV",
+        legend="explained variance as SAEBench's core reports it (1 is perfect)",
         fmt=".4f",
         column=3,
         topic="reconstruction",
@@ -294,8 +314,23 @@ class ModeRow(BaseResultDetail):
         "(n_concepts_full_absorption; null without concepts and under --protocol paper)",
         direction=HIGHER_IS_WORSE,
         bounds=SHARE,
+        short="absorb",
+        legend="share of a concept's tokens absorbed (main latents silent, an aligned latent fires); "
+        "(n) concepts",
+        count="n_concepts_full_absorption",
+        fmt=".4f",
+        column=12,
         shared="full_absorption_rate_subset",
         topic="absorption",
+    )
+    concepts: list[dict[str, Any]] | None = Field(
+        default=None,
+        title="Concepts",
+        description="Per concept probed: the evidence the concept-averaged metrics are means of — "
+        "concept, f1_at_1, f1_at_2, delta_f1, top_latents, n_positives, absorption_rate, "
+        "full_absorption_rate, n_tokens, main_latents, absorbing_latents, n_concept_tokens, "
+        "n_probe_fires, n_main_silent, n_absorbed, splitting_reason and absorption_reason (why a value "
+        "is null); null without concept labels",
     )
     undefined: dict[str, str] | None = optional_metric(
         "Why Null", "Metric → why it could not be measured, for this row's null metrics"

@@ -35,7 +35,12 @@ from sae_bench_amortization.inference.dictionary import (
 )
 from sae_bench_amortization.inference.objectives import penalty_weights
 from sae_bench_amortization.metrics.accumulator import Step
-from sae_bench_amortization.metrics.gap import GAP_PROTOCOLS, GapSettings, pair_concepts
+from sae_bench_amortization.metrics.gap import (
+    GAP_PROTOCOLS,
+    GapSettings,
+    concept_evidence,
+    pair_concepts,
+)
 from sae_bench_amortization.modes import (
     KINDS,
     InferenceMode,
@@ -47,6 +52,7 @@ from sae_bench_amortization.modes import (
     role_of,
 )
 from sae_bench_amortization.modes.loca import check_pairing
+from sae_bench_amortization.registry import metric_facts
 from sae_bench_amortization.reports.tables import (
     aligned,
     always_shown,
@@ -174,7 +180,12 @@ def compare_modes(
     ]
     # concept-averaged metrics over the concepts every mode defines them on (n beside them)
     concept_rows = {name: getattr(metrics[name], "concept_rows", lambda: None)() for name in runs}
-    return pair_concepts(rows, concept_rows)
+    paired = pair_concepts(rows, concept_rows)
+    for row in paired:  # the per-concept evidence behind those means
+        evidence = concept_evidence(concept_rows[row["mode"]])
+        if evidence is not None:
+            row["concepts"] = evidence
+    return paired
 
 
 def timed_encode(encoder: SAE, x: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -195,26 +206,79 @@ def rows_to_csv(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+UNDEFINED, NOT_APPLICABLE = "undef", "n/a"
+# columns whose key holds another definition under a protocol: (title, legend) there
+PROTOCOL_COLUMNS = {
+    "paper": {
+        "delta_f1": (
+            "ΔF1",
+            "the paper's: F1@2 − F1@1 of probes on its pseudo-label (‖x‖ > median)",
+        ),
+        "absorption_rate": (
+            "absorb",
+            "the paper's: share of the pseudo-label's y = 1 tokens where the top-ranked latent is "
+            "silent and one of the next 5 fires",
+        ),
+    }
+}
+
+
+def _cell(row: dict, key: str, fmt: str, count: str | None) -> str:
+    """One table cell: the value (with its concept count when ``count`` names one), :data:`UNDEFINED`
+    when it is null with a reason (in the row's ``undefined``), else :data:`NOT_APPLICABLE`."""
+    value = row.get(key)
+    if value is None:
+        return UNDEFINED if key in (row.get("undefined") or {}) else NOT_APPLICABLE
+    text = format_number(value, fmt)
+    return text if count is None or row.get(count) is None else f"{text} ({row[count]})"
+
+
 def format_table(
-    sae_name: str, rows: list[dict], lam: float | None, inference: InferenceSettings | None = None
+    sae_name: str,
+    rows: list[dict],
+    lam: float | None,
+    inference: InferenceSettings | None = None,
+    protocol: str = "default",
 ) -> str:
-    """The rows as a fixed-width table (ΔF1 and absorption shown when measured); the title names the
-    problem (λ, or k for k_sparse) when it is not the paper's plain l1."""
+    """The rows as a fixed-width table (ΔF1 and absorption shown when measured, each with the number of
+    concepts it averages over), a legend of its columns, and one line per null metric and reason naming
+    the modes it applies to; the title names the problem (λ, or k for k_sparse) when it is not the
+    paper's plain l1."""
+    facts = metric_facts(ModeRow)
+    overrides = PROTOCOL_COLUMNS.get(protocol, {})
     columns = shown_columns(table_columns(ModeRow), rows, always=always_shown(ModeRow))
+    titles = [overrides.get(key, (title, ""))[0] for title, key, _ in columns]
     cells = [
-        [row["mode"]] + [format_number(row.get(key), fmt) for _, key, fmt in columns]
+        [row["mode"]] + [_cell(row, key, fmt, facts[key].count) for _, key, fmt in columns]
         for row in rows
     ]
-    header = ["mode"] + [title for title, _, _ in columns]
-    notes = {
-        f"null {key}: {why}" for row in rows for key, why in (row.get("undefined") or {}).items()
-    }
+    width = max(len(title) for title in titles) if titles else 0
+    legend = ["columns:"] + [
+        f"  {title.ljust(width)}  {overrides.get(key, (title, facts[key].legend))[1]}"
+        for title, (_, key, _) in zip(titles, columns, strict=True)
+    ]
+    shown = {text for line in cells for text in line[1:]}
+    if UNDEFINED in shown:
+        legend.append(
+            f"  {UNDEFINED.ljust(width)}  cannot be measured here (why: the null lines above)"
+        )
+    if NOT_APPLICABLE in shown:
+        legend.append(f"  {NOT_APPLICABLE.ljust(width)}  does not apply to this mode")
+    modes_of: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        for key, why in (row.get("undefined") or {}).items():
+            modes_of.setdefault((key, why), []).append(row["mode"])
+    every = [row["mode"] for row in rows]
+    notes = [
+        f"null {key} ({'every mode' if modes == every else ', '.join(modes)}): {why}"
+        for (key, why), modes in sorted(modes_of.items())
+    ]
     problem = "" if inference is None or inference.objective == "l1" else f"{inference.objective}, "
     if inference is not None and inference.objective == "k_sparse":
         title = f"{sae_name} ({problem}k {inference.k})"
     else:
         title = f"{sae_name} ({problem}λ {lam:.4g})" if lam is not None else sae_name
-    return "\n".join([title, *aligned(header, cells), *sorted(notes)])
+    return "\n".join([title, *aligned(["mode", *titles], cells), *notes, *legend])
 
 
 def gap_ends() -> tuple[InferenceMode, InferenceMode]:
@@ -331,7 +395,7 @@ def evaluate(context: EvalContext) -> Evaluated:
         median_gap=median_gap,
     )
     truth_by_mode = {row["mode"]: row.pop("ground_truth") for row in rows}
-    print(format_table(spec.sae_name, rows, lam, inference))
+    print(format_table(spec.sae_name, rows, lam, inference, config.protocol))
     summary = {
         "mean_gap": gap,
         "mean_relative_gap": metrics.mean_relative_gap,

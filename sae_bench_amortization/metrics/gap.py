@@ -247,6 +247,29 @@ PAIRED_METRICS = (
 )
 
 
+SPLITTING_KEYS = ("f1_at_1", "f1_at_2", "delta_f1", "top_latents", "n_positives")
+ABSORPTION_KEYS = (
+    "absorption_rate", "full_absorption_rate", "n_tokens", "main_latents", "absorbing_latents",
+    "n_concept_tokens", "n_probe_fires", "n_main_silent", "n_absorbed",
+)  # fmt: skip
+
+
+def concept_evidence(parts: dict[str, list[dict] | None] | None) -> list[dict] | None:
+    """One row per concept (in first-seen order) joining :meth:`DefaultGapMetrics.concept_rows`' splitting
+    row (ΔF1, its probe's F1s, top latents) and absorption row (both rates, main and absorbing latents,
+    the denominators), each part's null reason kept apart (``splitting_reason``, ``absorption_reason``):
+    the evidence a concept-averaged metric can be re-derived from. None without concepts."""
+    if parts is None:
+        return None
+    merged: dict[str, dict] = {}
+    for part, keys in (("splitting", SPLITTING_KEYS), ("absorption", ABSORPTION_KEYS)):
+        for row in parts.get(part) or []:
+            entry = merged.setdefault(row["concept"], {"concept": row["concept"]})
+            entry |= {key: row.get(key) for key in keys}
+            entry[f"{part}_reason"] = row.get("reason")
+    return list(merged.values())
+
+
 def pair_concepts(rows: list[Row], concept_rows: dict[str, dict | None]) -> list[Row]:
     """Mode rows (``row["mode"]``) with every concept-averaged metric taken over the concepts on which
     every row's mode defines it (:func:`~sae_bench_amortization.metrics.concepts.paired_mean`): its
