@@ -6,17 +6,25 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from sae_bench_amortization.reports.claims import (
     CELL_COLUMNS,
+    CONCEPT_COLUMNS,
     claim_outcomes,
     spearman,
     t_interval,
     verdict_markdown,
     verdicts,
+)
+from sae_bench_amortization.reports.effects import (
+    Z_DETECT,
+    cluster_resamples,
+    effect_size,
+    wilson_interval,
 )
 
 from conftest import REPO
@@ -32,7 +40,8 @@ def cell_rows(architecture, d_sae, sparsity, seed, **per_metric) -> list[dict]:
     rows = []
     for i, mode in enumerate(modes):
         row = dict.fromkeys(CELL_COLUMNS)
-        row |= {"architecture": architecture, "d_sae": d_sae, "sparsity": sparsity, "seed": seed}
+        row |= {"variant": "l1", "world": "default", "architecture": architecture, "d_sae": d_sae}
+        row |= {"sparsity": sparsity, "seed": seed}
         row |= {"mode": mode, "l0": 4.0}
         for metric, values in per_metric.items():
             row[metric] = values[i] if i < len(values) else None
@@ -48,28 +57,33 @@ def outcome(outcomes: pd.DataFrame, claim: str, **unit) -> pd.Series:
     return pd.Series(row)
 
 
-def test_semi_nmse_claim_holds_fails_and_refuses_unmatched_density():
+def test_semi_nmse_claims_compare_each_semi_mode_with_the_encoder_at_matched_density():
     cells = pd.DataFrame(
         cell_rows("topk", 64, 4.0, 0, nmse=[0.5, 0.4, 0.3, 0.29, 0.28])
         + cell_rows("topk", 64, 8.0, 0, nmse=[0.5, 0.4, 0.55, 0.3, 0.3])  # semi:25 above: fails
         + cell_rows("topk", 64, 16.0, 0, nmse=[0.5, 0.4, 0.3, 0.2, 0.2], l0=[4, 4, 4, 4.5, 4])
     )
     outcomes = claim_outcomes(cells)
-    holds = outcome(outcomes, "a", sparsity=4.0)
+    holds = outcome(outcomes, "a_semi5", sparsity=4.0)
     assert holds["status"] == "holds" and holds["value"] == pytest.approx(0.5 - 0.4)
-    fails = outcome(outcomes, "a", sparsity=8.0)
+    fails = outcome(outcomes, "a_semi25", sparsity=8.0)
     assert fails["status"] == "fails" and fails["value"] == pytest.approx(0.5 - 0.55)
-    unmatched = outcome(
-        outcomes, "a", sparsity=16.0
-    )  # semi:50's L0 4.5 is 12.5% off the encoder's 4
+    assert outcome(outcomes, "a_semi5", sparsity=8.0)["status"] == "holds"  # each T on its own
+    # semi:50's L0 4.5 is 12.5% off the encoder's 4: n/a there, the other modes still compared
+    unmatched = outcome(outcomes, "a_semi50", sparsity=16.0)
     assert unmatched["status"] == "n/a" and "density not matched" in unmatched["reason"]
-    (row,) = verdicts(outcomes).query("claim == 'a'").to_dict("records")
-    assert (row["holds"], row["applicable"], row["not_applicable"]) == (1, 2, 1)
-    assert row["share"] == 0.5 and row["failing"] == "topk d64 k8 (1/1)"
-    assert row["ci_low"] is None  # one seed: no interval
+    assert outcome(outcomes, "a_semi25", sparsity=16.0)["status"] == "holds"
+    table = verdicts(outcomes)
+    (row,) = table.query("claim == 'a_semi50'").to_dict("records")
+    assert (row["holds"], row["applicable"], row["not_applicable"]) == (2, 2, 1)
+    assert row["not_applicable_why"] == "density not matched 1" and row["primary"]
+    (row,) = table.query("claim == 'a_semi25'").to_dict("records")
+    assert row["share"] == pytest.approx(2 / 3) and row["failing"] == "topk d64 k8 (1/1)"
+    assert row["share_low"] is None and row["median"] == pytest.approx(0.2)  # one seed: no interval
+    assert not table.query("claim == 'a_non'")["primary"].item()  # non_amortized: secondary
 
 
-def test_falls_claims_need_every_less_amortized_mode_below_the_encoder():
+def test_paired_claims_hold_fail_and_call_ties_and_nulls_not_applicable():
     cells = pd.DataFrame(
         cell_rows(
             "topk",
@@ -77,24 +91,62 @@ def test_falls_claims_need_every_less_amortized_mode_below_the_encoder():
             4.0,
             0,
             dead_rate=[0.2, 0.1, 0.05, 0.05, 0.0],  # falls
-            dense_rate=[0.0] * 5,  # nothing to relieve
+            dense_rate=[0.0] * 5,  # 0 everywhere: ties
             delta_f1=[0.1, 0.05, 0.12, 0.02, 0.01],  # semi:25 above the encoder: fails
             absorption_rate=[0.3, None, 0.1, 0.1, 0.1],  # conditional rate: 0/0 in one mode
-            full_absorption_rate=[0.02, 0.01, 0.01, 0.0, 0.0],  # share of concept tokens: falls
+            full_absorption_rate=[0.02, 0.01, 0.02, 0.0, 0.0],  # semi:25 equal: a tie
             f1=[0.4, 0.5, 0.6, 0.6, 0.55],  # rises: the truth claim holds
         )  # fmt: skip
     )
     outcomes = claim_outcomes(cells)
-    assert outcome(outcomes, "b_dead", seed=0)["status"] == "holds"
-    assert outcome(outcomes, "b_dead", seed=0)["value"] == pytest.approx(0.2 - 0.1)
-    assert outcome(outcomes, "b_dense", seed=0)["status"] == "n/a"
-    assert outcome(outcomes, "c", seed=0)["status"] == "fails"
-    assert outcome(outcomes, "c", seed=0)["value"] == pytest.approx(0.1 - 0.12)
-    assert outcome(outcomes, "d", seed=0)["status"] == "holds"
-    assert outcome(outcomes, "d_conditional", seed=0)["status"] == "n/a"
-    assert "semi:5" in outcome(outcomes, "d_conditional", seed=0)["reason"]
-    truth = outcome(outcomes, "truth_f1", seed=0)
+    assert outcome(outcomes, "b_dead_semi5", seed=0)["status"] == "holds"
+    assert outcome(outcomes, "b_dead_semi5", seed=0)["value"] == pytest.approx(0.2 - 0.1)
+    assert outcome(outcomes, "b_dead_non", seed=0)["value"] == pytest.approx(0.2)
+    dense = outcome(outcomes, "b_dense_semi5", seed=0)
+    assert dense["status"] == "n/a" and dense["reason"].startswith("tie:")
+    assert outcome(outcomes, "c_semi5", seed=0)["status"] == "holds"
+    assert outcome(outcomes, "c_semi25", seed=0)["status"] == "fails"
+    assert outcome(outcomes, "c_semi25", seed=0)["value"] == pytest.approx(0.1 - 0.12)
+    assert outcome(outcomes, "d_semi5", seed=0)["status"] == "holds"
+    assert outcome(outcomes, "d_semi25", seed=0)["reason"].startswith("tie:")
+    conditional = outcome(outcomes, "d_conditional_semi5", seed=0)
+    assert (
+        conditional["status"] == "n/a"
+        and conditional["reason"] == "null: absorption_rate of semi:5"
+    )
+    assert outcome(outcomes, "d_conditional_semi25", seed=0)["value"] == pytest.approx(0.2)
+    truth = outcome(outcomes, "truth_f1_semi5", seed=0)
     assert truth["status"] == "holds" and truth["value"] == pytest.approx(0.5 - 0.4)
+    (row,) = verdicts(outcomes).query("claim == 'b_dense_semi5'").to_dict("records")
+    assert (row["holds"], row["applicable"], row["not_applicable_why"]) == (0, 0, "tie 1")
+
+
+def test_with_per_concept_evidence_each_comparison_is_over_the_concepts_both_modes_define():
+    """The cell's means (each mode over its own concepts) would compare 0.5 with 0.1; over the concepts
+    both define, LocA and the encoder absorb alike on "b" and LocA less on "a"."""
+    cells = pd.DataFrame(cell_rows("topk", 64, 4.0, 0, full_absorption_rate=[0.5] * 5 + [0.1, 0.1]))
+    unit = {"variant": "l1", "world": "default", "architecture": "topk", "d_sae": 64}
+    unit |= {"sparsity": 4.0, "seed": 0}
+    evidence = {
+        "amortized": {"a": 0.6, "b": 0.2, "c": 0.7},
+        "loca": {"a": 0.2, "b": 0.2, "d": 0.0},  # "c" undefined for LocA, "d" for the encoder
+        "loca_g1": {"a": None, "b": 0.1},
+    }
+    rows = [
+        {**unit, "mode": mode, "concept": concept, "full_absorption_rate": value}
+        for mode, values in evidence.items()
+        for concept, value in values.items()
+    ]
+    concepts = pd.DataFrame(rows, columns=pd.Index(CONCEPT_COLUMNS))
+    outcomes = claim_outcomes(cells, concepts=concepts)
+    versus_encoder = outcome(outcomes, "f_absorption")
+    assert versus_encoder["value"] == pytest.approx((0.6 + 0.2) / 2 - (0.2 + 0.2) / 2)
+    assert versus_encoder["n_concepts"] == 2
+    control = outcome(outcomes, "f_absorption_g1")  # over "b" alone: 0.1 vs 0.2
+    assert control["value"] == pytest.approx(0.1 - 0.2) and control["n_concepts"] == 1
+    # no evidence for semi:5: the cell's own (already paired) means
+    assert outcome(outcomes, "d_semi5")["reason"].startswith("tie:")
+    assert outcome(claim_outcomes(cells), "f_absorption")["value"] == pytest.approx(0.4)
 
 
 def test_most_relief_by_25_steps():
@@ -108,10 +160,10 @@ def test_most_relief_by_25_steps():
     assert outcome(outcomes, "e_nmse", seed=0)["status"] == "holds"
     assert outcome(outcomes, "e_nmse", seed=1)["value"] == pytest.approx(0.125)
     assert outcome(outcomes, "e_nmse", seed=1)["status"] == "fails"
-    assert outcome(outcomes, "e_nmse", seed=2)["reason"] == "no nmse relief at 50 steps"
+    assert outcome(outcomes, "e_nmse", seed=2)["reason"] == "no relief: nmse not lower at 50 steps"
 
 
-def test_loca_claims_compare_with_the_g1_control_only_where_loca_ran():
+def test_loca_claims_compare_with_the_encoder_first_then_the_g1_control_where_loca_ran():
     cells = pd.DataFrame(
         cell_rows(
             "topk",
@@ -122,14 +174,24 @@ def test_loca_claims_compare_with_the_g1_control_only_where_loca_ran():
             dead_rate=[0.1] * 5 + [0.0, 0.05],
             full_absorption_rate=[0.2] * 5 + [0.3, 0.1],
         )  # fmt: skip
+        + cell_rows(
+            "topk", 64, 8.0, 0, dead_rate=[0.1] * 5 + [0.0, 0.05], l0=[8.0] * 5 + [26.0, 26.0]
+        )  # LocA's budgets (Σ 26) against k = 8: not the encoder's density
         + cell_rows("standard", 64, 0.3, 0, nmse=[0.3] * 5)
     )
     outcomes = claim_outcomes(cells)
-    assert outcome(outcomes, "f_dead", seed=0)["status"] == "holds"
-    assert outcome(outcomes, "f_absorption", seed=0)["status"] == "fails"
-    cost = outcome(outcomes, "f_nmse_cost", seed=0)
-    assert cost["status"] == "holds" and cost["value"] == pytest.approx(0.05)
+    assert outcome(outcomes, "f_dead", sparsity=4.0)["value"] == pytest.approx(0.1)
+    assert outcome(outcomes, "f_absorption", sparsity=4.0)["status"] == "fails"
+    cost = outcome(outcomes, "f_nmse_cost", sparsity=4.0)  # LocA − encoder: it pays nothing here
+    assert cost["status"] == "fails" and cost["value"] == pytest.approx(-0.05)
+    control = outcome(outcomes, "f_nmse_cost_g1", sparsity=4.0)  # LocA − its G=1 control
+    assert control["status"] == "holds" and control["value"] == pytest.approx(0.05)
+    assert outcome(outcomes, "f_dead_g1", sparsity=4.0)["value"] == pytest.approx(0.05)
+    unmatched = outcome(outcomes, "f_dead", sparsity=8.0)
+    assert unmatched["status"] == "n/a" and "density not matched" in unmatched["reason"]
+    assert outcome(outcomes, "f_dead_g1", sparsity=8.0)["status"] == "holds"  # both at 26
     assert set(outcomes[outcomes["claim"].str.startswith("f_")]["architecture"]) == {"topk"}
+    assert not outcomes["claim"].str.startswith("f_k").any()  # no loca_k rows: not a unit
 
 
 def test_sparsity_pressure_claim_runs_per_series_with_the_pressure_sign_of_each_architecture():
@@ -159,25 +221,59 @@ def test_sparsity_pressure_claim_runs_per_series_with_the_pressure_sign_of_each_
     assert outcome(outcomes, "g_delta_f1", architecture="topk")["status"] == "n/a"  # constant ΔF1
     (row,) = verdicts(outcomes).query("claim == 'g_absorption'").to_dict("records")
     assert row["failing"] == "standard d64 (all l1) (1/1)"
-    assert "| (g) absorption rises with sparsity pressure in training | 1 / 2 (0) | 0.50 |" in (
-        verdict_markdown(verdicts(outcomes))
+    line = next(
+        line
+        for line in verdict_markdown(verdicts(outcomes)).splitlines()
+        if line.startswith("| (g) absorption rises")
     )
+    # median ρ 0 of 1 and −1; one seed: no CI; no concept-averaged comparison: no concept count
+    assert "| 1 / 2 (0) | 0.50 | 0 | - | 1 | - |" in line
 
 
-def test_shares_over_seeds_and_their_interval():
+def test_verdicts_take_effect_sizes_over_seed_clusters():
     rows = []
     for seed, nmse in ((0, [0.5, 0.4, 0.4, 0.4, 0.4]), (1, [0.5, 0.6, 0.4, 0.4, 0.4])):
         for k in (2.0, 4.0):
             rows += cell_rows(
-                "topk", 64, k, seed, nmse=nmse if k == 2.0 else [0.5, 0.4, 0.4, 0.4, 0.4]
+                "topk", 64, k, seed, nmse=nmse if k == 2.0 else [0.5, 0.45, 0.4, 0.4, 0.4]
             )
-    (row,) = verdicts(claim_outcomes(pd.DataFrame(rows))).query("claim == 'a'").to_dict("records")
-    assert (row["holds"], row["applicable"]) == (3, 4)
-    low, high = stats.t.interval(0.95, 1, loc=0.75, scale=stats.sem([1.0, 0.5]))
-    assert row["ci_low"] == pytest.approx(max(0.0, low)) and row["ci_high"] == pytest.approx(
-        min(1.0, high)
+    (row,) = (
+        verdicts(claim_outcomes(pd.DataFrame(rows))).query("claim == 'a_semi5'").to_dict("records")
     )
+    assert (row["holds"], row["applicable"], row["n_clusters"]) == (3, 4, 2)
+    assert row["median"] == pytest.approx(0.05)  # margins 0.1, 0.05, −0.1, 0.05
+    assert row["median_low"] <= row["median"] <= row["median_high"]
+    assert row["share_low"] < 0.75 < row["share_high"] and row["detectable"] > 0
     assert row["failing"] == "topk d64 k2 (1/2)"
+
+
+def test_cluster_bootstrap_against_its_closed_form_and_wilson_against_scipy():
+    # two clusters of constant values a, b: resampled medians are a, (a+b)/2, b with probability
+    # 1/4, 1/2, 1/4, so their standard deviation is (b − a) / (2√2)
+    effect = effect_size([1.0] * 5 + [3.0] * 5, ["x"] * 5 + ["y"] * 5)
+    assert (effect.median_low, effect.median_high) == (1.0, 3.0)
+    assert effect.detectable == pytest.approx(Z_DETECT * 2 / (2 * math.sqrt(2)), rel=0.05)
+    assert effect.share == 1.0 and effect.share_high == 1.0
+    assert effect.share_low == pytest.approx(wilson_interval(1.0, 2)[0])  # 2 clusters, not 10 units
+    for k, n in ((3, 4), (0, 5), (7, 7), (12, 30)):
+        expected = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert wilson_interval(k / n, n) == (
+            pytest.approx(expected.low),
+            pytest.approx(expected.high),
+        )
+    # units of a cluster perfectly alike: the effective sample is the clusters (3), not the units (30)
+    margins = [1.0] * 10 + [-1.0] * 10 + [1.0] * 10
+    clusters = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    alike = effect_size(margins, clusters)
+    assert alike.share_low == pytest.approx(wilson_interval(2 / 3, 3)[0], abs=0.03)
+    assert effect_size([], []).n_units == 0 and effect_size([0.5], ["a"]).median_low is None
+    # the vectorized medians and means are those of the pooled resamples (same draws)
+    values = np.random.default_rng(3).normal(size=50)
+    labels = [i % 7 for i in range(50)]
+    for fast, slow in ((np.median, lambda x: float(np.median(x))), (np.mean, lambda x: x.mean())):
+        assert cluster_resamples(values, labels, fast, 300) == pytest.approx(
+            cluster_resamples(values, labels, slow, 300)
+        )
 
 
 def test_t_interval_and_spearman_against_scipy():
@@ -209,13 +305,23 @@ def test_quick_grid_runs_and_its_verdicts_follow_from_the_cells_it_prints(quick_
     assert done.returncode == 0, done.stderr[-2000:]
     cells = pd.read_csv(out / "cells.csv")
     assert list(cells.columns) == list(CELL_COLUMNS)
-    assert cells.groupby(["architecture", "d_sae", "sparsity", "seed"]).ngroups == 12
+    assert cells.groupby(["world", "architecture", "d_sae", "sparsity", "seed"]).ngroups == 8
+    assert set(cells["variant"]) == {"l1", "paper", "own"}
     assert set(cells["mode"]) == {*MODES, "loca", "loca_g1", "loca_k", "loca_k_g1"}
     assert cells["nmse"].notna().all() and cells["f1"].notna().all()
-    recomputed = verdicts(claim_outcomes(cells))
+    concepts = pd.read_csv(out / "concepts.csv.gz")
+    assert list(concepts.columns) == list(CONCEPT_COLUMNS)
+    # the evidence: every cell × variant × mode under concept definitions has its probed concepts, with
+    # their roles (--protocol paper measures one pseudo-label, ‖x‖ above its median: no concepts)
+    keys = ["variant", "world", "architecture", "d_sae", "sparsity", "seed", "mode"]
+    assert concepts.groupby(keys).ngroups == (cells["variant"] != "paper").sum()
+    assert set(concepts["variant"]) == {"l1", "own"}
+    assert {"parent", "child", "plain"} <= set(concepts["role"])
+    recomputed = verdicts(claim_outcomes(cells, concepts=concepts))
     written = pd.read_csv(out / "verdicts.csv")
     assert written["holds"].tolist() == recomputed["holds"].tolist()
     assert written["applicable"].tolist() == recomputed["applicable"].tolist()
+    assert written["median"].tolist() == pytest.approx(recomputed["median"].tolist(), nan_ok=True)
     assert verdict_markdown(recomputed) in done.stdout
     assert (out / "verdicts.md").read_text() == verdict_markdown(recomputed)
     for letter in ("a", "b", "c", "d", "e", "f", "g", "truth"):
@@ -234,4 +340,23 @@ def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(quick_ru
     redo = tmp_path / "redo"
     command = [sys.executable, script, "--from-cells", str(out / "cells.csv"), "--out", str(redo)]
     assert subprocess.run(command, capture_output=True, text=True).returncode == 0
-    assert (redo / "verdicts.md").read_text() == before
+    assert (redo / "verdicts.md").read_text() == before  # rebuilt from cells.csv + concepts.csv.gz
+    # an interrupted run resumes from the cells it stored: nothing left to measure, the same verdicts
+    resumed = subprocess.run(
+        [sys.executable, script, "--quick", "--out", str(out), "--resume", "--overwrite"],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "8 cells, 8 already measured" in resumed.stdout
+    assert (out / "verdicts.md").read_text() == before
+    other = tmp_path / "other"
+    (other / "cells").mkdir(parents=True)
+    (other / "cells" / "grid.json").write_text('{"seeds": [9]}')
+    refused = subprocess.run(
+        [sys.executable, script, "--quick", "--out", str(other), "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "another grid" in refused.stderr

@@ -6,9 +6,12 @@ modes in order of falling amortization (:data:`AMORTIZATION_ORDER`) and, for Loc
 (LocA with the published budgets, and scaled to the SAE's k, each beside the same fine-tuning with one
 group: ``_g1``). Each claim turns a unit — a cell, or for (g) a series of
 cells that differ only in sparsity — into a status ("holds", "fails", "n/a" with a reason) and a value whose
-side of the claim's threshold decides it (:func:`claim_outcomes`). :func:`verdicts` gives, per claim, the
-share of applicable units where it holds, a 95% t-interval of that share over seeds, and the grid points
-where it fails.
+side of the claim's threshold decides it (:func:`claim_outcomes`). Claims compare what the paper compares
+(each semi:T against the encoder; LocA against the SAE's own encoder), with the extra comparisons
+(non_amortized, LocA's G = 1 control) marked secondary; every comparison is density-checked and a tie is
+n/a, never a fail. :func:`verdicts` gives, per claim, the share of applicable units where it holds and the
+median margin, each with a 95% cluster-bootstrap interval over seeds × worlds, the smallest effect the grid
+detects, and the grid points where it fails.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ from typing import Any
 
 import pandas as pd
 
+from sae_bench_amortization.reports.effects import effect_size
+
 AMORTIZATION_ORDER = ("amortized", "semi:5", "semi:25", "semi:50", "non_amortized")
 SEMI_MODES = ("semi:5", "semi:25", "semi:50")
 # LocA as published (budgets as given) and scaled to the SAE's k, each beside its G = 1 control
 LOCA_ROWS = ("loca", "loca_g1", "loca_k", "loca_k_g1")
-GRID = ("architecture", "d_sae", "sparsity")  # a grid point; with the seed, a cell
-CELL = (*GRID, "seed")
+# a grid point (world: the synthetic world family; "default" in tables that predate it); with the seed, a
+# cell; seeds × worlds are the clusters the bootstrap resamples
+# variant: how the modes were compared (the problem solved and the definitions measured; "l1": the paper's
+# plain L1 with the default definitions, what tables that predate variants hold); verdicts are per variant
+GRID = ("world", "architecture", "d_sae", "sparsity")
+CELL = ("variant", *GRID, "seed")
+CLUSTER = ("world", "seed")
+DEFAULT_WORLD = "default"
+DEFAULT_VARIANT = "l1"
 # absorption: the share of a concept's tokens absorbed (ABSORPTION, SAEBench-style, defined whenever the
 # concept occurs) and the conditional rate (share of the main latents' misses absorbed; 0/0 = null
 # when they never miss)
@@ -34,8 +46,21 @@ METRICS = (
     "nmse", "l0", "dead_rate", "dense_rate", "delta_f1", ABSORPTION, "absorption_rate", "f1", "recall",
 )  # fmt: skip
 # how many concepts ΔF1 and absorption were measured on (of amortization_gap's max_concepts)
-COUNTS = ("n_concepts_delta_f1", "n_concepts_absorption")
+COUNTS = ("n_concepts_delta_f1", "n_concepts_absorption", "n_concepts_full_absorption")
 CELL_COLUMNS = (*CELL, "mode", *METRICS, *COUNTS)
+# concept-averaged metrics → their count; with per-concept evidence each comparison re-pairs them
+CONCEPT_METRICS = {
+    "delta_f1": "n_concepts_delta_f1",
+    "absorption_rate": "n_concepts_absorption",
+    ABSORPTION: "n_concepts_full_absorption",
+}
+# the per-concept evidence table (one row per cell × mode × concept): its columns
+CONCEPT_COLUMNS = (
+    *CELL, "mode", "concept", "role", "delta_f1", "f1_at_1", "f1_at_2", "absorption_rate",
+    ABSORPTION, "n_tokens", "n_probe_fires", "n_main_silent", "n_absorbed", "main_latents",
+    "absorbing_latents", "top_latents", "splitting_reason", "absorption_reason", "absorption_ceiling",
+)  # fmt: skip
+EVIDENCE = "__concepts__"  # a mode's per-concept rows, inside the mode dicts the claim tests see
 # sparsity pressure rises as TopK's k falls and as a standard SAE's L1 coefficient rises
 PRESSURE_SIGN = {"topk": -1.0, "standard": 1.0}
 DENSITY_TOLERANCE = 0.05  # a mode is density-matched when its L0 is within 5% of the encoder's
@@ -47,6 +72,9 @@ class Outcome:
     status: str  # "holds" | "fails" | "n/a"
     value: float | None = None  # the measured quantity; holds when above the claim's threshold
     reason: str = ""  # why n/a
+    n_concepts: int | None = (
+        None  # concepts a concept-averaged comparison is over (both modes define)
+    )
 
 
 def _metric(modes: dict[str, dict], mode: str, metric: str) -> float | None:
@@ -58,50 +86,82 @@ def _decide(value: float, threshold: float = 0.0) -> Outcome:
     return Outcome("holds" if value > threshold else "fails", value)
 
 
-def _density_mismatch(modes: dict[str, dict], compared: tuple[str, ...]) -> str:
-    """'' when every compared mode's L0 is within :data:`DENSITY_TOLERANCE` of the encoder's, else why."""
-    base = _metric(modes, "amortized", "l0")
+def _density_mismatch(
+    modes: dict[str, dict], compared: tuple[str, ...], base: str = "amortized"
+) -> str:
+    """'' when every compared mode's L0 is within :data:`DENSITY_TOLERANCE` of ``base``'s, else why."""
+    reference = _metric(modes, base, "l0")
     for mode in compared:
         l0 = _metric(modes, mode, "l0")
-        if base is None or l0 is None or base <= 0:
-            return f"no L0 for {mode} or amortized"
-        if abs(l0 / base - 1) > DENSITY_TOLERANCE:
-            return f"density not matched: {mode} L0 {l0:.3g} vs amortized {base:.3g}"
+        if reference is None or l0 is None or reference <= 0:
+            return f"null: L0 of {mode} or {base}"
+        if abs(l0 / reference - 1) > DENSITY_TOLERANCE:
+            return f"density not matched: {mode} L0 {l0:.3g} vs {base} {reference:.3g}"
     return ""
 
 
-def _falls(metric: str, rises: bool = False) -> Callable[[dict[str, dict]], Outcome]:
-    """Holds when every less amortized mode (semi:5 … non_amortized) is below the encoder on ``metric``
-    (``rises``: above it); value = the margin of the worst of them. n/a when all are 0 (nothing to
-    relieve), a value is null, or the densities do not match."""
+def _versus(
+    metric: str, mode: str, base: str = "amortized", rises: bool = False
+) -> Callable[[dict[str, dict]], Outcome | None]:
+    """One paired comparison in one cell: value = ``base`` − ``mode`` on ``metric`` (``rises``: ``mode`` −
+    ``base``), > 0 = the claim's direction. None (not a unit) when the cell has no ``mode`` row (e.g. no
+    LocA-SAE); n/a when a value is null, the densities differ by more than :data:`DENSITY_TOLERANCE`, or
+    the two are equal (a tie: no direction to decide). n/a reasons read "kind: detail"."""
 
-    def test(modes: dict[str, dict]) -> Outcome:
-        measured = [_metric(modes, mode, metric) for mode in AMORTIZATION_ORDER]
-        values = [value for value in measured if value is not None]
-        if len(values) < len(measured):
-            missing = [m for m, v in zip(AMORTIZATION_ORDER, measured, strict=True) if v is None]
-            return Outcome("n/a", reason=f"{metric} null for {', '.join(missing)}")
-        mismatch = _density_mismatch(modes, AMORTIZATION_ORDER[1:])
+    def test(modes: dict[str, dict]) -> Outcome | None:
+        if mode not in modes:
+            return None
+        n_concepts = None
+        if metric in CONCEPT_METRICS and _has_evidence(modes, (base, mode)):
+            means, n_concepts = _paired(modes, (base, mode), metric)
+            ours, theirs = means[base], means[mode]
+            if not n_concepts:
+                return Outcome(
+                    "n/a",
+                    reason=f"null: no concept where {base} and {mode} define {metric}",
+                    n_concepts=0,
+                )
+        else:
+            ours, theirs = _metric(modes, base, metric), _metric(modes, mode, metric)
+        if ours is None or theirs is None:
+            missing = [name for name, v in ((base, ours), (mode, theirs)) if v is None]
+            return Outcome("n/a", reason=f"null: {metric} of {', '.join(missing)}")
+        mismatch = _density_mismatch(modes, (mode,), base)
         if mismatch:
             return Outcome("n/a", reason=mismatch)
-        if not rises and all(value == 0 for value in values):
-            return Outcome("n/a", reason=f"{metric} is 0 in every mode")
-        first, rest = values[0], values[1:]
-        return _decide(min(rest) - first if rises else first - max(rest))
+        if ours == theirs:
+            return Outcome(
+                "n/a", reason=f"tie: {metric} equal in {base} and {mode}", n_concepts=n_concepts
+            )
+        decided = _decide(theirs - ours if rises else ours - theirs)
+        return Outcome(decided.status, decided.value, n_concepts=n_concepts)
 
     return test
 
 
-def _semi_nmse_below(modes: dict[str, dict]) -> Outcome:
-    """(a): value = amortized NMSE − the highest semi:T NMSE (> 0: every semi mode reconstructs better)."""
-    measured = [_metric(modes, mode, "nmse") for mode in ("amortized", *SEMI_MODES)]
-    values = [value for value in measured if value is not None]
-    if len(values) < len(measured):
-        return Outcome("n/a", reason="NMSE null")
-    mismatch = _density_mismatch(modes, SEMI_MODES)
-    if mismatch:
-        return Outcome("n/a", reason=mismatch)
-    return _decide(values[0] - max(values[1:]))
+def _has_evidence(modes: dict[str, dict], compared: tuple[str, ...]) -> bool:
+    return all(isinstance(modes.get(mode, {}).get(EVIDENCE), list) for mode in compared)
+
+
+def _paired(
+    modes: dict[str, dict], compared: tuple[str, ...], metric: str
+) -> tuple[dict[str, float | None], int]:
+    """Per compared mode, the mean of ``metric`` over the concepts where every compared mode defines it
+    (from their per-concept evidence), and how many concepts that is."""
+    defined = [
+        {row["concept"]: row[metric] for row in modes[mode][EVIDENCE] if _number(row.get(metric))}
+        for mode in compared
+    ]
+    common = set.intersection(*(set(values) for values in defined))
+    means = {
+        mode: (sum(values[c] for c in common) / len(common) if common else None)
+        for mode, values in zip(compared, defined, strict=True)
+    }
+    return means, len(common)
+
+
+def _number(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _most_relief_by_25(metric: str) -> Callable[[dict[str, dict]], Outcome]:
@@ -109,37 +169,20 @@ def _most_relief_by_25(metric: str) -> Callable[[dict[str, dict]], Outcome]:
     :data:`MOST`. n/a when 50 steps bring no relief."""
 
     def test(modes: dict[str, dict]) -> Outcome:
-        base, at_25, at_50 = (
-            _metric(modes, m, metric) for m in ("amortized", "semi:25", "semi:50")
-        )
+        compared = ("amortized", "semi:25", "semi:50")
+        if metric in CONCEPT_METRICS and _has_evidence(modes, compared):
+            means, _ = _paired(modes, compared, metric)
+            base, at_25, at_50 = (means[m] for m in compared)
+        else:
+            base, at_25, at_50 = (_metric(modes, m, metric) for m in compared)
         if base is None or at_25 is None or at_50 is None:
-            return Outcome("n/a", reason=f"{metric} null")
+            return Outcome("n/a", reason=f"null: {metric}")
         mismatch = _density_mismatch(modes, ("semi:25", "semi:50"))
         if mismatch:
             return Outcome("n/a", reason=mismatch)
         if base - at_50 <= 0:
-            return Outcome("n/a", reason=f"no {metric} relief at 50 steps")
+            return Outcome("n/a", reason=f"no relief: {metric} not lower at 50 steps")
         return _decide((base - at_25) / (base - at_50), MOST)
-
-    return test
-
-
-def _loca_below(
-    metric: str, cost: bool = False, variant: str = "loca"
-) -> Callable[[dict[str, dict]], Outcome | None]:
-    """(f): value = G=1 control (row ``<variant>_g1``) − LocA (row ``variant``) on ``metric`` (``cost``:
-    LocA − control, > 0 = LocA pays). None (not a unit of the claim) for a cell without these rows; n/a
-    when a value is null or both are 0."""
-
-    def test(modes: dict[str, dict]) -> Outcome | None:
-        if variant not in modes and f"{variant}_g1" not in modes:
-            return None
-        loca, control = _metric(modes, variant, metric), _metric(modes, f"{variant}_g1", metric)
-        if loca is None or control is None:
-            return Outcome("n/a", reason=f"no {metric} for loca and its G=1 control")
-        if not cost and loca == 0 and control == 0:
-            return Outcome("n/a", reason=f"{metric} is 0 for both")
-        return _decide(loca - control if cost else control - loca)
 
     return test
 
@@ -151,80 +194,93 @@ class Claim:
     # per cell (returning None where the cell is not a unit of the claim); None: a per-series claim
     test: Callable[[dict[str, dict]], Outcome | None] | None = None
     metric: str = ""  # per-series claims: the amortized metric that must rise with pressure
+    effect: str = ""  # what a unit's value is (> threshold: holds)
+    primary: bool = True  # the paper's own comparison (False: a control or an extra comparison)
+    threshold: float = 0.0
+
+
+def _against_encoder(
+    key: str, claim: str, metric: str, rises: bool = False, label: str = ""
+) -> tuple[Claim, ...]:
+    """The paper's comparison, each semi:T against the encoder (primary), then non_amortized (secondary)."""
+    shown = label or metric
+    claims = []
+    for mode in (*SEMI_MODES, "non_amortized"):
+        suffix = "non" if mode == "non_amortized" else mode.replace(":", "")
+        sign = f"{mode} − amortized" if rises else f"amortized − {mode}"
+        claims.append(
+            Claim(
+                f"{key}_{suffix}",
+                f"{claim}: {mode} vs amortized",
+                _versus(metric, mode, rises=rises),
+                effect=f"{sign} {shown}",
+                primary=mode != "non_amortized",
+            )
+        )
+    return tuple(claims)
+
+
+def _loca(key: str, what: str, metric: str, variant: str, cost: bool = False) -> tuple[Claim, ...]:
+    """(f): LocA (row ``variant``) against the SAE's own encoder (the paper's comparison), then against its
+    G = 1 control fine-tuned alike (``<variant>_g1``, secondary). ``cost``: LocA above = holds."""
+    name = "LocA (budgets as published)" if variant == "loca" else "LocA (budgets scaled to k)"
+    out = []
+    for base, suffix, primary in (("amortized", "", True), (f"{variant}_g1", "_g1", False)):
+        against = "the SAE's encoder" if base == "amortized" else "its G=1 control"
+        sign = f"{variant} − {base}" if cost else f"{base} − {variant}"
+        out.append(
+            Claim(
+                f"{key}{suffix}",
+                f"(f) {name} vs {against}: {what}",
+                _versus(metric, variant, base, rises=cost),
+                effect=f"{sign} {metric}",
+                primary=primary,
+            )
+        )
+    return tuple(out)
 
 
 CLAIMS = (
-    Claim("a", "(a) semi-amortized NMSE < amortized, at matched density", _semi_nmse_below),
-    Claim("b_dead", "(b) dead latents fall as amortization falls", _falls("dead_rate")),
-    Claim("b_dense", "(b) dense latents fall as amortization falls", _falls("dense_rate")),
-    Claim("c", "(c) ΔF1 (splitting) falls as amortization falls", _falls("delta_f1")),
-    Claim(
-        "d",
-        "(d) absorption (share of concept tokens) falls as amortization falls",
-        _falls(ABSORPTION),
+    *_against_encoder("a", "(a) semi-amortized NMSE < amortized", "nmse", label="NMSE"),
+    *_against_encoder("b_dead", "(b) fewer dead latents", "dead_rate"),
+    *_against_encoder("b_dense", "(b) fewer dense latents", "dense_rate"),
+    *_against_encoder("c", "(c) less splitting (ΔF1)", "delta_f1"),
+    *_against_encoder("d", "(d) less absorption (share of concept tokens)", ABSORPTION),
+    *_against_encoder(
+        "d_conditional", "(d) less absorption (conditional: of misses)", "absorption_rate"
     ),
     Claim(
-        "d_conditional",
-        "(d) absorption (conditional: share of misses absorbed) falls as amortization falls",
-        _falls("absorption_rate"),
-    ),
-    Claim("e_nmse", "(e) most NMSE relief comes by 25 steps", _most_relief_by_25("nmse")),
-    Claim(
-        "e_dead", "(e) most dead-latent relief comes by 25 steps", _most_relief_by_25("dead_rate")
+        "e_nmse", "(e) most NMSE relief comes by 25 steps", _most_relief_by_25("nmse"),
+        effect="(amortized − semi:25) / (amortized − semi:50) NMSE", threshold=MOST,
     ),
     Claim(
-        "e_absorption",
-        "(e) most absorption relief comes by 25 steps",
+        "e_dead", "(e) most dead-latent relief comes by 25 steps", _most_relief_by_25("dead_rate"),
+        effect="(amortized − semi:25) / (amortized − semi:50) dead_rate", threshold=MOST,
+    ),
+    Claim(
+        "e_absorption", "(e) most absorption relief comes by 25 steps",
         _most_relief_by_25(ABSORPTION),
+        effect=f"(amortized − semi:25) / (amortized − semi:50) {ABSORPTION}", threshold=MOST,
+    ),
+    *_loca("f_dead", "fewer dead latents", "dead_rate", "loca"),
+    *_loca("f_absorption", "less absorption", ABSORPTION, "loca"),
+    *_loca("f_nmse_cost", "it pays in NMSE (higher)", "nmse", "loca", cost=True),
+    *_loca("f_k_dead", "fewer dead latents", "dead_rate", "loca_k"),
+    *_loca("f_k_absorption", "less absorption", ABSORPTION, "loca_k"),
+    *_loca("f_k_nmse_cost", "it pays in NMSE (higher)", "nmse", "loca_k", cost=True),
+    Claim(
+        "g_absorption", "(g) absorption rises with sparsity pressure in training", None,
+        ABSORPTION, effect="Spearman ρ(pressure, amortized absorption) over a series",
     ),
     Claim(
-        "f_dead",
-        "(f) LocA (budgets as published) has fewer dead latents than its G=1 control",
-        _loca_below("dead_rate"),
+        "g_delta_f1", "(g) splitting (ΔF1) rises with sparsity pressure in training", None,
+        "delta_f1", effect="Spearman ρ(pressure, amortized ΔF1) over a series",
     ),
-    Claim(
-        "f_absorption",
-        "(f) LocA (budgets as published) absorbs less than its G=1 control",
-        _loca_below(ABSORPTION),
+    *_against_encoder(
+        "truth_f1", "(truth) codes match the planted features better (support F1)", "f1",
+        rises=True,
     ),
-    Claim(
-        "f_nmse_cost",
-        "(f) LocA (budgets as published) pays NMSE for it (NMSE above the control's)",
-        _loca_below("nmse", True),
-    ),
-    Claim(
-        "f_k_dead",
-        "(f) LocA, budgets scaled to k: fewer dead latents than its G=1 control",
-        _loca_below("dead_rate", variant="loca_k"),
-    ),
-    Claim(
-        "f_k_absorption",
-        "(f) LocA, budgets scaled to k: absorbs less than its G=1 control",
-        _loca_below(ABSORPTION, variant="loca_k"),
-    ),
-    Claim(
-        "f_k_nmse_cost",
-        "(f) LocA, budgets scaled to k: NMSE above the control's",
-        _loca_below("nmse", True, variant="loca_k"),
-    ),
-    Claim(
-        "g_absorption",
-        "(g) absorption rises with sparsity pressure in training",
-        None,
-        ABSORPTION,
-    ),
-    Claim(
-        "g_delta_f1",
-        "(g) splitting (ΔF1) rises with sparsity pressure in training",
-        None,
-        "delta_f1",
-    ),
-    Claim(
-        "truth_f1",
-        "(truth) codes match the planted features better as amortization falls (support F1)",
-        _falls("f1", rises=True),
-    ),
-)
+)  # fmt: skip
 
 
 def _rank(values: list[float]) -> list[float]:
@@ -255,37 +311,65 @@ def _rises_with_pressure(series: pd.DataFrame, metric: str) -> Outcome:
     sparsity pressure and ``metric``."""
     points = series.dropna(subset=[metric])
     if points["sparsity"].nunique() < 3:
-        return Outcome("n/a", reason=f"{metric} measured at fewer than 3 sparsities")
+        return Outcome("n/a", reason=f"too few sparsities: {metric} measured at fewer than 3")
     pressure = [
         PRESSURE_SIGN[a] * s
         for a, s in zip(points["architecture"], points["sparsity"], strict=True)
     ]
     rho = spearman(pressure, points[metric].tolist())
     if rho is None:
-        return Outcome("n/a", reason=f"{metric} does not change with sparsity")
+        return Outcome("n/a", reason=f"tie: {metric} does not change with sparsity")
     return _decide(rho)
 
 
-def claim_outcomes(cells: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+def with_world(cells: pd.DataFrame, columns: tuple[str, ...] = CELL_COLUMNS) -> pd.DataFrame:
+    """``cells`` with a ``world`` column (:data:`DEFAULT_WORLD` where a table predates world families) and
+    every column of ``columns`` (null where it was not recorded)."""
+    cells = cells.copy()
+    if "world" not in cells.columns:
+        cells.insert(0, "world", DEFAULT_WORLD)
+    if "variant" not in cells.columns:
+        cells.insert(0, "variant", DEFAULT_VARIANT)
+    for column in columns:
+        if column not in cells.columns:
+            cells[column] = math.nan
+    return cells
+
+
+def claim_outcomes(
+    cells: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS, concepts: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """cells (:data:`CELL_COLUMNS`, one row per cell × mode) → one row per claim × unit: claim, the unit's
-    grid columns and seed (``sparsity`` NaN for a per-series unit), status, value, reason."""
+    grid columns and seed (``sparsity`` NaN for a per-series unit), status, value, reason, n_concepts.
+    ``concepts`` (:data:`CONCEPT_COLUMNS`, the per-concept evidence): each comparison of a
+    concept-averaged metric is then a mean over the concepts both compared modes define it on."""
+    cells = with_world(cells)
+    evidence: dict[tuple, dict[str, list[dict]]] = {}
+    if concepts is not None:
+        concepts = with_world(concepts, CONCEPT_COLUMNS)
+        for keys, group in concepts.groupby([*CELL, "mode"], sort=False):
+            *cell, mode = _key_tuple(keys)
+            evidence.setdefault(tuple(cell), {})[str(mode)] = records_of(group)
     rows = []
     for keys, group in cells.groupby(list(CELL), sort=True):
         modes = {row["mode"]: row for row in records_of(group)}
+        for mode, concept_rows in evidence.get(_key_tuple(keys), {}).items():
+            if mode in modes:
+                modes[mode][EVIDENCE] = concept_rows
         unit = dict(zip(CELL, _key_tuple(keys), strict=True))
         for claim in claims:
             outcome = claim.test(modes) if claim.test is not None else None
             if outcome is not None:
                 rows.append({"claim": claim.key, **unit, **outcome.__dict__})
     amortized = cells.loc[cells["mode"] == "amortized"]
-    for keys, series in amortized.groupby(["architecture", "d_sae", "seed"], sort=True):
-        architecture, d_sae, seed = _key_tuple(keys)
-        unit = {"architecture": architecture, "d_sae": d_sae, "sparsity": math.nan, "seed": seed}
+    series_keys = ["variant", "world", "architecture", "d_sae", "seed"]
+    for keys, series in amortized.groupby(series_keys, sort=True):
+        unit = dict(zip(series_keys, _key_tuple(keys), strict=True)) | {"sparsity": math.nan}
         for claim in claims:
             if claim.test is None:
                 outcome = _rises_with_pressure(series.sort_values(by="sparsity"), claim.metric)
                 rows.append({"claim": claim.key, **unit, **outcome.__dict__})
-    columns = pd.Index(["claim", *CELL, "status", "value", "reason"])
+    columns = pd.Index(["claim", *CELL, "status", "value", "reason", "n_concepts"])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -315,7 +399,10 @@ def t_interval(shares: list[float]) -> tuple[float | None, float | None]:
 
 def grid_label(row: dict) -> str:
     """'topk d128 k4', 'standard d256 l1=0.4', or for a series 'topk d128 (all k)'."""
-    name = f"{row['architecture']} d{int(row['d_sae'])}"
+    world = row.get("world", DEFAULT_WORLD)
+    name = (
+        "" if world == DEFAULT_WORLD else f"{world} "
+    ) + f"{row['architecture']} d{int(row['d_sae'])}"
     sparsity = row["sparsity"]
     if isinstance(sparsity, float) and math.isnan(sparsity):
         return f"{name} (all {'k' if row['architecture'] == 'topk' else 'l1'})"
@@ -324,62 +411,114 @@ def grid_label(row: dict) -> str:
     )
 
 
+def _reasons(rows: pd.DataFrame) -> str:
+    """Why units are n/a, most frequent first: 'tie 20; density not matched 3'."""
+    kinds = [str(reason).split(":")[0] for reason in rows["reason"]]
+    counts = pd.Series(kinds, dtype=object).value_counts(sort=True)
+    return "; ".join(f"{kind} {count}" for kind, count in counts.items())
+
+
 def verdicts(outcomes: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
-    """Per claim: units holding / applicable / n/a, the pooled share, its 95% t-interval over seeds (the
-    share within each seed), and the failing grid points with how many seeds failed there."""
+    """Per variant and claim: units holding / applicable / n/a (and why n/a), the share that holds and the median
+    margin (value − threshold) each with a 95% cluster-bootstrap interval over seeds × worlds
+    (:func:`~sae_bench_amortization.reports.effects.effect_size`), the smallest detectable median, and
+    the failing grid points with how many seeds failed there."""
+    outcomes = with_world(outcomes, ("n_concepts",))
     rows = []
-    for claim in claims:
-        mine = outcomes.loc[outcomes["claim"] == claim.key]
+    for variant, claim in [(v, c) for v in dict.fromkeys(outcomes["variant"]) for c in claims]:
+        mine = outcomes.loc[(outcomes["claim"] == claim.key) & (outcomes["variant"] == variant)]
         applicable = mine.loc[mine["status"] != "n/a"]
         holds = int((applicable["status"] == "holds").sum())
-        per_seed = [
-            float((group["status"] == "holds").mean()) for _, group in applicable.groupby("seed")
-        ]
-        low, high = t_interval(per_seed)
+        clusters = list(zip(*(applicable[c] for c in CLUSTER), strict=True))
+        effect = effect_size((applicable["value"] - claim.threshold).tolist(), clusters)
         labels = [grid_label(row) for row in records_of(applicable)]
         seeds_at: dict[str, set] = {}
         fails_at: dict[str, set] = {}
-        for label, seed, status in zip(
-            labels, applicable["seed"], applicable["status"], strict=True
-        ):
-            seeds_at.setdefault(label, set()).add(seed)
+        for label, cluster, status in zip(labels, clusters, applicable["status"], strict=True):
+            seeds_at.setdefault(label, set()).add(cluster)
             if status == "fails":
-                fails_at.setdefault(label, set()).add(seed)
+                fails_at.setdefault(label, set()).add(cluster)
         failing_points = [
             f"{label} ({len(fails_at[label])}/{len(seeds_at[label])})" for label in fails_at
         ]
         rows.append(
             {
+                "variant": variant,
                 "claim": claim.key,
                 "text": claim.text,
+                "primary": claim.primary,
+                "effect": claim.effect,
+                "threshold": claim.threshold,
                 "holds": holds,
                 "applicable": len(applicable),
                 "not_applicable": len(mine) - len(applicable),
+                "not_applicable_why": _reasons(mine.loc[mine["status"] == "n/a"]),
+                "n_clusters": effect.n_clusters,
                 "share": holds / len(applicable) if len(applicable) else None,
-                "ci_low": low,
-                "ci_high": high,
+                "share_low": effect.share_low,
+                "share_high": effect.share_high,
+                "median": effect.median,
+                "median_low": effect.median_low,
+                "median_high": effect.median_high,
+                "detectable": effect.detectable,
+                "concepts_per_unit": (
+                    None
+                    if applicable["n_concepts"].isna().all()
+                    else float(applicable["n_concepts"].median())
+                ),
                 "failing": "; ".join(failing_points),
             }
         )
     return pd.DataFrame(rows)
 
 
+def _shown(value: object, fmt: str) -> str:
+    return "-" if value is None or pd.isna(value) else format(value, fmt)  # type: ignore[arg-type]
+
+
+VARIANT_TITLES = {
+    "l1": "the paper's plain L1, the package's default definitions",
+    "paper": "the paper's plain L1, the authors' definitions (--protocol paper)",
+    "own": "each SAE's own problem (k_sparse for TopK, decoder-norm-weighted L1 for L1 SAEs)",
+}
+
+
 def verdict_markdown(table: pd.DataFrame) -> str:
-    """The verdicts as a Markdown table."""
-    lines = [
-        "| claim | holds / applicable (n/a) | share | 95% CI over seeds | fails at (seeds failing / seeds) |",
-        "|---|---|---|---|---|",
-    ]
-    for row in table.to_dict("records"):
-        share = "-" if row["share"] is None or pd.isna(row["share"]) else f"{row['share']:.2f}"
-        ci = (
-            "-"
-            if row["ci_low"] is None or pd.isna(row["ci_low"])
-            else f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+    """The verdicts as Markdown, one table per variant: the paper's own comparisons first, then the
+    secondary ones."""
+    table = with_world(table, ())
+    parts = []
+    for variant in dict.fromkeys(table["variant"]):
+        mine = table.loc[table["variant"] == variant]
+        parts.append(
+            f"**{variant}**: {VARIANT_TITLES.get(variant, variant)}\n\n" + _verdict_rows(mine)
         )
+    return "\n".join(parts)
+
+
+def _verdict_rows(table: pd.DataFrame) -> str:
+    lines = [
+        "| claim | effect (value − threshold > 0: holds) | holds / applicable (n/a: why) "
+        "| share [95% CI] | median effect [95% CI] | detectable | clusters | concepts per unit (median) "
+        "| fails at (seeds failing / seeds) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    primary = table["primary"].astype(bool)
+    ordered = pd.concat([table.loc[primary], table.loc[~primary]])
+    for row in ordered.to_dict("records"):
+        text = row["text"] if row["primary"] else f"(secondary) {row['text']}"
+        threshold = f" − {row['threshold']:g}" if row["threshold"] else ""
+        share = _shown(row["share"], ".2f")
+        if not pd.isna(row["share_low"]):
+            share += f" [{row['share_low']:.2f}, {row['share_high']:.2f}]"
+        median = _shown(row["median"], ".3g")
+        if not pd.isna(row["median_low"]):
+            median += f" [{row['median_low']:.3g}, {row['median_high']:.3g}]"
+        why = f": {row['not_applicable_why']}" if row["not_applicable_why"] else ""
         lines.append(
-            f"| {row['text']} | {row['holds']} / {row['applicable']} ({row['not_applicable']}) | {share} "
-            f"| {ci} | {row['failing'] or '-'} |"
+            f"| {text} | {row['effect']}{threshold} | {row['holds']} / {row['applicable']} "
+            f"({row['not_applicable']}{why}) | {share} | {median} | {_shown(row['detectable'], '.3g')} "
+            f"| {row['n_clusters']} | {_shown(row['concepts_per_unit'], 'g')} | {row['failing'] or '-'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -388,12 +527,14 @@ def mode_means(cells: pd.DataFrame) -> pd.DataFrame:
     """Per architecture × mode (amortization order, then :data:`LOCA_ROWS`): the mean of each metric over the
     cells where it was measured, and how many cells that was (``n_<metric>``)."""
     order = {mode: i for i, mode in enumerate((*AMORTIZATION_ORDER, *LOCA_ROWS))}
-    grouped = cells.groupby(["architecture", "mode"], sort=False)
+    cells = with_world(cells)
+    grouped = cells.groupby(["variant", "world", "architecture", "mode"], sort=False)
     means = grouped[list(METRICS)].mean()
     counts = grouped[list(METRICS)].count().add_prefix("n_")
     table = means.join(counts).reset_index()
     table["order"] = table["mode"].map(lambda mode: order.get(mode, math.nan))
-    return table.sort_values(["architecture", "order"]).drop(columns="order").reset_index(drop=True)
+    table = table.sort_values(["variant", "world", "architecture", "order"])
+    return table.drop(columns="order").reset_index(drop=True)
 
 
 def mode_means_markdown(table: pd.DataFrame) -> str:
@@ -401,9 +542,9 @@ def mode_means_markdown(table: pd.DataFrame) -> str:
     cells had it null."""
     columns = METRICS
     lines = [
-        "| SAE | mode | cells | NMSE | L0 | dead | dense | ΔF1 | absorption (share of tokens) "
+        "| variant | world | SAE | mode | cells | NMSE | L0 | dead | dense | ΔF1 | absorption (share of tokens) "
         "| absorption (conditional: of misses) | support F1 | recall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
         n_cells = max(int(row[f"n_{column}"]) for column in columns)
@@ -416,6 +557,77 @@ def mode_means_markdown(table: pd.DataFrame) -> str:
             n = int(row[f"n_{column}"])
             cells.append(shown if n == n_cells else f"{shown} ({n})")
         lines.append(
-            f"| {row['architecture']} | {row['mode']} | {n_cells} | " + " | ".join(cells) + " |"
+            f"| {row['variant']} | {row['world']} | {row['architecture']} | {row['mode']} | {n_cells} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def world_summary(cells: pd.DataFrame, concepts: pd.DataFrame | None) -> pd.DataFrame:
+    """Per world and architecture (the default variant's encoder rows): what its planted truth allows and
+    what the encoders reach. probed: median concepts probed per cell; planted_share: median share of them
+    carrying planted absorption or splitting (parents, composites); ceiling: median over cells of the mean
+    planted absorption ceiling over the concepts the cell's absorption share averages; encoder_mean /
+    encoder_max: the encoder's absorption share (share of concept tokens) over the cells."""
+    cells = with_world(cells)
+    variant = (
+        DEFAULT_VARIANT if (cells["variant"] == DEFAULT_VARIANT).any() else cells["variant"].iloc[0]
+    )
+    encoder = cells.loc[(cells["variant"] == variant) & (cells["mode"] == "amortized")]
+    rows = []
+    for keys, group in encoder.groupby(["world", "architecture"], sort=True):
+        world, architecture = _key_tuple(keys)
+        row = {
+            "world": world,
+            "architecture": architecture,
+            "cells": len(group),
+            "encoder_mean": group[ABSORPTION].mean(),
+            "encoder_max": group[ABSORPTION].max(),
+            "probed": None,
+            "planted_share": None,
+            "ceiling": None,
+            "ceiling_max": None,
+        }
+        if concepts is not None:
+            mine = with_world(concepts, CONCEPT_COLUMNS)
+            mine = mine.loc[
+                (mine["variant"] == variant)
+                & (mine["mode"] == "amortized")
+                & (mine["world"] == world)
+                & (mine["architecture"] == architecture)
+            ]
+            per_cell = []
+            for _, group_rows in mine.groupby(list(CELL), sort=False):
+                cell = pd.DataFrame(group_rows)
+                planted = cell["role"].isin(["parent", "composite"]).mean()
+                measured = cell.loc[cell[ABSORPTION].notna()]
+                ceiling = measured["absorption_ceiling"].mean() if len(measured) else math.nan
+                per_cell.append((len(cell), planted, ceiling))
+            if per_cell:
+                frame = pd.DataFrame(per_cell, columns=pd.Index(["probed", "planted", "ceiling"]))
+                row |= {
+                    "probed": frame["probed"].median(),
+                    "planted_share": frame["planted"].median(),
+                    "ceiling": frame["ceiling"].median(),
+                    "ceiling_max": frame["ceiling"].max(),
+                }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def world_summary_markdown(table: pd.DataFrame) -> str:
+    """:func:`world_summary` as Markdown."""
+    lines = [
+        "| world | SAE | cells | concepts probed | planted share | absorption ceiling (median, max) "
+        "| encoder absorption (mean, max) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.to_dict("records"):
+        lines.append(
+            f"| {row['world']} | {row['architecture']} | {row['cells']} | {_shown(row['probed'], 'g')} "
+            f"| {_shown(row['planted_share'], '.2f')} | {_shown(row['ceiling'], '.3f')}, "
+            f"{_shown(row['ceiling_max'], '.3f')} | {_shown(row['encoder_mean'], '.4f')}, "
+            f"{_shown(row['encoder_max'], '.4f')} |"
         )
     return "\n".join(lines) + "\n"

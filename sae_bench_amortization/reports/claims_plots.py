@@ -1,5 +1,6 @@
-"""One PNG per claim of :mod:`reports.claims`: each sub-claim's measured value per grid point (a dot per
-seed, a bar at the mean), its threshold dashed; units where the claim is n/a are left out and counted."""
+"""One PNG per claim of :mod:`reports.claims` (its letter), for one variant (default: the paper's plain L1 with
+the default definitions): each sub-claim's measured value per grid point (a dot per seed, a bar at the
+mean), its threshold dashed; units where the claim is n/a are left out and counted."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from sae_bench_amortization.reports.claims import CLAIMS, MOST, Claim, grid_label, records_of
+from sae_bench_amortization.reports.claims import (
+    CLAIMS,
+    DEFAULT_VARIANT,
+    Claim,
+    grid_label,
+    records_of,
+    with_world,
+)
 from sae_bench_amortization.reports.plots import plt, write_png
-
-VALUE_LABELS = {  # what a claim's value measures (> threshold: it holds)
-    "a": "amortized NMSE − worst semi NMSE",
-    "e": f"share of 50-step relief reached at 25 steps (> {MOST})",
-    "f": "G=1 control − LocA (cost: LocA − control)",
-    "g": "Spearman ρ(sparsity pressure, metric)",
-    "truth": "least − amortized support F1 (worst mode)",
-}
 
 
 def claim_letter(claim: Claim) -> str:
@@ -24,9 +24,14 @@ def claim_letter(claim: Claim) -> str:
 
 
 def plot_claims(
-    outcomes: pd.DataFrame, folder: Path, claims: tuple[Claim, ...] = CLAIMS
+    outcomes: pd.DataFrame,
+    folder: Path,
+    claims: tuple[Claim, ...] = CLAIMS,
+    variant: str = DEFAULT_VARIANT,
 ) -> list[Path]:
-    """``claim_<letter>.png`` in ``folder`` for every claim letter with at least one outcome."""
+    """``claim_<letter>.png`` in ``folder`` for every claim letter, from the outcomes of ``variant``."""
+    outcomes = with_world(outcomes, ())
+    outcomes = outcomes.loc[outcomes["variant"] == variant]
     written = []
     for letter in dict.fromkeys(claim_letter(claim) for claim in claims):
         members = [claim for claim in claims if claim_letter(claim) == letter]
@@ -49,7 +54,7 @@ def _panel(ax, rows: pd.DataFrame, claim: Claim) -> None:
     n_na = len(rows) - len(measured)
     measured["point"] = [grid_label(row) for row in records_of(measured)]
     points = list(dict.fromkeys(measured["point"]))
-    threshold = MOST if claim_letter(claim) == "e" else 0.0
+    threshold = claim.threshold
     for x, point in enumerate(points):
         values = measured[measured["point"] == point]
         colours = ["tab:green" if s == "holds" else "tab:red" for s in values["status"]]
@@ -58,9 +63,10 @@ def _panel(ax, rows: pd.DataFrame, claim: Claim) -> None:
     ax.axhline(threshold, color="0.3", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(points)), points, rotation=60, ha="right", fontsize=7)
     holds = int((measured["status"] == "holds").sum())
+    secondary = "" if claim.primary else "(secondary) "
     ax.set_title(
-        f"{claim.text}: holds in {holds} of {len(measured)} (n/a {n_na})", fontsize=9, loc="left"
+        f"{secondary}{claim.text}: holds in {holds} of {len(measured)} (n/a {n_na})",
+        fontsize=9,
+        loc="left",
     )
-    ax.set_ylabel(
-        VALUE_LABELS.get(claim_letter(claim), "amortized − worst less-amortized mode"), fontsize=7
-    )
+    ax.set_ylabel(claim.effect, fontsize=7)

@@ -71,7 +71,7 @@ class PlantedExtras:
 class SyntheticConfig:
     """``saebench synth``'s flags: a SAE-Lens :class:`SyntheticModelConfig` (:meth:`model_config`) and the
     planted extras (:meth:`extras`). Hierarchies: ``n_hierarchies`` roots (the most frequent features),
-    two children each; a child fires only with its parent (SAE-Lens's hierarchy modifier), on
+    ``branching`` children each (mutually exclusive under a ``mutually_exclusive`` share of parents); a child fires only with its parent (SAE-Lens's hierarchy modifier), on
     ``child_share`` of the parent's occurrences (its base firing probability, set after SAE-Lens draws
     the Zipfian ones and saved with the truth)."""
 
@@ -83,9 +83,11 @@ class SyntheticConfig:
     magnitude_mean: float = 1.0  # a = relu(mean + std·N(0, 1)) when a feature fires
     magnitude_std: float = 0.1
     n_hierarchies: int = 4
-    child_share: float = (
-        0.1  # P(child | parent): a child refines a share of its parent's occurrences
-    )
+    # P(child | parent): a child refines a share of its parent's occurrences
+    child_share: float = 0.1
+    branching: int = 2  # children per parent
+    # share of parents whose children exclude each other (SAE-Lens's mutually_exclusive_portion)
+    mutually_exclusive: float = 0.0
     n_composites: int = 2
     context_scale: float = 1.0
     noise: float = 0.02
@@ -99,7 +101,12 @@ class SyntheticConfig:
                 )
         if self.n_hierarchies < 0 or self.n_composites < 0:
             raise InputError("--n-hierarchies and --n-composites must be >= 0")
-        if self.n_features < 3 * self.n_hierarchies + self.n_composites:
+        if self.branching < 1 or not 0 <= self.mutually_exclusive <= 1:
+            raise InputError(
+                f"need branching >= 1 and mutually_exclusive in [0, 1], got {self.branching}, "
+                f"{self.mutually_exclusive}"
+            )
+        if self.n_features < (1 + self.branching) * self.n_hierarchies + self.n_composites:
             raise InputError(
                 "--n-features is too small for the hierarchies and composites asked for"
             )
@@ -123,8 +130,9 @@ class SyntheticConfig:
         hierarchy = (
             HierarchyConfig(
                 total_root_nodes=self.n_hierarchies,
-                branching_factor=2,
+                branching_factor=self.branching,
                 max_depth=1,
+                mutually_exclusive_portion=self.mutually_exclusive,
             )
             if self.n_hierarchies
             else None
