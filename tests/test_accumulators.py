@@ -311,3 +311,30 @@ def test_compare_modes_rows_are_the_accumulators_results(small_gap, protocol):
         assert row["nmse_refit"] == refit.result().nmse_over_mean_norm
         assert row["per_token_objective"].numpy() == pytest.approx(by_hand, rel=1e-5)
         assert row["n_concepts_delta_f1"] is None and row["full_absorption_rate"] is None
+
+
+def test_concept_probe_f1_is_sklearns_split_fit_and_f1_score():
+    """probe_f1 shares one stratified split per label column and counts F1 itself: the same numbers as
+    train_test_split + LogisticRegression + f1_score(zero_division=0) on every draw."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import train_test_split
+
+    from sae_bench_amortization.metrics.concepts import MIN_PROBE_CLASS, binary_f1, probe_f1
+
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n = int(rng.integers(60, 300))
+        x = rng.normal(size=(n, 3)) * (trial % 5 != 0)  # every fifth: constant features
+        y = rng.random(n) < rng.uniform(0.1, 0.6)
+        if min(y.sum(), (~y).sum()) < MIN_PROBE_CLASS:
+            assert probe_f1(x, y) is None
+            continue
+        train_x, test_x, train_y, test_y = train_test_split(
+            x, y, test_size=0.2, random_state=trial % 3, stratify=y
+        )
+        probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(train_x, train_y)
+        expected = float(f1_score(test_y, probe.predict(test_x), zero_division=0.0))  # pyright: ignore[reportArgumentType]
+        assert probe_f1(x, y, trial % 3) == expected
+        guess = rng.random(n) < rng.uniform(0.0, 0.5)
+        assert binary_f1(y, guess) == float(f1_score(y, guess, zero_division=0.0))  # pyright: ignore[reportArgumentType]

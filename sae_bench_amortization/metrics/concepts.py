@@ -8,6 +8,7 @@ codes, from which the k-sparse probes and the absorption rates are computed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 
 from sae_bench_amortization.metrics.accumulator import Step
@@ -55,14 +55,35 @@ def probe_f1(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float |
     """F1 on a held-out 20% (stratified) of a logistic-regression probe; None with too few positives."""
     if labels.sum() < MIN_PROBE_CLASS or (~labels).sum() < MIN_PROBE_CLASS:
         return None
-    train_x, test_x, train_y, test_y = train_test_split(
-        features, labels, test_size=0.2, random_state=seed, stratify=labels
-    )
+    train, test = split_indices(labels, seed)
     probe = LogisticRegression(max_iter=1000, class_weight="balanced")
-    probe.fit(train_x, train_y)
-    predicted = probe.predict(test_x)
-    # sklearn's inferred annotation of zero_division is its default's (str); 0.0 is documented
-    return float(f1_score(test_y, predicted, zero_division=0.0))  # pyright: ignore[reportArgumentType]
+    probe.fit(features[train], labels[train])
+    return binary_f1(labels[test], probe.predict(features[test]))
+
+
+@functools.lru_cache(maxsize=256)
+def _split(labels: bytes, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    stratify = np.frombuffer(labels, dtype=bool, count=n)
+    train, test = train_test_split(
+        np.arange(n), test_size=0.2, random_state=seed, stratify=stratify
+    )
+    return train, test
+
+
+def split_indices(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The (train, test) rows ``train_test_split(..., test_size=0.2, random_state=seed, stratify=labels)``
+    picks: they depend on the labels alone, so every probe of a concept's sample shares one split,
+    computed once."""
+    return _split(np.ascontiguousarray(labels, dtype=bool).tobytes(), labels.shape[0], seed)
+
+
+def binary_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """sklearn's binary ``f1_score(truth, predicted, zero_division=0.0)``: 2TP / (2TP + FP + FN), 0 when
+    that is 0/0 — without its input validation, which cost more than the probes' fits."""
+    truth, predicted = truth.astype(bool), predicted.astype(bool)
+    true_positives = int(np.sum(truth & predicted))
+    wrong = int(np.sum(truth != predicted))
+    return 0.0 if true_positives == 0 else 2 * true_positives / (2 * true_positives + wrong)
 
 
 def k_sparse_f1(features: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> float | None:
