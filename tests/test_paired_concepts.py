@@ -94,3 +94,77 @@ def test_concept_evidence_joins_a_concepts_splitting_and_absorption_rows():
     assert b == {"concept": "b", "f1_at_1": None, "f1_at_2": None, "delta_f1": None,
                  "top_latents": [], "n_positives": 4, "splitting_reason": "too rare"}  # fmt: skip
     assert concept_evidence(None) is None
+
+
+def _gap_result(per_concept: dict[str, float | None]) -> dict:
+    """A minimal amortization_gap result: one encoder row whose mean absorption is over its own concepts."""
+    defined = [value for value in per_concept.values() if value is not None]
+    concepts = [{"concept": name, "full_absorption_rate": v} for name, v in per_concept.items()]
+    row = {"mode": "amortized", "full_absorption_rate": sum(defined) / len(defined),
+           "n_concepts_full_absorption": len(defined), "concepts": concepts}  # fmt: skip
+    return {
+        "eval_type_id": "amortization_gap",
+        "eval_result_metrics": {},
+        "eval_result_details": [row],
+    }
+
+
+def test_compare_takes_concept_means_over_the_concepts_every_result_defines(tmp_path):
+    """Two SAEs' results side by side (``saebench compare``): absorption over "b" and "c" only, the
+    concepts both define, with that count; ``regress`` (unpaired) keeps each result's own mean."""
+    import json
+
+    from sae_bench_amortization.reports.compare import load_results
+
+    folder = tmp_path / "amortization_gap"
+    folder.mkdir()
+    results = {"sae_a": {"a": 0.9, "b": 0.1, "c": 0.3}, "sae_b": {"b": 0.2, "c": 0.0, "d": 0.5}}
+    for sae, per_concept in results.items():
+        (folder / f"{sae}_eval_results.json").write_text(json.dumps(_gap_result(per_concept)))
+    paired = load_results(tmp_path, paired=True).set_index("sae")
+    column = "full_absorption_rate_subset"  # its shared name in compare's tables
+    assert paired.loc["sae_a", column] == pytest.approx((0.1 + 0.3) / 2)
+    assert paired.loc["sae_b", column] == pytest.approx((0.2 + 0.0) / 2)
+    assert paired["n_concepts_full_absorption"].tolist() == [2, 2]
+    own = load_results(tmp_path).set_index("sae")
+    assert own.loc["sae_a", column] == pytest.approx((0.9 + 0.1 + 0.3) / 3)
+    assert own["n_concepts_full_absorption"].tolist() == [3, 3]
+    assert "concepts" not in paired.columns and "_concept_values" not in paired.columns
+
+
+def test_regress_judges_a_concept_mean_on_the_concepts_baseline_and_run_both_define(tmp_path):
+    """The baseline keeps the per-concept values; a run whose concept set moved ("a" lost, "d" gained) is
+    judged on "b" and "c" — unchanged there, so within tolerance, though its own mean moved 0.43 → 0.23
+    — with a note giving both counts."""
+    import json
+
+    from sae_bench_amortization.reports.regress import (
+        read_baseline_concepts,
+        regress,
+        write_baseline,
+    )
+
+    before, after = (
+        tmp_path / "before" / "amortization_gap",
+        tmp_path / "after" / "amortization_gap",
+    )
+    for folder, per_concept in ((before, {"a": 0.9, "b": 0.1, "c": 0.3}),
+                                (after, {"b": 0.1, "c": 0.3, "d": 0.3})):  # fmt: skip
+        folder.mkdir(parents=True)
+        (folder / "sae_eval_results.json").write_text(json.dumps(_gap_result(per_concept)))
+    baseline = tmp_path / "baseline.json"
+    write_baseline(tmp_path / "before", baseline)
+    stored = read_baseline_concepts(baseline)["sae"]["amortization_gap"]["amortized"]
+    assert stored["full_absorption_rate_subset"] == {"a": 0.9, "b": 0.1, "c": 0.3}
+    report, failed = regress(tmp_path / "after", baseline, rtol=0.01, atol=0.0)
+    assert not failed, report
+    assert "judged on the 2 concepts both define (baseline 3, now 3)" in report
+    worse = tmp_path / "worse" / "amortization_gap"
+    worse.mkdir(parents=True)
+    (worse / "sae_eval_results.json").write_text(
+        json.dumps(
+            _gap_result({"b": 0.5, "c": 0.3, "d": 0.0})
+        )  # b rose: worse, though the mean fell
+    )
+    report, failed = regress(tmp_path / "worse", baseline, rtol=0.01, atol=0.0)
+    assert failed and "worse" in report

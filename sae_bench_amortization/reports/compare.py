@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.metrics.gap import PAIRED_METRICS
 from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_of, split_mode
 from sae_bench_amortization.registry import EvalEntry, discover_evals, per_mode_row_metrics
 
@@ -128,7 +129,8 @@ def rows_of_result(
     """One result JSON → rows (dicts with sae, eval, mode and metric columns); MalformedResult when the
     content does not have a SAEBench result's shape. An eval comparing modes (details with a ``mode`` per
     row) gives one row per mode; metric names are shared as the eval's entry declares
-    (``metric_names``)."""
+    (``metric_names``); a mode row with per-concept evidence carries it (:data:`EVIDENCE`) for
+    :func:`pair_across_results`."""
     eval_type = data.get("eval_type_id")
     metrics = data.get("eval_result_metrics")
     if not isinstance(eval_type, str) or not isinstance(metrics, dict):
@@ -165,6 +167,9 @@ def rows_of_result(
                 row.setdefault(name, numbers.get(name))
             row["protocol"] = protocol
             row[OBJECTIVE_COLUMN] = _objective_of(data)
+            evidence = _evidence_of(detail, renames)
+            if evidence is not None:
+                row[EVIDENCE] = evidence
             rows.append(row)
         return rows
     renames = _renames(eval_type, registry)
@@ -179,6 +184,46 @@ def rows_of_result(
         {renames.get(k, k): v for k, v in numbers.items() if renames.get(k, k) not in KEY_COLUMNS}
     )
     return [row]
+
+
+EVIDENCE = "_concept_values"  # a row's per-concept values (dropped once the rows are paired)
+
+
+def _evidence_of(detail: dict, renames: dict[str, str]) -> dict[tuple[str, str], dict] | None:
+    """(metric column, its count column) → {concept: value} from a mode row's per-concept evidence
+    (``concepts``, amortization_gap's), for the concept-averaged metrics; None without it."""
+    concepts = detail.get("concepts")
+    if not isinstance(concepts, list):
+        return None
+    return {
+        (renames.get(key, key), renames.get(count, count)): {
+            str(c["concept"]): float(c[key])
+            for c in concepts
+            if isinstance(c, dict) and "concept" in c and _number(c.get(key)) is not None
+        }
+        for key, _, count, _ in PAIRED_METRICS
+    }
+
+
+def pair_across_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one eval and protocol from several results (SAEs) side by side: each concept-averaged
+    metric re-taken over the concepts every one of those rows defines it on (their per-concept
+    evidence), its count column set to that number — no mean over different concept sets beside
+    another. Groups where some row lacks the evidence are left as they are."""
+    groups: dict[tuple[object, object], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["eval"], row.get("protocol")), []).append(row)
+    for group in groups.values():
+        with_evidence = [row for row in group if EVIDENCE in row]
+        if len(with_evidence) < len(group) or len({row["sae"] for row in group}) < 2:
+            continue
+        for metric, count in with_evidence[0][EVIDENCE]:
+            values = [row[EVIDENCE][(metric, count)] for row in group]
+            common = set.intersection(*(set(v) for v in values))
+            for row, defined in zip(group, values, strict=True):
+                row[metric] = sum(defined[c] for c in common) / len(common) if common else None
+                row[count] = len(common)
+    return rows
 
 
 def encoder_of(modes: list[str]) -> str | None:
@@ -226,10 +271,18 @@ def iter_result_files(results_dir: Path) -> Iterator[Path]:
 
 
 def load_results(
-    results_dir: str | Path, registry: Mapping[str, EvalEntry] | None = None, sources: bool = False
+    results_dir: str | Path,
+    registry: Mapping[str, EvalEntry] | None = None,
+    sources: bool = False,
+    paired: bool = False,
+    evidence: bool = False,
 ) -> pd.DataFrame:
     """Every result file under ``results_dir`` → DataFrame (KEY_COLUMNS first, then metrics, sorted);
-    ``sources``: an ``activation_source`` column after the keys (:func:`source_of`)."""
+    ``sources``: an ``activation_source`` column after the keys (:func:`source_of`); ``paired``: the
+    concept-averaged metrics of rows from several results re-taken over the concepts all of them define
+    (:func:`pair_across_results`; ``compare``'s side-by-side table, not ``regress``, which holds each SAE
+    to its own baseline); ``evidence``: each row's per-concept values kept in the :data:`EVIDENCE` column
+    ((metric column, count column) → {concept: value}; NaN for rows without)."""
     registry = discover_evals() if registry is None else registry
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
@@ -260,13 +313,17 @@ def load_results(
         rows.extend(found)
     if not rows:
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
-    frame = pd.DataFrame(rows)
+    if paired:
+        rows = pair_across_results(rows)
+    frame = pd.DataFrame(
+        [{k: v for k, v in row.items() if evidence or k != EVIDENCE} for row in rows]
+    )
     for column in ("protocol", OBJECTIVE_COLUMN):  # no eval with one: the table as before
         if bool(frame[column].isna().all()):
             frame = frame.drop(columns=column)
     check_one_protocol(frame, str(results_dir))
     keys = [*KEY_COLUMNS, *(["activation_source"] if sources else [])]
-    metrics = sorted(c for c in frame.columns if c not in keys)
+    metrics = sorted(c for c in frame.columns if c not in keys)  # EVIDENCE, if kept, among them
     frame = frame.loc[:, [*keys, *metrics]]
     frame["mode_order"] = frame["mode"].map(mode_order)
     frame = frame.sort_values(["sae", "eval", "mode_order"]).drop(columns="mode_order")

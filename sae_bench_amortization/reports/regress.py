@@ -25,6 +25,7 @@ from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.registry import direction_of, discover_evals
 from sae_bench_amortization.reports.compare import (
+    EVIDENCE,
     KEY_COLUMNS,
     OBJECTIVE_COLUMN,
     iter_result_files,
@@ -82,11 +83,64 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
         if isinstance(record.get(OBJECTIVE_COLUMN), str):
             objectives.setdefault(record["sae"], {})[record["eval"]] = record[OBJECTIVE_COLUMN]
     document = {"format": FORMAT, "version": 1, "results": results}
+    concepts = concept_values(frame)
     return (
         document
         | ({"protocols": protocols} if protocols else {})
         | ({"objectives": objectives} if objectives else {})
+        | ({"concepts": concepts} if concepts else {})
     )
+
+
+def concept_values(frame: pd.DataFrame) -> dict[str, Any]:
+    """sae → eval → mode → metric → {concept: value}: the per-concept values behind each concept-averaged
+    metric of the rows that carry them (``load_results(..., evidence=True)``), so that a later run is
+    judged on the concepts both define."""
+    out: dict[str, Any] = {}
+    if EVIDENCE not in frame.columns:
+        return out
+    for record in frame.to_dict("records"):
+        evidence = record.get(EVIDENCE)
+        if isinstance(evidence, dict):
+            by_metric = {metric: values for (metric, _), values in evidence.items()}
+            out.setdefault(record["sae"], {}).setdefault(record["eval"], {})[record["mode"]] = (
+                by_metric
+            )
+    return out
+
+
+def paired_means(
+    baseline: dict[str, float], current: dict[str, float]
+) -> tuple[float, float, int] | None:
+    """(baseline mean, current mean, n) over the concepts both define; None when they share none."""
+    common = sorted(set(baseline) & set(current))
+    if not common:
+        return None
+    return (
+        sum(baseline[c] for c in common) / len(common),
+        sum(current[c] for c in common) / len(common),
+        len(common),
+    )
+
+
+def read_baseline_concepts(path: str | Path) -> dict[str, Any]:
+    """The baseline's per-concept values (sae → eval → mode → metric → {concept: value}); {} for a
+    baseline without them; a malformed section is an InputError."""
+    document = json.loads(Path(path).read_text())
+    concepts = document.get("concepts", {})
+    for sae, evals in concepts.items() if isinstance(concepts, dict) else [(None, None)]:
+        for modes in evals.values() if isinstance(evals, dict) else [None]:
+            for metrics in modes.values() if isinstance(modes, dict) else [None]:
+                for values in metrics.values() if isinstance(metrics, dict) else [None]:
+                    if not isinstance(values, dict) or not all(
+                        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                        for v in values.values()
+                    ):
+                        raise InputError(
+                            f'baseline {path}: "concepts" must map sae → eval → mode → metric → '
+                            f"{{concept: number}} (at SAE {sae!r})"
+                        )
+    return concepts if isinstance(concepts, dict) else {}
 
 
 def read_baseline(path: str | Path) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
@@ -187,6 +241,7 @@ def compare_with_baseline(
     registry: dict | None = None,
     protocols: dict[str, dict[str, str]] | None = None,
     objectives: dict[str, dict[str, str]] | None = None,
+    concepts: dict[str, Any] | None = None,
 ) -> tuple[list[Check], list[str]]:
     """(every baseline metric — or only ``metrics`` — against the results, notes to report first).
 
@@ -195,7 +250,9 @@ def compare_with_baseline(
     "not judged" and a note says so. Results computed under another metric protocol than the baseline's
     (``protocols``), or whose modes solved another problem (``objectives``; a baseline without the entry
     was made when every mode solved l1), are refused (InputError), as is a ``--metric`` the baseline
-    lacks."""
+    lacks. A concept-averaged metric with per-concept values in the baseline (``concepts``) and in the
+    results is judged on the concepts both define: both means re-taken over them, with a note when that
+    is fewer than either side's."""
     registry = discover_evals() if registry is None else registry
     check_tolerances(rtol, atol)
     wanted = set(metrics or [])
@@ -230,11 +287,34 @@ def compare_with_baseline(
                         f"λ changed for {sae} {eval_name} {mode}: {moved} — "
                         f"{', '.join(sorted(dependent & set(values)))} not judged across different λ"
                     )
+                per_concept = (concepts or {}).get(sae, {}).get(eval_name, {}).get(mode, {})
+                evidence = None if record is None else record.get(EVIDENCE)
+                now_per_concept = (
+                    {metric: values for (metric, _), values in evidence.items()}
+                    if isinstance(evidence, dict)
+                    else {}
+                )
                 for metric, base_value in values.items():
                     direction = direction_of(eval_name, metric, registry)
                     if not (metric in wanted if wanted else direction != 0):
                         continue
                     current = None if record is None else record.get(metric)
+                    if metric in per_concept and metric in now_per_concept:
+                        paired = paired_means(per_concept[metric], now_per_concept[metric])
+                        if paired is None:
+                            current = None
+                            notes.append(
+                                f"{metric} of {sae} {eval_name} {mode}: no concept defined both in "
+                                "the baseline and now: not compared"
+                            )
+                        else:
+                            base_value, current, n = paired
+                            sides = (len(per_concept[metric]), len(now_per_concept[metric]))
+                            if n < max(sides):
+                                notes.append(
+                                    f"{metric} of {sae} {eval_name} {mode}: judged on the {n} "
+                                    f"concepts both define (baseline {sides[0]}, now {sides[1]})"
+                                )
                     if current is None or (isinstance(current, float) and math.isnan(current)):
                         status, current = "missing", None
                     elif moved and metric in dependent:
@@ -336,7 +416,7 @@ def regress(
     if baseline == "":
         raise InputError("--baseline / --write-baseline must name a file")
     check_tolerances(rtol, atol)
-    frame = load_results(results, registry)
+    frame = load_results(results, registry, evidence=True)
     expected, protocols, objectives = read_baseline_document(baseline)
     checks, notes = compare_with_baseline(
         frame,
@@ -347,6 +427,7 @@ def regress(
         registry=registry,
         protocols=protocols,
         objectives=objectives,
+        concepts=read_baseline_concepts(baseline),
     )
     missing = [c for c in checks if c.status == "missing"]
     failed = (
@@ -364,7 +445,7 @@ def write_baseline(
 
     if target == "":
         raise InputError("--baseline / --write-baseline must name a file")
-    frame = load_results(results, registry)
+    frame = load_results(results, registry, evidence=True)
     target = Path(target)
     if not target.parent.is_dir():
         raise InputError(f"--write-baseline folder not found: {target.parent}")

@@ -46,7 +46,7 @@ def write_summary(
     ``results_dir/summary``); every figure is drawn before anything is written."""
     if out == "":
         raise InputError("--out must name a folder")
-    frame = load_results(results_dir, registry, sources=True)
+    frame = load_results(results_dir, registry, sources=True, paired=True)
     target = Path(out or Path(results_dir) / "summary")
     read = named(("RESULTS_DIR", str(path)) for path in iter_result_files(Path(results_dir)))
     check_apart({"--out": target}, read)
