@@ -1,8 +1,9 @@
 """The claims grid's L1 SAEs under each sparse-coding objective: does exact coding "create" dead latents and
 lose the planted features because plain L1 ignores the decoder-row norms these SAEs were trained with?
 
-Per seed (``--seeds``, default 0), the world and spans of ``bench_claims.py``'s grid (``--quick``: its tiny
-grid), every standard (L1) cell trained once with ``saebench train`` (:func:`train_sae_file`), then
+Per seed (``--seeds``, default 0), the ``default`` world and the spans and L1 cells of the claims grid
+these numbers were first measured on (:data:`GRIDS`: d_sae 128 / 256 / 512 × L1 0.2 / 0.3 / 0.45 / 0.6;
+``--quick``: a tiny one), every standard (L1) cell trained once with ``saebench train`` (:func:`train_sae_file`), then
 ``saebench run --eval amortization_gap --lambda-calibration per_mode --objective X`` on the held-out span
 for each ``--objective`` (default ``l1 l1_decoder_norm``): every mode at the encoder's density, its dead
 rate, NMSE, L0, λ and SAE-Lens's support F1 / recall to the planted features.
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from bench_claims import GRIDS, Grid, amortization_gap_file, mode_rows, world_files
+from bench_claims import Grid, WorldFiles, amortization_gap_file, mode_rows, world_files
 from scipy import stats
 
 from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
@@ -34,14 +35,29 @@ from sae_bench_amortization.reports.claims import AMORTIZATION_ORDER
 from sae_bench_amortization.synthetic.training import train_sae_file
 
 OUTPUTS = ("cells.csv", "objectives.md")
+# the claims grid's earlier L1 cells (bench_claims.py's grid now differs): the spans and SAEs measured here
+GRIDS = {
+    "full": Grid(
+        worlds=("default",), seeds=(0, 1, 2), topk_d_sae=(), topk_k=(),
+        standard_d_sae=(128, 256, 512), l1_coefficients=(0.2, 0.3, 0.45, 0.6),
+        train_tokens=60_000, epochs=4, eval_tokens=20_000, loca_tokens=0,
+    ),
+    "quick": Grid(
+        worlds=("default",), seeds=(0, 1), topk_d_sae=(), topk_k=(), standard_d_sae=(128,),
+        l1_coefficients=(0.3, 0.45, 0.6), train_tokens=8_000, epochs=8, eval_tokens=2_000,
+        loca_tokens=0,
+    ),
+}  # fmt: skip
 METRICS = ("dead_rate", "f1", "recall", "nmse", "l0", "lambda")
 SHOWN = ("dead_rate", "f1", "recall", "nmse", "l0")
 
 
-def evaluate(sae_path: Path, name: str, held_out: Path, objective: str, output: Path) -> list[dict]:
+def evaluate(
+    sae_path: Path, name: str, files: WorldFiles, objective: str, output: Path
+) -> list[dict]:
     """One ``saebench run --eval amortization_gap`` (every mode, λ per mode) under ``objective``: a row per
     mode with :data:`METRICS`."""
-    path = amortization_gap_file(sae_path, name, held_out, output, objective)
+    path = amortization_gap_file(sae_path, name, files, output, objective, "default")
     lambdas = {
         detail["mode"]: detail.get("l1_coefficient")
         for detail in json.loads(path.read_text())["eval_result_details"]
@@ -52,7 +68,7 @@ def evaluate(sae_path: Path, name: str, held_out: Path, objective: str, output: 
             **{m: metrics.get(m) for m in METRICS if m != "lambda"},
             "lambda": lambdas[mode],
         }
-        for mode, metrics in mode_rows(path).items()
+        for mode, metrics in mode_rows(path, files.ceilings)[0].items()
     ]
 
 
@@ -61,17 +77,17 @@ def measure(grid: Grid, seeds: tuple[int, ...], objectives: tuple[str, ...]) -> 
     cells = [(d, l1, s) for s in seeds for d in grid.standard_d_sae for l1 in grid.l1_coefficients]
     with tempfile.TemporaryDirectory(prefix="bench_objectives_") as scratch:
         work = Path(scratch)
-        worlds = {seed: world_files(seed, grid, work) for seed in seeds}
+        worlds = {seed: world_files("default", seed, grid, work) for seed in seeds}
         for number, (d_sae, l1, seed) in enumerate(cells, 1):
             start = time.perf_counter()
             folder = work / f"standard_d{d_sae}_{l1:g}_s{seed}"
             train_sae_file(
-                worlds[seed][0], "standard", d_sae, grid.epochs * grid.train_tokens, folder / "sae",
+                worlds[seed].train, "standard", d_sae, grid.epochs * grid.train_tokens, folder / "sae",
                 overwrite=False, seed=seed, l1_coefficient=l1,
             )  # fmt: skip
             for objective in objectives:
                 for row in evaluate(
-                    folder / "sae", folder.name, worlds[seed][1], objective, folder / objective
+                    folder / "sae", folder.name, worlds[seed], objective, folder / objective
                 ):
                     rows.append(
                         {
@@ -145,7 +161,7 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for cells.csv and objectives.md"
     )
-    parser.add_argument("--quick", action="store_true", help="bench_claims.py's tiny grid")
+    parser.add_argument("--quick", action="store_true", help="a tiny grid (d_sae 128, 2 seeds)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="worlds (default: 0)")
     parser.add_argument(
         "--objective", nargs="+", default=["l1", "l1_decoder_norm"],
