@@ -328,35 +328,38 @@ def test_quick_grid_runs_and_its_verdicts_follow_from_the_cells_it_prints(quick_
         assert (out / f"claim_{letter}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(quick_run, tmp_path):
+def bench(monkeypatch, capsys, *argv) -> tuple[int, str, str]:
+    """benchmarks/bench_claims.py's main() in this process (no second import of the stack):
+    (exit code, stdout, stderr)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import bench_claims
+
+    monkeypatch.setattr(sys, "argv", ["bench_claims.py", *map(str, argv)])
+    code = bench_claims.main()
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(
+    quick_run, tmp_path, monkeypatch, capsys
+):
     out, _ = quick_run
     before = (out / "verdicts.md").read_text()
-    script = str(REPO / "benchmarks" / "bench_claims.py")
-    again = subprocess.run(
-        [sys.executable, script, "--quick", "--out", str(out)], capture_output=True, text=True
-    )
-    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "--overwrite" in again.stderr
+    code, _, err = bench(monkeypatch, capsys, "--quick", "--out", out)
+    assert code == 2 and err.count("\n") == 1 and "--overwrite" in err
     assert (out / "verdicts.md").read_text() == before
     redo = tmp_path / "redo"
-    command = [sys.executable, script, "--from-cells", str(out / "cells.csv"), "--out", str(redo)]
-    assert subprocess.run(command, capture_output=True, text=True).returncode == 0
+    assert bench(monkeypatch, capsys, "--from-cells", out / "cells.csv", "--out", redo)[0] == 0
     assert (redo / "verdicts.md").read_text() == before  # rebuilt from cells.csv + concepts.csv.gz
     # an interrupted run resumes from the cells it stored: nothing left to measure, the same verdicts
-    resumed = subprocess.run(
-        [sys.executable, script, "--quick", "--out", str(out), "--resume", "--overwrite"],
-        capture_output=True,
-        text=True,
+    code, printed, err = bench(
+        monkeypatch, capsys, "--quick", "--out", out, "--resume", "--overwrite"
     )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "8 cells, 8 already measured" in resumed.stdout
+    assert code == 0, err[-2000:]
+    assert "8 cells, 8 already measured" in printed
     assert (out / "verdicts.md").read_text() == before
     other = tmp_path / "other"
     (other / "cells").mkdir(parents=True)
     (other / "cells" / "grid.json").write_text('{"seeds": [9]}')
-    refused = subprocess.run(
-        [sys.executable, script, "--quick", "--out", str(other), "--resume"],
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
-    assert "another grid" in refused.stderr
+    code, _, err = bench(monkeypatch, capsys, "--quick", "--out", other, "--resume")
+    assert code == 2 and err.count("\n") == 1 and "another grid" in err
