@@ -164,10 +164,10 @@ GRIDS = {
         topk_k=(2, 4, 8),
         standard_d_sae=(256,),
         l1_coefficients=(0.2, 0.4, 0.6),
-        train_tokens=40_000,
+        train_tokens=30_000,
         epochs=4,
-        eval_tokens=10_000,
-        loca_tokens=60_000,
+        eval_tokens=8_000,
+        loca_tokens=40_000,
     ),
     "quick": Grid(
         worlds=("default",),
@@ -324,7 +324,9 @@ def loca_rows(saes: dict, files: WorldFiles, protocol: str) -> tuple[dict[str, d
 
 
 def run_cell(cell: tuple, grid: Grid, files: WorldFiles, work: Path) -> dict:
-    """Train the cell's SAE, compare its modes under every variant, LocA for TopK: {"rows", "concepts"}."""
+    """Train the cell's SAE, compare its modes under every variant, LocA for TopK: {"rows", "concepts",
+    "seconds"}."""
+    start = time.perf_counter()
     world, architecture, d_sae, sparsity, seed = cell
     folder = work / cell_name(cell)
     options = {"k": int(sparsity)} if architecture == "topk" else {"l1_coefficient": sparsity}
@@ -351,7 +353,7 @@ def run_cell(cell: tuple, grid: Grid, files: WorldFiles, work: Path) -> dict:
             modes, evidence = modes | loca, evidence + loca_evidence
         rows += [{"variant": variant, **unit, "mode": m, **metrics} for m, metrics in modes.items()]
         concepts += [{"variant": variant, **unit, **row} for row in evidence]
-    return {"rows": rows, "concepts": concepts}
+    return {"rows": rows, "concepts": concepts, "seconds": time.perf_counter() - start}
 
 
 def stored_cells(store: Path, grid: Grid, resume: bool) -> dict[str, dict]:
@@ -399,7 +401,6 @@ def measure(grid: Grid, store: Path, resume: bool) -> tuple[pd.DataFrame, pd.Dat
             world, seed = cell[0], cell[-1]
             if (world, seed) not in worlds:
                 worlds[(world, seed)] = world_files(world, seed, grid, work)
-            start = time.perf_counter()
             measured = run_cell(cell, grid, worlds[(world, seed)], work)
             write_text_atomic(store / f"{cell_name(cell)}.json", json.dumps(measured))
             done[cell_name(cell)] = measured
@@ -408,10 +409,12 @@ def measure(grid: Grid, store: Path, resume: bool) -> tuple[pd.DataFrame, pd.Dat
                 for row in measured["rows"]
                 if row["variant"] == grid.variants[0]
             )
-            took = time.perf_counter() - start
+            took = measured["seconds"]
             print(
                 f"[{number}/{len(cells)}] {cell_name(cell)}: {took:.1f} s; NMSE {nmse}", flush=True
             )
+    total = sum(done[cell_name(cell)].get("seconds", math.nan) for cell in cells)
+    print(f"the cells took {total / 60:.1f} min in all (summed over the runs that measured them)")
     rows = [row for cell in cells for row in done[cell_name(cell)]["rows"]]
     concepts = [row for cell in cells for row in done[cell_name(cell)]["concepts"]]
     return (
