@@ -19,6 +19,8 @@ from sae_bench_amortization.reports.claims import (
     t_interval,
     verdict_markdown,
     verdicts,
+    world_summary,
+    world_summary_markdown,
 )
 from sae_bench_amortization.reports.effects import (
     Z_DETECT,
@@ -363,3 +365,41 @@ def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(
     (other / "cells" / "grid.json").write_text('{"seeds": [9]}')
     code, _, err = bench(monkeypatch, capsys, "--quick", "--out", other, "--resume")
     assert code == 2 and err.count("\n") == 1 and "another grid" in err
+
+
+def test_world_summary_puts_the_planted_ceiling_beside_what_the_encoder_reaches():
+    """Ceilings from hand-made labels: parent 0 fires on 4 tokens, a child (2 or 3) on 3 of them → 0.75;
+    the summary averages the ceilings of the concepts the absorption share was measured on."""
+    import torch
+
+    from sae_bench_amortization.metrics.planted import absorption_ceilings, concept_role
+
+    names = ["feature_0_parent_of_2_3", "feature_1", "feature_2_child_of_0", "feature_3_child_of_0",
+             "feature_4_composite_0", "composite_0_context_1"]  # fmt: skip
+    labels = torch.zeros(6, len(names), dtype=torch.bool)
+    labels[:4, 0] = True
+    labels[0, 2] = labels[1, 3] = labels[2, 2] = True  # a child on 3 of the parent's 4 tokens
+    labels[5, 1] = True
+    ceilings = absorption_ceilings(names, [labels[:3], labels[3:]])  # streamed in two batches
+    assert ceilings[names[0]] == 0.75 and ceilings["feature_1"] == 0.0
+    assert [concept_role(n) for n in names] == [
+        "parent", "plain", "child", "child", "composite", "context"
+    ]  # fmt: skip
+    cells = pd.DataFrame(
+        cell_rows("topk", 64, 4.0, 0, full_absorption_rate=[0.3] * 5)
+        + cell_rows("topk", 64, 8.0, 0, full_absorption_rate=[0.1] * 5)
+    )
+    unit = {"variant": "l1", "world": "default", "architecture": "topk", "d_sae": 64, "seed": 0}
+    rows = [
+        {**unit, "sparsity": sparsity, "mode": "amortized", "concept": name, "role": concept_role(name),
+         "full_absorption_rate": value, "absorption_ceiling": ceilings.get(name)}
+        for sparsity in (4.0, 8.0)
+        for name, value in zip(names, [0.5, 0.0, None, 0.1, 0.2, None], strict=True)
+    ]  # fmt: skip
+    (row,) = world_summary(cells, pd.DataFrame(rows)).to_dict("records")
+    assert row["probed"] == 6 and row["planted_share"] == pytest.approx(2 / 6)
+    assert row["absorbable_share"] == pytest.approx(1 / 6)
+    # measured on the parent (0.75), feature_1, the child and the composite (0 each): 0.75 / 4
+    assert row["ceiling"] == pytest.approx(0.75 / 4)
+    assert (row["encoder_mean"], row["encoder_max"]) == (pytest.approx(0.2), 0.3)
+    assert "0.188, 0.188 | 0.2000, 0.3000 |" in world_summary_markdown(pd.DataFrame([row]))

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_bench_amortization.metrics.planted import planted_roles
 from sae_bench_amortization.reports.effects import effect_size
 
 AMORTIZATION_ORDER = ("amortized", "semi:5", "semi:25", "semi:50", "non_amortized")
@@ -567,9 +568,11 @@ def mode_means_markdown(table: pd.DataFrame) -> str:
 def world_summary(cells: pd.DataFrame, concepts: pd.DataFrame | None) -> pd.DataFrame:
     """Per world and architecture (the default variant's encoder rows): what its planted truth allows and
     what the encoders reach. probed: median concepts probed per cell; planted_share: median share of them
-    carrying planted absorption or splitting (parents, composites); ceiling: median over cells of the mean
-    planted absorption ceiling over the concepts the cell's absorption share averages; encoder_mean /
-    encoder_max: the encoder's absorption share (share of concept tokens) over the cells."""
+    carrying planted absorption or splitting (parents, composites; ``metrics.planted.planted_roles``),
+    absorbable_share: of them, those absorption can reach (parents); ceiling: median over cells of the
+    mean planted absorption ceiling over the concepts the cell's absorption share averages; encoder_mean
+    / encoder_max: the encoder's absorption share (share of concept tokens) over the cells. ΔF1 has no
+    ceiling the truth alone fixes (it depends on the probes): the planted share stands for it."""
     cells = with_world(cells)
     variant = (
         DEFAULT_VARIANT if (cells["variant"] == DEFAULT_VARIANT).any() else cells["variant"].iloc[0]
@@ -586,6 +589,7 @@ def world_summary(cells: pd.DataFrame, concepts: pd.DataFrame | None) -> pd.Data
             "encoder_max": group[ABSORPTION].max(),
             "probed": None,
             "planted_share": None,
+            "absorbable_share": None,
             "ceiling": None,
             "ceiling_max": None,
         }
@@ -600,15 +604,19 @@ def world_summary(cells: pd.DataFrame, concepts: pd.DataFrame | None) -> pd.Data
             per_cell = []
             for _, group_rows in mine.groupby(list(CELL), sort=False):
                 cell = pd.DataFrame(group_rows)
-                planted = cell["role"].isin(["parent", "composite"]).mean()
+                roles = [planted_roles(str(role)) for role in cell["role"]]
+                planted = sum(absorbed or split for absorbed, split in roles) / len(roles)
+                absorbable = sum(absorbed for absorbed, _ in roles) / len(roles)
                 measured = cell.loc[cell[ABSORPTION].notna()]
                 ceiling = measured["absorption_ceiling"].mean() if len(measured) else math.nan
-                per_cell.append((len(cell), planted, ceiling))
+                per_cell.append((len(cell), planted, absorbable, ceiling))
             if per_cell:
-                frame = pd.DataFrame(per_cell, columns=pd.Index(["probed", "planted", "ceiling"]))
+                names = pd.Index(["probed", "planted", "absorbable", "ceiling"])
+                frame = pd.DataFrame(per_cell, columns=names)
                 row |= {
                     "probed": frame["probed"].median(),
                     "planted_share": frame["planted"].median(),
+                    "absorbable_share": frame["absorbable"].median(),
                     "ceiling": frame["ceiling"].median(),
                     "ceiling_max": frame["ceiling"].max(),
                 }
@@ -619,14 +627,15 @@ def world_summary(cells: pd.DataFrame, concepts: pd.DataFrame | None) -> pd.Data
 def world_summary_markdown(table: pd.DataFrame) -> str:
     """:func:`world_summary` as Markdown."""
     lines = [
-        "| world | SAE | cells | concepts probed | planted share | absorption ceiling (median, max) "
-        "| encoder absorption (mean, max) |",
-        "|---|---|---|---|---|---|---|",
+        "| world | SAE | cells | concepts probed | share with planted absorption or splitting "
+        "| share absorbable (parents) | absorption ceiling (median, max) | encoder absorption (mean, max) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in table.to_dict("records"):
         lines.append(
             f"| {row['world']} | {row['architecture']} | {row['cells']} | {_shown(row['probed'], 'g')} "
-            f"| {_shown(row['planted_share'], '.2f')} | {_shown(row['ceiling'], '.3f')}, "
+            f"| {_shown(row['planted_share'], '.2f')} | {_shown(row['absorbable_share'], '.2f')} "
+            f"| {_shown(row['ceiling'], '.3f')}, "
             f"{_shown(row['ceiling_max'], '.3f')} | {_shown(row['encoder_mean'], '.4f')}, "
             f"{_shown(row['encoder_max'], '.4f')} |"
         )
