@@ -264,8 +264,8 @@ def test_cli_all_zero_activations_with_labels(cli, tmp_path):
     assert gap.code == 0, gap.err
     assert "null explained_variance (every mode): the activations are all zero" in gap.out
     assert (
-        "null delta_f1 (every mode): ΔF1 measured on none of 4 concepts: the codes carry no information"
-        in gap.out
+        "null delta_f1 (amortized, semi:5, semi:25): ΔF1 measured on none of 4 concepts: the codes "
+        "carry no information: every token has the same codes" in gap.out
     )
     for row in read_result(tmp_path / "gap", "amortization_gap")["eval_result_details"]:
         assert row["explained_variance"] is None and row["delta_f1"] is None

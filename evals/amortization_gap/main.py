@@ -182,7 +182,7 @@ def compare_modes(
     concept_rows = {name: getattr(metrics[name], "concept_rows", lambda: None)() for name in runs}
     paired = pair_concepts(rows, concept_rows)
     for row in paired:  # the per-concept evidence behind those means
-        evidence = concept_evidence(concept_rows[row["mode"]])
+        evidence = concept_evidence(concept_rows[str(row["mode"])])
         if evidence is not None:
             row["concepts"] = evidence
     return paired

@@ -58,7 +58,7 @@ def probe_f1(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float |
     train, test = split_indices(labels, seed)
     probe = LogisticRegression(max_iter=1000, class_weight="balanced")
     probe.fit(features[train], labels[train])
-    return binary_f1(labels[test], probe.predict(features[test]))
+    return binary_f1(labels[test], np.asarray(probe.predict(features[test])))
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,7 +67,7 @@ def _split(labels: bytes, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     train, test = train_test_split(
         np.arange(n), test_size=0.2, random_state=seed, stratify=stratify
     )
-    return train, test
+    return np.asarray(train), np.asarray(test)
 
 
 def split_indices(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
