@@ -307,7 +307,7 @@ def test_quick_grid_runs_and_its_verdicts_follow_from_the_cells_it_prints(quick_
     assert done.returncode == 0, done.stderr[-2000:]
     cells = pd.read_csv(out / "cells.csv")
     assert list(cells.columns) == list(CELL_COLUMNS)
-    assert cells.groupby(["world", "architecture", "d_sae", "sparsity", "seed"]).ngroups == 8
+    assert cells.groupby(["world", "architecture", "d_sae", "sparsity", "seed"]).ngroups == 6
     assert set(cells["variant"]) == {"l1", "paper", "own"}
     assert set(cells["mode"]) == {*MODES, "loca", "loca_g1", "loca_k", "loca_k_g1"}
     assert cells["nmse"].notna().all() and cells["f1"].notna().all()
@@ -358,7 +358,7 @@ def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(
         monkeypatch, capsys, "--quick", "--out", out, "--resume", "--overwrite"
     )
     assert code == 0, err[-2000:]
-    assert "8 cells, 8 already measured" in printed
+    assert "6 cells, 6 already measured" in printed
     assert (out / "verdicts.md").read_text() == before
     other = tmp_path / "other"
     (other / "cells").mkdir(parents=True)
