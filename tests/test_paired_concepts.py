@@ -7,6 +7,7 @@ import pytest
 
 from sae_bench_amortization.metrics.concepts import paired_mean
 from sae_bench_amortization.metrics.gap import concept_evidence, pair_concepts
+from sae_bench_amortization.metrics.pairing import common_concept_means, is_defined
 
 
 def concept_rows(values: dict[str, float | None], key: str = "absorption_rate") -> list[dict]:
@@ -30,6 +31,27 @@ def test_paired_mean_takes_every_mode_over_the_concepts_all_of_them_define():
     )
     assert nothing.n_concepts == 0 and nothing.means == {"amortized": None, "semi:5": None}
     assert nothing.null_reason is not None and "amortized 1, semi:5 1" in nothing.null_reason
+
+
+def test_common_concept_means_is_the_one_pairing_every_report_uses():
+    """None and NaN are undefined; a side's mean is over the concepts all sides define."""
+    nan = float("nan")
+    means, n = common_concept_means(
+        {
+            "baseline": {"a": 1.0, "b": 2.0, "c": nan, "d": 4.0},
+            "current": {"a": 3.0, "b": None, "c": 5.0, "d": 0.0, "e": 9.0},
+            "third": {"a": 0.5, "d": 0.5, "b": 7.0},
+        }
+    )
+    # only a and d are defined on every side: (1+4)/2, (3+0)/2, (0.5+0.5)/2
+    assert n == 2
+    assert means == {"baseline": 2.5, "current": 1.5, "third": 0.5}
+    none, zero = common_concept_means({"x": {"a": 1.0}, "y": {"b": 1.0}})
+    assert zero == 0 and none == {"x": None, "y": None}
+    assert common_concept_means({}) == ({}, 0)
+    assert [is_defined(v) for v in (0, 0.0, nan, None, True, "1")] == [
+        True, True, False, False, False, False
+    ]  # fmt: skip
 
 
 def test_pair_concepts_gives_every_row_the_same_count_and_names_why_a_mean_is_null():

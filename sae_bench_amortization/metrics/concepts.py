@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
 from sae_bench_amortization.metrics.accumulator import Step
+from sae_bench_amortization.metrics.pairing import common_concept_means, defined_only
 
 
 class LatentConceptMeans:
@@ -564,17 +565,13 @@ def paired_mean(rows_by_mode: dict[str, list[dict]], key: str, what: str) -> Pai
     mode of ``rows_by_mode`` (mode → per-concept rows): a mean over different concept sets is never put
     beside another."""
     defined = {
-        mode: {row["concept"]: row[key] for row in rows if row.get(key) is not None}
+        mode: defined_only({row["concept"]: row.get(key) for row in rows})
         for mode, rows in rows_by_mode.items()
     }
-    common = set.intersection(*(set(values) for values in defined.values())) if defined else set()
-    means = {
-        mode: sum(values[c] for c in common) / len(common) if common else None
-        for mode, values in defined.items()
-    }
+    means, n_common = common_concept_means(defined)
     reason = None
-    if not common:
+    if not n_common:
         counts = ", ".join(f"{mode} {len(values)}" for mode, values in defined.items())
         reason = f"{what} is defined on no concept in every mode (concepts per mode: {counts})"
     counts = {mode: len(values) for mode, values in defined.items()}
-    return PairedMean(means, len(common), counts, reason)
+    return PairedMean(means, n_common, counts, reason)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_bench_amortization.metrics.pairing import common_concept_means
 from sae_bench_amortization.metrics.planted import planted_roles
 from sae_bench_amortization.reports.effects import effect_size
 
@@ -149,20 +150,12 @@ def _paired(
 ) -> tuple[dict[str, float | None], int]:
     """Per compared mode, the mean of ``metric`` over the concepts where every compared mode defines it
     (from their per-concept evidence), and how many concepts that is."""
-    defined = [
-        {row["concept"]: row[metric] for row in modes[mode][EVIDENCE] if _number(row.get(metric))}
-        for mode in compared
-    ]
-    common = set.intersection(*(set(values) for values in defined))
-    means = {
-        mode: (sum(values[c] for c in common) / len(common) if common else None)
-        for mode, values in zip(compared, defined, strict=True)
-    }
-    return means, len(common)
-
-
-def _number(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+    return common_concept_means(
+        {
+            mode: {row["concept"]: row.get(metric) for row in modes[mode][EVIDENCE]}
+            for mode in compared
+        }
+    )
 
 
 def _most_relief_by_25(metric: str) -> Callable[[dict[str, dict]], Outcome]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.metrics.gap import PAIRED_METRICS
+from sae_bench_amortization.metrics.pairing import common_concept_means
 from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_of, split_mode
 from sae_bench_amortization.registry import EvalEntry, discover_evals, per_mode_row_metrics
 
@@ -218,11 +219,12 @@ def pair_across_results(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(with_evidence) < len(group) or len({row["sae"] for row in group}) < 2:
             continue
         for metric, count in with_evidence[0][EVIDENCE]:
-            values = [row[EVIDENCE][(metric, count)] for row in group]
-            common = set.intersection(*(set(v) for v in values))
-            for row, defined in zip(group, values, strict=True):
-                row[metric] = sum(defined[c] for c in common) / len(common) if common else None
-                row[count] = len(common)
+            means, n_common = common_concept_means(
+                {i: row[EVIDENCE][(metric, count)] for i, row in enumerate(group)}
+            )
+            for i, row in enumerate(group):
+                row[metric] = means[i]
+                row[count] = n_common
     return rows
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from sae_bench_amortization.atomic import refuse_existing, write_text_atomic
 from sae_bench_amortization.errors import InputError
+from sae_bench_amortization.metrics.pairing import common_concept_means
 from sae_bench_amortization.registry import direction_of, discover_evals
 from sae_bench_amortization.reports.compare import (
     EVIDENCE,
@@ -113,14 +114,12 @@ def paired_means(
     baseline: dict[str, float], current: dict[str, float]
 ) -> tuple[float, float, int] | None:
     """(baseline mean, current mean, n) over the concepts both define; None when they share none."""
-    common = sorted(set(baseline) & set(current))
-    if not common:
+    means, n_common = common_concept_means({"baseline": baseline, "current": current})
+    if not n_common:
         return None
-    return (
-        sum(baseline[c] for c in common) / len(common),
-        sum(current[c] for c in common) / len(common),
-        len(common),
-    )
+    before, now = means["baseline"], means["current"]
+    assert before is not None and now is not None
+    return before, now, n_common
 
 
 def read_baseline_concepts(path: str | Path) -> dict[str, Any]:
