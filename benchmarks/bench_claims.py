@@ -6,7 +6,8 @@ probed, and a Chanin-style parent/child world) and seed, one world (``saebench s
 family's flags): training tokens [0, N) and held-out tokens [N, N + M) (``--start-token N``). Per cell
 (world, architecture, d_sae, sparsity, seed):
 
-1. ``saebench train`` (:func:`train_sae_file`): TopK or a standard L1 SAE on the training span (epochs);
+1. ``saebench train`` (:func:`train_sae_file`): TopK or a standard L1 SAE (the architectures of the world,
+   ``World.architectures``) on the training span (epochs);
 2. ``saebench run --eval amortization_gap --inference amortized semi:5 semi:25 semi:50 non_amortized
    --lambda-calibration per_mode`` on the held-out span, per :data:`VARIANTS`: the paper's plain L1 with
    the default definitions, the same under ``--protocol paper``, and the SAE's own problem
@@ -15,11 +16,12 @@ family's flags): training tokens [0, N) and held-out tokens [N, N + M) (``--star
    budgets 6,5,4,3,3,2,2,1) as published (``loca``) and scaled to the SAE's k (``loca_k``), each with its
    G = 1 control (``_g1``), all fine-tuned alike from the SAE, evaluated on the held-out span.
 
-Each finished cell is stored in ``--out``/cells/ (``--resume`` continues an interrupted run from them).
+Each finished cell is stored in ``--out``/cells/ with the settings it was made with (``--resume`` continues
+an interrupted run from the cells made with the same settings, and refuses any other).
 Writes to --out: ``cells.csv`` (one row per cell × variant × mode), ``concepts.csv.gz`` (the per-concept
 evidence: one row per cell × variant × mode × probed concept), ``outcomes.csv`` (one row per claim × unit),
-``verdicts.csv`` / ``verdicts.md``, ``worlds.md`` (each world's planted ceilings beside what the encoders
-reach), ``modes.md`` and one ``claim_<letter>.png`` per claim. ``--from-cells FILE`` redoes everything but
+``verdicts.csv`` / ``verdicts.md`` (and ``verdicts_by_world.md``, each world apart), ``worlds.md`` (each
+world's planted ceilings beside what the encoders reach), ``modes.md`` and one ``claim_<letter>.png`` per claim. ``--from-cells FILE`` redoes everything but
 the training from a ``cells.csv`` (and the ``concepts.csv.gz`` beside it, when there is one).
 
     .venv/bin/python benchmarks/bench_claims.py --out claims [--quick] [--resume] [--overwrite]
@@ -90,6 +92,8 @@ class World:
     description: str
     flags: dict = field(default_factory=dict)
     max_concepts: int = 32
+    # the SAE architectures trained in this world
+    architectures: tuple[str, ...] = ("topk", "standard")
 
 
 WORLDS = {
@@ -107,6 +111,10 @@ WORLDS = {
         {"n_hierarchies": 10, "branching": 20, "child_share": 0.08, "mutually_exclusive": 1.0,
          "n_composites": 0, "p_max": 0.3},
         max_concepts=10,
+        # TopK only: at the grid's L1 coefficients a standard SAE here is dense (coefficient 0.2: L0 53 of
+        # 256, every latent on more than 10% of tokens), and exact sparse coding at that density takes
+        # 7.7 s per 1,000 tokens on 2 cores, over 20 minutes per cell
+        architectures=("topk",),
     ),
 }  # fmt: skip
 
@@ -153,6 +161,7 @@ class Grid:
             for world in self.worlds
             for seed in self.seeds
             for point in topk + standard
+            if point[0] in WORLDS[world].architectures
         ]
 
 
@@ -357,28 +366,64 @@ def run_cell(cell: tuple, grid: Grid, files: WorldFiles, work: Path) -> dict:
 
 
 def stored_cells(store: Path, grid: Grid, resume: bool) -> dict[str, dict]:
-    """The cells a --resume'd run already has (name → {"rows", "concepts"}); checks the store was made by
-    this grid."""
-    signature = store / "grid.json"
+    """The cells of ``grid`` a --resume'd run already has (name → {"rows", "concepts", ...}). A stored cell
+    is reused only when it was made with the same settings (its own ``signature``; for a cell stored
+    without one, the settings of the store's ``grid.json``); any other is refused. Stored cells outside
+    ``grid`` are left alone."""
+    first_grid = store / "grid.json"
     if not resume:
         return {}
-    if not signature.is_file():
+    if not first_grid.is_file():
         raise InputError(f"--resume: no earlier run in {store} (no grid.json)")
-    if json.loads(signature.read_text()) != json.loads(json.dumps(grid_signature(grid))):
-        raise InputError(f"--resume: {store} holds cells of another grid: drop --resume")
-    return {
-        path.stem: json.loads(path.read_text())
-        for path in store.glob("*.json")
-        if path != signature
-    }
+    started_with = json.loads(first_grid.read_text())
+    done = {}
+    for cell in grid.cells():
+        path = store / f"{cell_name(cell)}.json"
+        if not path.is_file():
+            continue
+        stored = json.loads(path.read_text())
+        made_with = stored.get("signature") or cell_signature(started_with, cell)
+        if made_with != cell_signature(grid_signature(grid), cell):
+            raise InputError(
+                f"--resume: {path} holds cells of another grid (other settings): drop --resume"
+            )
+        done[cell_name(cell)] = stored
+    return done
 
 
 def grid_signature(grid: Grid) -> dict:
-    """What makes a stored cell valid: the grid, its worlds' flags, and the variants' settings."""
-    return dataclasses.asdict(grid) | {
-        "worlds_flags": {world: dataclasses.asdict(WORLDS[world]) for world in grid.worlds},
-        "variants_settings": {name: dataclasses.asdict(VARIANTS[name]) for name in grid.variants},
-    }
+    """What makes a stored cell valid: the grid, its worlds' flags, and the variants' settings (as JSON)."""
+    return json.loads(
+        json.dumps(
+            dataclasses.asdict(grid)
+            | {
+                "worlds_flags": {world: dataclasses.asdict(WORLDS[world]) for world in grid.worlds},
+                "variants_settings": {
+                    name: dataclasses.asdict(VARIANTS[name]) for name in grid.variants
+                },
+            }
+        )
+    )
+
+
+def cell_signature(signature: dict, cell: tuple) -> dict | None:
+    """The settings one cell was made with, taken from a grid's signature (:func:`grid_signature`): its
+    world's flags and probed concepts, the token spans, epochs, LocA's tokens and the variants' settings;
+    None when ``signature`` does not describe the cell."""
+    world = cell[0]
+    try:
+        world_flags = signature["worlds_flags"][world]
+        return {
+            "cell": list(cell),
+            "world": {"flags": world_flags["flags"], "max_concepts": world_flags["max_concepts"]},
+            **{
+                key: signature[key]
+                for key in ("train_tokens", "epochs", "eval_tokens", "loca_tokens")
+            },
+            "variants_settings": signature["variants_settings"],
+        }
+    except (KeyError, TypeError):
+        return None
 
 
 def measure(grid: Grid, store: Path, resume: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -386,7 +431,9 @@ def measure(grid: Grid, store: Path, resume: bool) -> tuple[pd.DataFrame, pd.Dat
     written to ``store``. (cells: one row per cell × variant × mode; concepts: the evidence.)"""
     done = stored_cells(store, grid, resume)
     store.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(store / "grid.json", json.dumps(grid_signature(grid), indent=1))
+    if not (store / "grid.json").is_file():
+        # the grid the store was started with: the settings of cells stored without their own signature
+        write_text_atomic(store / "grid.json", json.dumps(grid_signature(grid), indent=1))
     cells = grid.cells()
     print(
         f"{len(cells)} cells, {sum(cell_name(c) in done for c in cells)} already measured",
@@ -402,6 +449,7 @@ def measure(grid: Grid, store: Path, resume: bool) -> tuple[pd.DataFrame, pd.Dat
             if (world, seed) not in worlds:
                 worlds[(world, seed)] = world_files(world, seed, grid, work)
             measured = run_cell(cell, grid, worlds[(world, seed)], work)
+            measured["signature"] = cell_signature(grid_signature(grid), cell)
             write_text_atomic(store / f"{cell_name(cell)}.json", json.dumps(measured))
             done[cell_name(cell)] = measured
             nmse = ", ".join(
@@ -437,10 +485,22 @@ def write_report(cells: pd.DataFrame, concepts: pd.DataFrame | None, out: Path) 
     write_text_atomic(out / "outcomes.csv", outcomes.to_csv(index=False))
     write_text_atomic(out / "verdicts.csv", table.to_csv(index=False))
     write_text_atomic(out / "verdicts.md", verdict_markdown(table))
+    write_text_atomic(out / "verdicts_by_world.md", verdicts_by_world_markdown(outcomes))
     write_text_atomic(out / "worlds.md", world_summary_markdown(world_summary(cells, concepts)))
     write_text_atomic(out / "modes.md", mode_means_markdown(mode_means(cells)))
     plot_claims(outcomes, out)
     return table
+
+
+def verdicts_by_world_markdown(outcomes: pd.DataFrame) -> str:
+    """The verdicts of each world apart (its seeds the clusters): a claim may hold where the planted
+    structure lets it show and not elsewhere."""
+    parts = []
+    for world in dict.fromkeys(outcomes["world"]):
+        described = WORLDS[world].description if world in WORLDS else "a world of an older grid"
+        table = verdicts(outcomes.loc[outcomes["world"] == world])
+        parts.append(f"## {world}: {described}\n\n{verdict_markdown(table)}")
+    return "\n".join(parts)
 
 
 def read_cells(path: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:

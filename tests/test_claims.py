@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -326,6 +327,9 @@ def test_quick_grid_runs_and_its_verdicts_follow_from_the_cells_it_prints(quick_
     assert written["median"].tolist() == pytest.approx(recomputed["median"].tolist(), nan_ok=True)
     assert verdict_markdown(recomputed) in done.stdout
     assert (out / "verdicts.md").read_text() == verdict_markdown(recomputed)
+    # one world here: its own verdicts are the pooled ones
+    assert (out / "verdicts_by_world.md").read_text().startswith("## default: ")
+    assert verdict_markdown(recomputed) in (out / "verdicts_by_world.md").read_text()
     for letter in ("a", "b", "c", "d", "e", "f", "g", "truth"):
         assert (out / f"claim_{letter}.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -360,11 +364,24 @@ def test_quick_grid_refuses_to_overwrite_and_redoes_verdicts_from_cells(
     assert code == 0, err[-2000:]
     assert "6 cells, 6 already measured" in printed
     assert (out / "verdicts.md").read_text() == before
+    # a stored cell made with other settings is refused, before anything is measured: by its own
+    # signature, or (a cell stored without one) by the grid.json its store was started with
     other = tmp_path / "other"
     (other / "cells").mkdir(parents=True)
+    stored = next(p for p in sorted((out / "cells").glob("*.json")) if p.name != "grid.json")
+    cell = json.loads(stored.read_text())
+    assert cell["signature"]["cell"][0] == "default"
+    (other / "cells" / "grid.json").write_text((out / "cells" / "grid.json").read_text())
+    cell["signature"]["eval_tokens"] += 1
+    (other / "cells" / stored.name).write_text(json.dumps(cell))
+    code, _, err = bench(monkeypatch, capsys, "--quick", "--out", other, "--resume")
+    assert code == 2 and err.count("\n") == 1 and "another grid" in err and stored.name in err
+    del cell["signature"]
+    (other / "cells" / stored.name).write_text(json.dumps(cell))
     (other / "cells" / "grid.json").write_text('{"seeds": [9]}')
     code, _, err = bench(monkeypatch, capsys, "--quick", "--out", other, "--resume")
     assert code == 2 and err.count("\n") == 1 and "another grid" in err
+    assert {p.name for p in (other / "cells").iterdir()} == {"grid.json", stored.name}
 
 
 def test_world_summary_puts_the_planted_ceiling_beside_what_the_encoder_reaches():
