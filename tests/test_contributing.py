@@ -117,7 +117,16 @@ def saebench(root, *args):
     )  # fmt: skip
 
 
-def test_a_toy_eval_from_another_distribution(tmp_path, planted, monkeypatch):
+def in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """``saebench`` in this interpreter (the toy's folder already on sys.path), like :func:`saebench`."""
+    from sae_bench_amortization.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+
+def test_a_toy_eval_from_another_distribution(tmp_path, planted, monkeypatch, capsys):
     toy = tmp_path / "toy"
     toy.mkdir()
     toy_distribution(toy)
@@ -153,25 +162,34 @@ def test_a_toy_eval_from_another_distribution(tmp_path, planted, monkeypatch):
     )
     assert amortized["eval_config"]["scale"] == 2.0
     assert json.loads(files[1].read_text())["eval_config"]["l1_coefficient"] == 0.1
-    assert "skipping" in saebench(toy, *run, "--toy-scale", "2").stdout  # the runner's skip
+
+    # the rest in this interpreter, with the toy's distribution on sys.path as the subprocesses had it
+    # (a fresh interpreter per command costs seconds of imports and proves no more)
+    monkeypatch.syspath_prepend(str(toy))
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    monkeypatch.chdir(toy)
+
+    assert "skipping" in in_process(capsys, *run, "--toy-scale", "2").stdout  # the runner's skip
 
     baseline = tmp_path / "baseline.json"
-    assert saebench(toy, "regress", "--results", out, "--write-baseline", baseline).returncode == 0
-    worse = saebench(toy, *run, "--toy-scale", "3", "--force-rerun")
+    assert (
+        in_process(capsys, "regress", "--results", out, "--write-baseline", baseline).returncode
+        == 0
+    )
+    worse = in_process(capsys, *run, "--toy-scale", "3", "--force-rerun")
     assert worse.returncode == 0, worse.stderr
-    regress = saebench(toy, "regress", "--results", out, "--baseline", baseline)
+    regress = in_process(capsys, "regress", "--results", out, "--baseline", baseline)
     assert regress.returncode == 1, regress.stdout + regress.stderr  # higher energy is worse
     assert "energy" in regress.stdout and "worse" in regress.stdout
-    saebench(toy, *run, "--toy-scale", "1", "--force-rerun")
-    better = saebench(toy, "regress", "--results", out, "--baseline", baseline)
+    in_process(capsys, *run, "--toy-scale", "1", "--force-rerun")
+    better = in_process(capsys, "regress", "--results", out, "--baseline", baseline)
     assert better.returncode == 0 and "better" in better.stdout, better.stdout
 
     # compare's plots: the metric gets its own pathologies panel, titled by its declared label
     summary = tmp_path / "summary"
-    compared = saebench(toy, "compare", out, "--out", summary)
+    compared = in_process(capsys, "compare", out, "--out", summary)
     assert compared.returncode == 0, compared.stderr
     assert (summary / "pathologies_by_mode.png").read_bytes()[:4] == b"\x89PNG"
-    monkeypatch.syspath_prepend(str(toy))  # the toy's distribution, as the subprocesses see it
     from sae_bench_amortization.registry import discover_evals, facts_by_column
     from sae_bench_amortization.reports.compare import load_results
     from sae_bench_amortization.reports.plots import per_sae_and_mode, plot_pathologies
