@@ -152,6 +152,7 @@ class Grid:
     eval_tokens: int  # the held-out span [train_tokens, train_tokens + eval_tokens)
     loca_tokens: int  # fine-tuning tokens of LocA and its control
     variants: tuple[str, ...] = tuple(VARIANTS)
+    calibration_tokens: int | None = None  # tokens λ is calibrated on (None: saebench's default)
 
     def cells(self) -> list[tuple[str, str, int, float, int]]:
         topk = [("topk", d, float(k)) for d in self.topk_d_sae for k in self.topk_k if k <= d]
@@ -189,6 +190,7 @@ GRIDS = {
         epochs=8,
         eval_tokens=2_000,
         loca_tokens=4_000,
+        calibration_tokens=1_000,
     ),
 }
 
@@ -258,7 +260,13 @@ def mode_rows(result_file: Path, ceilings: dict[str, float]) -> tuple[dict[str, 
 
 
 def amortization_gap_file(
-    sae_path: Path, name: str, files: WorldFiles, output: Path, objective: str, protocol: str
+    sae_path: Path,
+    name: str,
+    files: WorldFiles,
+    output: Path,
+    objective: str,
+    protocol: str,
+    calibration_tokens: int | None = None,
 ) -> Path:
     """``saebench run --eval amortization_gap`` with every mode on the held-out span under ``objective``
     and ``protocol``'s definitions (λ per mode for the L1 objectives; k_sparse has none): its result."""
@@ -267,6 +275,7 @@ def amortization_gap_file(
         modes_given=True,
         lambda_calibration=None if objective == "k_sparse" else "per_mode",
         objective=objective,  # type: ignore[arg-type]  (checked by InferenceSettings)
+        **({"calibration_tokens": calibration_tokens} if calibration_tokens else {}),
     )
     config = AmortizationGapEvalConfig(
         protocol=protocol, max_concepts=files.max_concepts, modes=list(AMORTIZATION_ORDER)
@@ -352,7 +361,7 @@ def run_cell(cell: tuple, grid: Grid, files: WorldFiles, work: Path) -> dict:
         settings = VARIANTS[variant]
         result = amortization_gap_file(
             folder / "sae", cell_name(cell), files, folder / f"results_{variant}",
-            settings.objective[architecture], settings.protocol,
+            settings.objective[architecture], settings.protocol, grid.calibration_tokens,
         )  # fmt: skip
         modes, evidence = mode_rows(result, files.ceilings)
         if saes:
@@ -383,12 +392,20 @@ def stored_cells(store: Path, grid: Grid, resume: bool) -> dict[str, dict]:
             continue
         stored = json.loads(path.read_text())
         made_with = stored.get("signature") or cell_signature(started_with, cell)
-        if made_with != cell_signature(grid_signature(grid), cell):
+        if not same_settings(made_with, cell_signature(grid_signature(grid), cell)):
             raise InputError(
                 f"--resume: {path} holds cells of another grid (other settings): drop --resume"
             )
         done[cell_name(cell)] = stored
     return done
+
+
+def same_settings(stored: dict | None, current: dict | None) -> bool:
+    """Two cell signatures agree; a setting one of them lacks (added to :class:`Grid` since) counts as its
+    default, None."""
+    if stored is None or current is None:
+        return False
+    return all(stored.get(key) == current.get(key) for key in stored.keys() | current.keys())
 
 
 def grid_signature(grid: Grid) -> dict:
@@ -408,18 +425,18 @@ def grid_signature(grid: Grid) -> dict:
 
 def cell_signature(signature: dict, cell: tuple) -> dict | None:
     """The settings one cell was made with, taken from a grid's signature (:func:`grid_signature`): its
-    world's flags and probed concepts, the token spans, epochs, LocA's tokens and the variants' settings;
-    None when ``signature`` does not describe the cell."""
+    world's flags and probed concepts, the grid's settings other than the lists it enumerates cells from
+    (a setting a grid's signature lacks counts as its default, None) and the variants' settings; None
+    when ``signature`` does not describe the cell."""
     world = cell[0]
+    enumerated = {"worlds", "seeds", "topk_d_sae", "topk_k", "standard_d_sae", "l1_coefficients"}
+    settings = [f.name for f in dataclasses.fields(Grid) if f.name not in enumerated | {"variants"}]
     try:
         world_flags = signature["worlds_flags"][world]
         return {
             "cell": list(cell),
             "world": {"flags": world_flags["flags"], "max_concepts": world_flags["max_concepts"]},
-            **{
-                key: signature[key]
-                for key in ("train_tokens", "epochs", "eval_tokens", "loca_tokens")
-            },
+            **{key: signature.get(key) for key in settings},
             "variants_settings": signature["variants_settings"],
         }
     except (KeyError, TypeError):
@@ -485,20 +502,22 @@ def write_report(cells: pd.DataFrame, concepts: pd.DataFrame | None, out: Path) 
     write_text_atomic(out / "outcomes.csv", outcomes.to_csv(index=False))
     write_text_atomic(out / "verdicts.csv", table.to_csv(index=False))
     write_text_atomic(out / "verdicts.md", verdict_markdown(table))
-    write_text_atomic(out / "verdicts_by_world.md", verdicts_by_world_markdown(outcomes))
+    write_text_atomic(out / "verdicts_by_world.md", verdicts_by_world_markdown(outcomes, table))
     write_text_atomic(out / "worlds.md", world_summary_markdown(world_summary(cells, concepts)))
     write_text_atomic(out / "modes.md", mode_means_markdown(mode_means(cells)))
     plot_claims(outcomes, out)
     return table
 
 
-def verdicts_by_world_markdown(outcomes: pd.DataFrame) -> str:
+def verdicts_by_world_markdown(outcomes: pd.DataFrame, pooled: pd.DataFrame) -> str:
     """The verdicts of each world apart (its seeds the clusters): a claim may hold where the planted
     structure lets it show and not elsewhere."""
     parts = []
-    for world in dict.fromkeys(outcomes["world"]):
+    worlds = list(dict.fromkeys(outcomes["world"]))
+    for world in worlds:
         described = WORLDS[world].description if world in WORLDS else "a world of an older grid"
-        table = verdicts(outcomes.loc[outcomes["world"] == world])
+        # one world: its verdicts are the pooled ones
+        table = pooled if len(worlds) == 1 else verdicts(outcomes.loc[outcomes["world"] == world])
         parts.append(f"## {world}: {described}\n\n{verdict_markdown(table)}")
     return "\n".join(parts)
 
