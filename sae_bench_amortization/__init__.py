@@ -1,6 +1,7 @@
 """sae-bench-amortization: what the amortized encoder of a sparse autoencoder costs, as SAEBench evals.
 
-``sae_bench_amortization.run(...)`` is ``saebench run`` as a library call (see :mod:`.api`). Importing the
+``sae_bench_amortization.run(...)`` is ``saebench run`` as a library call (see :mod:`.api`);
+``sae_bench_amortization.report(...)`` is ``saebench report``. Importing the
 package registers its SAE-Lens architectures (``"ista_refined"``, ``"loca"``): right away when SAE-Lens is
 already imported, else as soon as it is.
 """
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 # the library entry point and its settings, imported on first use (the CLI's start-up stays fast)
 _LAZY = {
     "run": "sae_bench_amortization.api",
+    "report": "sae_bench_amortization.reports.html_page",
     "RunResult": "sae_bench_amortization.api",
     "SAESelection": "sae_bench_amortization.sources.selection",
     "SourceSettings": "sae_bench_amortization.sources.selection",

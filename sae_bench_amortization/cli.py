@@ -97,6 +97,8 @@ def _run_args(run: argparse.ArgumentParser, registry: Registry) -> None:
         ("--device", "cuda when available, else cpu"), ("--dtype", "SAE dtype", DTYPES),
         ("--batch-size=B", "tokens per chunk (4096)", POS, 4096), ("--seed", "(42)", INT, 42),
         ("--force-rerun", "recompute results that already exist", {"action": "store_true"}),
+        ("--report", "then write OUTPUT_DIR/report.html (saebench report; replaces its own earlier page)",
+         FLAG),
         ("--inference=MODE", f"{requestable}; repeatable (default amortized)", {"action": "append"}),
         ("--l1-coefficient=X", "λ of ½‖x − decode(z)‖² + λ‖z‖₁ (default: calibrated per SAE)", FLOAT),
         ("--objective", "the problem semi:T and non_amortized solve: l1 (the paper's), l1_decoder_norm "
@@ -158,6 +160,10 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     compare = add("compare", help="result files → summary.csv / .md and plots")
     compare.add_argument("results_dir", metavar="RESULTS_DIR", help="an --output-dir of 'run'")
     _options(compare, None, ("--out=DIR", "where to write (RESULTS_DIR/summary)"))
+    report = add("report", help="result files → one self-contained HTML page")
+    report.add_argument("results_dir", metavar="RESULTS_DIR", help="an --output-dir of 'run'")
+    _options(report, None, ("--out=FILE", f"the page to write (RESULTS_DIR/{'report.html'})"),
+             ("--baseline=FILE", "a regress baseline: its table on the page"))  # fmt: skip
     regress = add("regress", help="check results against a baseline (exit 1: worse)")
     _options(
         regress, None, ("--results=DIR", "an --output-dir of 'run'", {"required": True}),
@@ -189,6 +195,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         "train",
         "train-loca",
         "compare",
+        "report",
         "regress",
         "dynamics",
     ):  # writers
@@ -232,12 +239,18 @@ def cmd_run(args: argparse.Namespace, registry: Registry) -> RunResult:
         vars(args), modes=modes.parse_modes(args.inference), modes_given=bool(args.inference),
         objective=modes.run_objective(args.objective, options.get("protocol")),
     )  # fmt: skip
+    page = _lib("reports.html_page") if args.report else None
+    if page is not None:  # checked before anything runs
+        page.check_own_page(Path(args.output_dir) / page.REPORT_NAME)
     result = _lib("api").run(args.evals, selection=_fields(args, _lib("sources.selection").SAESelection),
                              source=_source(args), inference=inference, output_dir=args.output_dir,
                              device=args.device, dtype=args.dtype, batch_size=args.batch_size, seed=args.seed,
                              force_rerun=args.force_rerun, eval_options=options, executor=args.executor,
                              ray=ray_options)  # fmt: skip
     print(_lib("reports.tables").format_summary(result.rows))
+    if page is not None and any(outcome.path is not None for _, outcome in result.rows):
+        done = page.write_report(args.output_dir, overwrite=True, registry=registry)
+        print(f"wrote {done.path} ({done.size / 1e6:.1f} MB in {done.seconds:.1f} s)")
     if result.bad_input:  # the other tasks completed; bad input still exits 2 with one line
         more = f" (and {len(result.bad_input) - 1} more tasks)" if len(result.bad_input) > 1 else ""
         raise InputError(result.bad_input[0] + more)
@@ -292,6 +305,12 @@ def cmd_compare(args: argparse.Namespace, registry: Registry) -> Done:
     return f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals); wrote {', '.join(map(str, written))}"  # fmt: skip
 
 
+def cmd_report(args: argparse.Namespace, registry: Registry) -> Done:
+    done = _lib("reports.html_page").write_report(args.results_dir, args.out, args.baseline, args.overwrite, registry)  # fmt: skip
+    skipped = f", {len(done.scan.skipped)} skipped" if done.scan.skipped else ""
+    return f"wrote {done.path} ({len(done.scan.files)} result files{skipped}; {done.size / 1e6:.1f} MB in {done.seconds:.1f} s)"  # fmt: skip
+
+
 def cmd_regress(args: argparse.Namespace, registry: Registry) -> Done:
     regress = _lib("reports.regress")
     if args.write_baseline is not None:
@@ -311,6 +330,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Registry], Done]] = {
     "train": cmd_train,
     "train-loca": cmd_train_loca,
     "compare": cmd_compare,
+    "report": cmd_report,
     "regress": cmd_regress,
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up and the two jobs of this repository, on a fresh machine:
 #   bash scripts/dev.sh demo   create .venv, install, run the main job on the embedded offline default
+#                              (and write its page, eval_results/report.html)
 #   bash scripts/dev.sh test   create .venv if missing, install, run the whole test suite
 # TORCH_SPEC picks the torch build (default torch==2.13.0, the CPU build; on a GPU box e.g. TORCH_SPEC=torch).
 set -euo pipefail
@@ -29,7 +30,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
 fi
 
 case "${1:-}" in
-  demo) shift; exec .venv/bin/saebench run --eval amortization_gap "$@" ;;
+  demo) shift; exec .venv/bin/saebench run --eval amortization_gap --report "$@" ;;
   # two workers (pytest-xdist), each file whole on one of them, the longest first (tests/conftest.py)
   test) shift; exec .venv/bin/python -m pytest -q -n 2 --durations=15 "$@" ;;
   install) ;;

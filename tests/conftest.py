@@ -51,7 +51,7 @@ def _isolated_cache(tmp_path_factory):
 # so its module fixtures are built once; the files that read the synthetic world's session fixtures form
 # one group (one worker builds them); the groups start longest first (times from ``pytest --durations=0``
 # on 2 cores), so that the two workers finish together.
-SYNTHETIC_WORLD = ("test_amortization_gap", "test_ground_truth", "test_synthetic")
+SYNTHETIC_WORLD = ("test_amortization_gap", "test_ground_truth", "test_synthetic", "test_report")
 LONGEST_FIRST = (
     "synthetic_world",
     "test_ci_example",

@@ -877,6 +877,25 @@ CASES.update(
             lambda ws: ["compare", str(ws.out), "--out", str(ws.out)],
             ["--out", "contains RESULTS_DIR"],
         ),
+        "report: a results folder without result files": (
+            lambda ws: ["report", str(_empty_folder(ws)), "--out", str(ws.root / "page.html")],
+            ["no result files"],
+        ),
+        "report: --out is a folder": (
+            lambda ws: ["report", str(ws.out), "--out", str(_empty_folder(ws))],
+            ["is a folder"],
+        ),
+        "report: --baseline that does not exist": (
+            lambda ws: [
+                "report",
+                str(ws.out),
+                "--out",
+                str(ws.root / "page_b.html"),
+                "--baseline",
+                str(ws.root / "no_baseline.json"),
+            ],  # fmt: skip
+            ["baseline not found"],
+        ),
         "run: --device that torch does not know": (
             lambda ws: ws.run("--device", "tpu"),
             ["--device 'tpu' is not a torch device"],
@@ -891,6 +910,12 @@ CASES.update(
         ),
     }
 )
+
+
+def _empty_folder(ws) -> Path:
+    folder = ws.root / "no_results"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def test_the_catalogue_has_at_least_30_cases():

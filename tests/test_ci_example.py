@@ -105,3 +105,5 @@ def test_the_ci_example_runs_offline_on_cached_releases(offline, tmp_path):  # n
     assert regress.returncode == 0, regress.stdout[-3000:] + regress.stderr[-3000:]
     assert " 0 worse" in regress.stdout, regress.stdout[-3000:]
     assert (tmp_path / "eval_results" / "summary").is_dir()
+    page = (tmp_path / "eval_results" / "report.html").read_text()
+    assert "Against the baseline" in page and 'id="regress"' in page

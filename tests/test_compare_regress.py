@@ -149,7 +149,7 @@ def test_example_workflow_commands_parse_and_the_ci_baseline_reads():
     commands = [
         line.strip() for line in script.splitlines() if line.strip().startswith("saebench ")
     ]
-    assert {shlex.split(c)[1] for c in commands} == {"run", "compare", "regress"}
+    assert {shlex.split(c)[1] for c in commands} == {"run", "compare", "report", "regress"}
     for command in commands:
         build_parser().parse_args(shlex.split(command)[1:])  # exits (SystemExit) on a bad flag
     baseline = read_baseline(root / ".ci" / "baseline.json")

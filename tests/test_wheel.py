@@ -124,10 +124,13 @@ def test_installed_wheel_lists_and_runs_the_main_job(site, tmp_path):
 
     out = tmp_path / "out"
     run = _run(
-        "-m", CLI_MODULE, "run", "--eval", "amortization_gap", "--output-dir", str(out),
+        "-m", CLI_MODULE, "run", "--eval", "amortization_gap", "--output-dir", str(out), "--report",
         cwd=work, env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
+    # the main job's page, from the installed wheel (plotly's script inlined)
+    page = (out / "report.html").read_text()
+    assert '<meta name="generator" content="saebench report">' in page and "Plotly" in page
     results = sorted((out / "amortization_gap").glob("*_eval_results.json"))
     assert results, f"no result file under {out}: {run.stdout}"
     for result in results:

@@ -28,6 +28,7 @@ from sae_bench_amortization.metrics.concepts import (
 from sae_bench_amortization.metrics.firing import Firing
 from sae_bench_amortization.metrics.ground_truth import GroundTruth
 from sae_bench_amortization.metrics.objective import Objective, ObjectiveOnSupport, Timing
+from sae_bench_amortization.metrics.pairing import PAIRED_METRICS
 from sae_bench_amortization.metrics.paper import DEFINITIONS, PAPER_MAX_TOKENS, PaperProtocol
 from sae_bench_amortization.metrics.reconstruction import NO_VARIANCE, Reconstruction
 from sae_bench_amortization.metrics.refit import RefitReconstruction
@@ -237,14 +238,6 @@ GAP_PROTOCOLS: dict[str, type[GapMetrics]] = {
     "default": DefaultGapMetrics,
     "paper": PaperGapMetrics,
 }
-
-
-# concept-averaged metrics of a mode row: (key, the concept rows it comes from, its count, its name)
-PAIRED_METRICS = (
-    ("delta_f1", "splitting", "n_concepts_delta_f1", "ΔF1"),
-    ("absorption_rate", "absorption", "n_concepts_absorption", "the conditional absorption rate"),
-    ("full_absorption_rate", "absorption", "n_concepts_full_absorption", "full absorption"),
-)
 
 
 SPLITTING_KEYS = ("f1_at_1", "f1_at_2", "delta_f1", "top_latents", "n_positives")

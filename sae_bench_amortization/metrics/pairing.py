@@ -9,6 +9,13 @@ from typing import TypeGuard, TypeVar
 
 Side = TypeVar("Side", bound=Hashable)
 
+# concept-averaged metrics of a mode row: (key, the concept rows it comes from, its count, its name)
+PAIRED_METRICS = (
+    ("delta_f1", "splitting", "n_concepts_delta_f1", "ΔF1"),
+    ("absorption_rate", "absorption", "n_concepts_absorption", "the conditional absorption rate"),
+    ("full_absorption_rate", "absorption", "n_concepts_full_absorption", "full absorption"),
+)
+
 
 def is_defined(value: object) -> TypeGuard[int | float]:
     """A measured number: not None, not NaN (a metric that cannot be measured is undefined, not 0)."""

@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from sae_bench_amortization.errors import InputError
-from sae_bench_amortization.metrics.gap import PAIRED_METRICS
-from sae_bench_amortization.metrics.pairing import common_concept_means
+from sae_bench_amortization.metrics.pairing import PAIRED_METRICS, common_concept_means
 from sae_bench_amortization.modes import KINDS, is_mode_name, mode_order, role_of, split_mode
 from sae_bench_amortization.registry import EvalEntry, discover_evals, per_mode_row_metrics
 
