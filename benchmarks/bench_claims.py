@@ -426,8 +426,8 @@ def grid_signature(grid: Grid) -> dict:
 def cell_signature(signature: dict, cell: tuple) -> dict | None:
     """The settings one cell was made with, taken from a grid's signature (:func:`grid_signature`): its
     world's flags and probed concepts, the grid's settings other than the lists it enumerates cells from
-    (a setting a grid's signature lacks counts as its default, None) and the variants' settings; None
-    when ``signature`` does not describe the cell."""
+    (those the signature holds: :func:`same_settings` reads a missing one as None) and the variants'
+    settings; None when ``signature`` does not describe the cell."""
     world = cell[0]
     enumerated = {"worlds", "seeds", "topk_d_sae", "topk_k", "standard_d_sae", "l1_coefficients"}
     settings = [f.name for f in dataclasses.fields(Grid) if f.name not in enumerated | {"variants"}]
@@ -436,7 +436,7 @@ def cell_signature(signature: dict, cell: tuple) -> dict | None:
         return {
             "cell": list(cell),
             "world": {"flags": world_flags["flags"], "max_concepts": world_flags["max_concepts"]},
-            **{key: signature.get(key) for key in settings},
+            **{key: signature[key] for key in settings if key in signature},
             "variants_settings": signature["variants_settings"],
         }
     except (KeyError, TypeError):

@@ -267,6 +267,33 @@ def note_sources(frame: pd.DataFrame) -> str | None:
     )
 
 
+def read_result_file(
+    path: Path, registry: Mapping[str, EvalEntry] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One ``*_eval_results.json`` → (its JSON, its rows: :func:`rows_of_result`); MalformedResult saying
+    why when it is not a readable SAEBench result (``load_results`` refuses the folder with it, ``report``
+    lists the file as skipped)."""
+    try:
+        data = json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise MalformedResult("unreadable result file (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedResult(
+            f"unreadable result file (not JSON: {exc.msg} at line {exc.lineno})"
+        ) from None
+    except (OSError, RecursionError) as exc:
+        raise MalformedResult(f"unreadable result file ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise MalformedResult("not a SAEBench result file (a JSON object is expected)")
+    stem = path.name.removesuffix("_eval_results.json")
+    try:
+        return data, rows_of_result(data, stem, registry)
+    except MalformedResult:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a foreign JSON's shape
+        raise MalformedResult(f"not a SAEBench result file ({type(exc).__name__}: {exc})") from None
+
+
 def iter_result_files(results_dir: Path) -> Iterator[Path]:
     yield from sorted(results_dir.rglob("*_eval_results.json"))
 
@@ -292,13 +319,7 @@ def load_results(
     source: dict[tuple[str, str, str], Path] = {}
     for path in iter_result_files(results_dir):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise InputError(f"{path}: unreadable result file ({type(exc).__name__})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: not a SAEBench result file")
-        try:
-            found = rows_of_result(data, path.name.removesuffix("_eval_results.json"), registry)
+            data, found = read_result_file(path, registry)
         except MalformedResult as exc:
             raise InputError(f"{path}: {exc}") from None
         for row in found:

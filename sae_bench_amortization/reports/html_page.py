@@ -56,22 +56,24 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def _table(
-    header: Iterable[str], rows: Iterable[Iterable[str]], table_id: str = "", sortable: bool = False
+    header: Iterable[str],
+    rows: Iterable[Iterable[str]],
+    table_id: str = "",
+    sortable: bool = False,
+    row_attrs: list[str] | None = None,
 ) -> str:
-    """A table from already-escaped cell markup (``<td ...>...</td>`` per cell)."""
+    """A table from already-escaped cell markup (``<td ...>...</td>`` per cell); ``row_attrs``: each
+    row's attributes, already escaped."""
     classes = ' class="sortable-table"' if sortable else ""
     ident = f' id="{_e(table_id)}"' if table_id else ""
     head = "".join(header)
-    body = "\n".join(f"<tr{_row_attrs(cells)}>{''.join(cells)}</tr>" for cells in map(list, rows))
+    rows = list(rows)
+    attrs = row_attrs or [""] * len(rows)
+    body = "\n".join(
+        f"<tr{' ' + a if a else ''}>{''.join(cells)}</tr>"
+        for a, cells in zip(attrs, rows, strict=True)
+    )
     return f"<table{ident}{classes}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
-
-
-def _row_attrs(cells: list[str]) -> str:
-    # a row's attributes ride on a first pseudo-cell "<!--attrs ...-->" when given
-    if cells and cells[0].startswith("<!--attrs "):
-        attrs = cells.pop(0)[len("<!--attrs ") : -len("-->")]
-        return f" {attrs}"
-    return ""
 
 
 def _th(text: str, title: str = "", cls: str = "") -> str:
@@ -106,15 +108,16 @@ def overview_html(view: dict[str, Any]) -> str:
     header = [_th("SAE", cls="text"), _th("mode", cls="text"), _th("protocol", cls="text"),
               _th("problem", "the problem the modes solved (--objective)", "text"), _th("λ", "the L1 penalty of the mode's codes")]  # fmt: skip
     header += [_th(c["label"], f"{c['key']}: {c['title']}") for c in columns]
-    rows = []
+    rows, attrs = [], []
     for row in view["rows"]:
         settings = row["settings"]
         text = f"{row['sae']} {row['mode']}".lower()
         lam = settings.get("l1_coefficient")
-        cells = [
-            f'<!--attrs data-filter="{_e(text)}" data-sae="{_e(row["sae"])}" data-mode="{_e(row["mode"])}"'
+        attrs.append(
+            f'data-filter="{_e(text)}" data-sae="{_e(row["sae"])}" data-mode="{_e(row["mode"])}"'
             + (' class="encoder"' if row["encoder"] else "")
-            + "-->",
+        )
+        cells = [
             _td(row["sae"], row["sae"], "text"),
             _td(row["mode"], row["mode"], "text"),
             _td(settings.get("protocol") or "–", settings.get("protocol"), "text"),
@@ -135,7 +138,7 @@ def overview_html(view: dict[str, Any]) -> str:
     search = (
         '<input class="filter" data-table="overview" placeholder="filter SAE / mode" size="40">'
     )
-    table = _table(header, rows, "overview", sortable=True)
+    table = _table(header, rows, "overview", sortable=True, row_attrs=attrs)
     return f'{legend}{search}<div class="wide">{table}</div>'
 
 

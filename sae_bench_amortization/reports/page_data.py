@@ -73,10 +73,10 @@ def null_reasons(files: list[ResultFile]) -> dict[tuple[str, str], dict[str, str
     reasons: dict[tuple[str, str], dict[str, str]] = {}
     for result in files:
         details = result.data.get("eval_result_details")
+        sae = result.rows[0]["sae"] if result.rows else ""
         for detail in details if isinstance(details, list) else []:
             undefined = detail.get("undefined") if isinstance(detail, dict) else None
             if isinstance(undefined, dict) and "mode" in detail:
-                sae = result.rows[0]["sae"] if result.rows else ""
                 found = reasons.setdefault((sae, str(detail["mode"])), {})
                 found.update({str(k): str(v) for k, v in undefined.items()})
     return reasons
@@ -104,19 +104,19 @@ def overview(scan: Scan, registry: Mapping[str, EvalEntry]) -> dict[str, Any]:
     rows = []
     for sae, rows_of_sae in table.groupby("sae", sort=False):
         encoder = encoder_of([str(m) for m in rows_of_sae["mode"]])
-        base = rows_of_sae.loc[rows_of_sae["mode"] == encoder]
-        for record in rows_of_sae.to_dict("records"):
+        records = rows_of_sae.to_dict("records")
+        base = next((r for r in records if r["mode"] == encoder), {})
+        for record in records:
             why = reasons.get((str(sae), str(record["mode"])), {})
             cells = {}
             for column in columns:
                 key = column["key"]
                 value = _json_number(record.get(key))
-                against = _json_number(base[key].iloc[0]) if len(base) and key in base else None
                 cells[key] = {
                     "value": value,
                     "judged": ""
                     if record["mode"] == encoder
-                    else judgement(value, against, column["direction"]),
+                    else judgement(value, _json_number(base.get(key)), column["direction"]),
                     "why": None if value is not None else why.get(key, "not measured in this mode"),
                 }
             rows.append(

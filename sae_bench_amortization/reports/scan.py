@@ -4,7 +4,6 @@ what it skipped and shows the rest."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from sae_bench_amortization.reports.compare import (
     KEY_COLUMNS,
     MalformedResult,
     iter_result_files,
-    rows_of_result,
+    read_result_file,
 )
 
 
@@ -58,20 +57,6 @@ class Scan:
         return frame.drop(columns="_order").reset_index(drop=True)
 
 
-def _why_unreadable(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text"
-    except json.JSONDecodeError as exc:
-        return None, f"not JSON ({exc.msg} at line {exc.lineno})"
-    except (OSError, RecursionError) as exc:
-        return None, f"unreadable ({type(exc).__name__})"
-    if not isinstance(data, dict):
-        return None, "not a SAEBench result (a JSON object is expected)"
-    return data, None
-
-
 def scan_results(results_dir: str | Path, registry: Mapping[str, EvalEntry]) -> Scan:
     """Every ``*_eval_results.json`` under ``results_dir``: read, or skipped with the reason (malformed,
     foreign, or a second result for an SAE, eval and mode already read). InputError when the folder does
@@ -86,17 +71,10 @@ def scan_results(results_dir: str | Path, registry: Mapping[str, EvalEntry]) -> 
         raise InputError(f"no result files (*_eval_results.json) under {results_dir}")
     for path in paths:
         shown = str(path.relative_to(results_dir))
-        data, why = _why_unreadable(path)
-        if data is None:
-            scan.skipped.append((shown, why or "unreadable"))
-            continue
         try:
-            rows = rows_of_result(data, path.name.removesuffix("_eval_results.json"), registry)
+            data, rows = read_result_file(path, registry)
         except MalformedResult as exc:
             scan.skipped.append((shown, str(exc)))
-            continue
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a foreign JSON's shape
-            scan.skipped.append((shown, f"not a SAEBench result ({type(exc).__name__}: {exc})"))
             continue
         twice = [
             seen[key] for key in ((r["sae"], r["eval"], r["mode"]) for r in rows) if key in seen
