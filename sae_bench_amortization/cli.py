@@ -150,7 +150,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
     _options(
         add("train", help="train a TopK or standard SAE-Lens SAE on an activation file"), None,
         ("--activations=FILE", "activation file", {"required": True}),
-        ("--architecture", "SAE-Lens architecture", {"required": True, "choices": ["topk", "standard"]}),
+        ("--architecture", "SAE-Lens architecture (batchtopk saves as JumpReLU)", {"required": True, "choices": ["topk", "batchtopk", "standard"]}),
         ("--d-sae=M", "latents", POS, {"required": True}), ("--k", "actives per token (required for topk)", POS),
         ("--l1-coefficient=X", "L1 penalty of standard (5.0)", FLOAT, 5.0), ("--lr", "Adam learning rate (1e-3)", FLOAT, 1e-3),
         ("--n-tokens=N", "training tokens (re-reads the file)", POS, {"required": True}),
@@ -188,6 +188,31 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         ("--aux-loss-coefficient=X", "SAE-Lens TopK auxiliary loss (1; 0: off)", FLOAT, 1.0),
         ("--dead-after-tokens=N", "silent this long = dead, for the aux loss (100000)", POS, 100_000),
         ("--out=DIR", "SAE-Lens folder to write", {"required": True}),
+    )  # fmt: skip
+    names = _lib("reproduce")
+    repro = add(
+        "reproduce", help="one of the paper's results end to end, the paper's numbers beside ours"
+    )
+    repro.add_argument("target", metavar="TARGET", help=f"one of: {', '.join(names.TARGET_NAMES)}")
+    _options(
+        repro, None,
+        ("--scale", "paper (the paper's sizes; a GPU box) or smoke (the same chain, tiny sizes)", "paper"),
+        ("--out=DIR", "reproduction folder: steps resume from its reproduce.json (reproduction/SCALE)"),
+        ("--dry-run", "print the steps (saebench commands) and what would happen to each; write nothing", FLAG),
+        ("--device", "cuda when available, else cpu"),
+        ("--activations=FILE", "published-SAE targets: evaluate on this activation file, not the SAE's model"),
+    )  # fmt: skip
+    _options(
+        repro, "where the paper is silent (default: its authors' code's value; recorded in the output)",
+        ("--model=NAME", "TransformerLens model of the trained targets (pythia-160m-deduped)"),
+        ("--layer=L", "residual stream after block L: blocks.L.hook_resid_post (7)", INT),
+        ("--dataset=HF_NAME", "text (trained targets: monology/pile-uncopyrighted)"),
+        ("--text-file=PATH", "local UTF-8 text instead of --dataset"),
+        ("--activation-tokens=N", "training activations to store (10000000)", POS),
+        ("--train-tokens=N", "SAE training tokens (102400000)", POS),
+        ("--loca-tokens=N", "LocA fine-tuning tokens (102400000)", POS),
+        ("--eval-tokens=N", "evaluation tokens, held out for trained SAEs (50000)", POS),
+        ("--d-sae=M", "latents of the trained SAEs (16384)", POS), ("--k", "TopK / BatchTopK k (20)", POS),
     )  # fmt: skip
     for name in (
         "activations",
@@ -300,6 +325,21 @@ def cmd_train_loca(args: argparse.Namespace, registry: Registry) -> Done:
     return f"wrote LocA-SAE (d_sae {cfg.d_sae}, budgets {cfg.group_k}) to {args.out}"
 
 
+def cmd_reproduce(args: argparse.Namespace, registry: Registry) -> Done:
+    given = {name: getattr(args, name) for name in ("model", "layer", "dataset", "text_file", "activation_tokens",
+             "train_tokens", "loca_tokens", "eval_tokens", "d_sae", "k", "activations", "device")}  # fmt: skip
+    if args.device:
+        _device(args)  # checked before anything runs
+    done = _lib("reproduce.run").reproduce(
+        args.target, args.scale, args.out, dry_run=args.dry_run, **given
+    )
+    if args.dry_run:
+        return "\n".join(f"[{step.name}] {action}: {step.command()}" for step, action in done)
+    notes = "".join(f"\n- {note}" for note in done.notes)
+    timing = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in done.seconds.items())
+    return f"{done.table}\n{'not comparable:' + notes if notes else ''}\nsteps: {timing}\nwrote {done.path}"
+
+
 def cmd_compare(args: argparse.Namespace, registry: Registry) -> Done:
     frame, written = _lib("reports.summary").write_summary(args.results_dir, args.out, registry, args.overwrite)  # fmt: skip
     return f"{len(frame)} rows ({frame['sae'].nunique()} SAEs, {frame['eval'].nunique()} evals); wrote {', '.join(map(str, written))}"  # fmt: skip
@@ -329,6 +369,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Registry], Done]] = {
     "synth": cmd_synth,
     "train": cmd_train,
     "train-loca": cmd_train_loca,
+    "reproduce": cmd_reproduce,
     "compare": cmd_compare,
     "report": cmd_report,
     "regress": cmd_regress,

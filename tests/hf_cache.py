@@ -38,6 +38,27 @@ DL_FOLDER = "pythia70m_sweep_topk_ctx128_0730/resid_post_layer_3"
 # values are those of the sweep's grid, assigned here without knowing the real trainer order.
 DL_TRAINERS = {0: (4096, 20), 1: (4096, 40), 2: (16384, 80)}
 
+GATED_RELEASE = "sae_bench_pythia70m_sweep_gated_ctx128_0730"  # same repo, the Gated sweep
+GATED_FOLDER = "pythia70m_sweep_gated_ctx128_0730/resid_post_layer_3"
+GATED_TRAINERS = {0: 4096, 1: 4096}  # widths from the registry's Neuronpedia ids (…-gated-res-4k)
+
+# SAEBench's Gemma-2-2B Standard SAE and its training checkpoints (``saebench reproduce dynamics``). The
+# real width is 16,384 (151 MB a checkpoint in float32, 1.2 GB for the eight); stored 256 wide here:
+# the loader reads the width from config.json, so the path is the real one at a fraction of the size.
+VANILLA_RELEASE = "sae_bench_gemma-2-2b_vanilla_width-2pow14_date-1109"
+VANILLA_REPO = "canrager/saebench_gemma-2-2b_width-2pow14_date-1109"
+VANILLA_PREFIX = "gemma-2-2b_vanilla_width-2pow14_date-1109/resid_post_layer_12"
+VANILLA_STEPS = (
+    0,
+    146,
+    463,
+    1464,
+    4632,
+    14648,
+    46322,
+)  # the registry's checkpoints, then the final
+VANILLA_D_SAE = 256
+
 NATIVE_RELEASE = (
     "pythia-70m-deduped-res-sm"  # conversion_func: null, SAE-Lens's own cfg.json format
 )
@@ -267,6 +288,75 @@ def write_dictionary_learning(hub: Path) -> dict[str, Path]:
     return written
 
 
+def gated_state_dict(dict_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """dictionary_learning ``GatedAutoEncoder`` state dict (gate and magnitude paths share the encoder)."""
+    generator = torch.Generator().manual_seed(seed)
+    decoder = torch.randn(D_MODEL, dict_size, generator=generator)
+    decoder /= decoder.norm(dim=0, keepdim=True)
+    return {
+        "encoder.weight": decoder.T.clone(),
+        "decoder.weight": decoder,
+        "decoder_bias": 0.05 * torch.randn(D_MODEL, generator=generator),
+        "r_mag": torch.zeros(dict_size),
+        "gate_bias": torch.full(
+            (dict_size,), -0.18
+        ),  # about 30 of 4,096 fire on the model's layer 3
+        "mag_bias": torch.zeros(dict_size),
+    }
+
+
+def write_gated_sweep(hub: Path) -> dict[str, Path]:
+    """canrager/lm_sae: two trainers of the Gated sweep at layer 3 (``saebench reproduce gated-pattern``)."""
+    folder = snapshot(hub, "model", DL_REPO)
+    written = {}
+    for trainer, dict_size in GATED_TRAINERS.items():
+        path = folder / GATED_FOLDER / f"trainer_{trainer}"
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(gated_state_dict(dict_size, seed=200 + trainer), path / "ae.pt")
+        config = dictionary_learning_config(trainer, dict_size, 0)
+        config["trainer"].update(trainer_class="GatedSAETrainer", dict_class="GatedAutoEncoder")
+        del config["trainer"]["k"]
+        write_json(path / "config.json", config)
+        written[f"blocks.3.hook_resid_post__trainer_{trainer}"] = path / "ae.pt"
+    return written
+
+
+def write_vanilla_checkpoints(hub: Path) -> dict[str, Path]:
+    """The Gemma-2-2B Standard SAE's checkpoints (``AutoEncoder``: encoder, decoder, bias), d_in 2304,
+    :data:`VANILLA_D_SAE` wide; later checkpoints lie closer to the final one."""
+    folder = snapshot(hub, "model", VANILLA_REPO)
+    final, generator = unit_rows(VANILLA_D_SAE, GEMMA_D_IN, seed=300)
+    written = {}
+    ids = [f"trainer_0_step_{step}" for step in VANILLA_STEPS] + ["trainer_0"]
+    for index, name in enumerate(ids):
+        share = (index + 1) / len(ids)
+        rows = (
+            share * final
+            + (1 - share) * torch.randn(final.shape, generator=generator) / GEMMA_D_IN**0.5
+        )
+        rows = rows / rows.norm(dim=1, keepdim=True)
+        where = "" if name == "trainer_0" else "_checkpoints"
+        path = folder / f"{VANILLA_PREFIX}{where}" / name
+        path.mkdir(parents=True, exist_ok=True)
+        state = {
+            "encoder.weight": rows.clone(),
+            "encoder.bias": torch.full((VANILLA_D_SAE,), -0.3),  # sparse on sums of decoder rows
+            "decoder.weight": rows.T.contiguous(),
+            "bias": torch.zeros(GEMMA_D_IN),
+        }
+        torch.save(state, path / "ae.pt")
+        config = dictionary_learning_config(0, VANILLA_D_SAE, 0)
+        config["trainer"].update(
+            trainer_class="StandardTrainer", dict_class="AutoEncoder", activation_dim=GEMMA_D_IN,
+            layer=12, lm_name="google/gemma-2-2b", submodule_name="resid_post_layer_12",
+        )  # fmt: skip
+        del config["trainer"]["k"]
+        config["buffer"]["d_submodule"] = GEMMA_D_IN
+        write_json(path / "config.json", config)
+        written[f"blocks.12.hook_resid_post__{name}"] = path / "ae.pt"
+    return written
+
+
 def unit_rows(n_rows: int, width: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
     """A random decoder [n_rows, width] with unit rows, and its generator (to draw more from)."""
     generator = torch.Generator().manual_seed(seed)
@@ -393,6 +483,8 @@ def build_hf_cache(root: Path) -> dict:
     documents = fortune_documents()
     pythia = write_pythia(hub, documents)
     trainers = write_dictionary_learning(hub)
+    gated = write_gated_sweep(hub)
+    vanilla = write_vanilla_checkpoints(hub)
     native = write_native_sae(hub)
     gemma = write_gemma_scope(hub)
     prepared = write_dataset(root, documents)
@@ -412,6 +504,18 @@ def build_hf_cache(root: Path) -> dict:
             "dict_size_k": {
                 f"blocks.3.hook_resid_post__trainer_{t}": list(v) for t, v in DL_TRAINERS.items()
             },
+        },
+        "gated": {
+            "release": GATED_RELEASE,
+            "sae_ids": list(gated),
+            "ae_pt": {sae_id: rel(path) for sae_id, path in gated.items()},
+        },
+        "vanilla_checkpoints": {
+            "release": VANILLA_RELEASE,
+            "repo_id": VANILLA_REPO,
+            "sae_ids": list(vanilla),
+            "d_in": GEMMA_D_IN,
+            "d_sae": VANILLA_D_SAE,
         },
         "sae_lens": {
             "release": NATIVE_RELEASE,

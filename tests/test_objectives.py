@@ -425,6 +425,23 @@ def test_regress_refuses_results_of_another_objective_than_its_baselines(saved_s
     assert cli("regress", "--results", tmp_path / "l1", "--baseline", baseline).code == 0
 
 
+def test_a_baseline_of_per_mode_results_accepts_its_own_results(saved_saes, tmp_path, cli):
+    """dead_dense writes one file per mode; the encoder's records only a default objective (it solves no
+    problem): the baseline takes the problem from the per-sample modes, and the same results pass against
+    it (they were refused, the encoder's 'l1' against the modes' 'k_sparse')."""
+    args = ["run", "--eval", "dead_dense", "--sae-path", saved_saes / "topk", "--activations",
+            saved_saes / "topk.safetensors", "--output-dir", tmp_path / "out", "--inference", "amortized",
+            "--inference", "semi:2"]  # fmt: skip
+    assert cli(*args).code == 0
+    baseline = tmp_path / "baseline.json"
+    assert cli("regress", "--results", tmp_path / "out", "--write-baseline", baseline).code == 0
+    assert json.loads(baseline.read_text())["objectives"] == {
+        "local_topk": {"dead_dense": "k_sparse"}
+    }
+    again = cli("regress", "--results", tmp_path / "out", "--baseline", baseline)
+    assert again.code == 0, again.err
+
+
 def test_run_under_l1_decoder_norm_calibrates_and_records_it(saved_saes, tmp_path, cli):
     from conftest import read_result
 

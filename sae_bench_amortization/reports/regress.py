@@ -81,8 +81,8 @@ def baseline_from_results(frame: pd.DataFrame) -> dict[str, Any]:
         )
         if isinstance(record.get("protocol"), str):
             protocols.setdefault(record["sae"], {})[record["eval"]] = record["protocol"]
-        if isinstance(record.get(OBJECTIVE_COLUMN), str):
-            objectives.setdefault(record["sae"], {})[record["eval"]] = record[OBJECTIVE_COLUMN]
+        if isinstance(solved := _solved(record), str):
+            objectives.setdefault(record["sae"], {})[record["eval"]] = solved
     document = {"format": FORMAT, "version": 1, "results": results}
     concepts = concept_values(frame)
     return (
@@ -347,8 +347,22 @@ def _check_protocol(record: dict, expected: str) -> None:
         )
 
 
+def _solved(record: dict) -> str | None:
+    """The problem a record's mode solved (its ``objective``); None for a mode that solves none — the
+    encoder, LocA — whose own result file (evals that write one per mode) records only a default."""
+    from sae_bench_amortization.modes import parse_mode
+
+    try:
+        mode = parse_mode(str(record["mode"]), requestable=False)
+    except InputError:
+        mode = None
+    if mode is not None and not mode.spec.needs_lambda:
+        return None
+    return record.get(OBJECTIVE_COLUMN)
+
+
 def _check_objective(record: dict, expected: str) -> None:
-    found = record.get(OBJECTIVE_COLUMN)
+    found = _solved(record)
     if isinstance(found, str) and found != expected:
         raise InputError(
             f"{record['eval']} results for SAE {record['sae']} solved the {found} problem (--objective), "

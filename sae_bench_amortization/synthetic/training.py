@@ -1,5 +1,6 @@
 """A small, deterministic SAE trainer on SAE-Lens's own training SAEs (their losses and aux losses),
-streaming from any activation source: TopK (``TopKTrainingSAE``) or standard L1 (``StandardTrainingSAE``).
+streaming from any activation source: TopK (``TopKTrainingSAE``), BatchTopK (``BatchTopKTrainingSAE``, saved
+as the JumpReLU SAE-Lens makes of it) or standard L1 (``StandardTrainingSAE``).
 
 ``saebench train`` writes into ``out``: the SAE-Lens folder, and ``training_log.csv`` with one row
 (:data:`LOG_FIELDS`) about every 1% of the steps and at the last step."""
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
 from sae_lens.saes.sae import SAEMetadata, TrainCoefficientConfig, TrainStepInput
 from sae_lens.saes.standard_sae import StandardTrainingSAE, StandardTrainingSAEConfig
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
@@ -30,7 +32,8 @@ from sae_bench_amortization.metrics.reconstruction import (
 from sae_bench_amortization.sources.sanity import check_sae
 from sae_bench_amortization.targets import check_apart, check_creatable, check_replaceable
 
-ARCHITECTURES = ("topk", "standard")
+ARCHITECTURES = ("topk", "batchtopk", "standard")
+K_SPARSE = ("topk", "batchtopk")  # the architectures that take --k
 # step; tokens trained on; SAE-Lens's training loss and its mse (mean ‖x − x̂‖²); the batch's NMSE; mean L0
 LOG_FIELDS = ("step", "tokens", "loss", "mse", "nmse", "l0")
 EVAL_TOKENS = 20_000  # the final report reads at most this many tokens from the start of the file
@@ -91,7 +94,7 @@ def train_sae(
     device: str = "cpu",
     log: list[dict] | None = None,
 ):
-    """Train an SAE-Lens TopK or standard SAE on ``n_tokens`` activations of ``source`` with Adam.
+    """Train an SAE-Lens TopK, BatchTopK or standard SAE on ``n_tokens`` activations of ``source`` with Adam.
 
     Decoder bias starts at the mean of the first batch; weights start as SAE-Lens initialises them.
     TopK latents silent for ``dead_after_tokens`` tokens get SAE-Lens's auxiliary loss. Returns the
@@ -102,8 +105,8 @@ def train_sae(
         raise InputError(
             f"--architecture must be one of {', '.join(ARCHITECTURES)}, got '{architecture}'"
         )
-    if architecture == "topk" and not (k and k > 0):
-        raise InputError("--architecture topk needs --k (a positive integer)")
+    if architecture in K_SPARSE and not (k and k > 0):
+        raise InputError(f"--architecture {architecture} needs --k (a positive integer)")
     if d_sae <= 0 or n_tokens <= 0:
         raise InputError("--d-sae and --n-tokens must be positive")
     torch.manual_seed(seed)
@@ -112,6 +115,15 @@ def train_sae(
         assert k is not None  # checked above
         sae = TopKTrainingSAE(
             TopKTrainingSAEConfig(d_in=source.d_in, d_sae=d_sae, k=k, metadata=meta, device=device)
+        )
+    elif (
+        architecture == "batchtopk"
+    ):  # k actives per token on average over the batch; saved as JumpReLU
+        assert k is not None  # checked above
+        sae = BatchTopKTrainingSAE(
+            BatchTopKTrainingSAEConfig(
+                d_in=source.d_in, d_sae=d_sae, k=k, metadata=meta, device=device
+            )
         )
     else:
         cfg = StandardTrainingSAEConfig(
@@ -280,11 +292,11 @@ def _trained_here(folder: Path) -> bool:
 
 def check_training_options(architecture: str, d_sae: int, n_tokens: int, **options: Any) -> None:
     """One line for the first option ``train`` cannot use (before any work)."""
-    if architecture == "topk" and options.get("k") is None:
-        raise InputError("--architecture topk needs --k")
+    if architecture in K_SPARSE and options.get("k") is None:
+        raise InputError(f"--architecture {architecture} needs --k")
     if d_sae <= 0 or n_tokens <= 0:
         raise InputError(f"--d-sae and --n-tokens must be positive, got {d_sae} and {n_tokens}")
-    if architecture == "topk" and not 0 < options["k"] <= d_sae:
+    if architecture in K_SPARSE and not 0 < options["k"] <= d_sae:
         raise InputError(f"--k must satisfy 0 < k <= --d-sae ({d_sae}), got {options['k']}")
     if not 0 <= options.get("l1_coefficient", 0) < float("inf"):
         raise InputError(
