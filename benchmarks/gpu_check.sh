@@ -7,7 +7,8 @@
 #         (semi:25 tokens/s at Gemma-2-2B width); (5) benchmarks/bench_wide.py on CUDA in fp32 and bf16
 #         (every mode's tokens/s at d_sae 16k and 65k, share of the GEMM limit); and times dead_dense on
 #         cuda vs cpu side by side; (6) amortization_gap on a published release read from a local Hugging
-#         Face cache (tests/hf_cache.py) with every offline switch on, --device cuda.
+#         Face cache (tests/hf_cache.py) with every offline switch on, --device cuda; (7) saebench reproduce
+#         pythia-topk end to end on CUDA at a reduced scale from that cache (each step's seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.gpu_check
@@ -83,4 +84,12 @@ python3 tests/hf_cache.py /tmp/hf_home   # the test cache: pythia-70m-deduped, S
 HF_HOME=/tmp/hf_home HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
   $S run --eval amortization_gap --sae-release sae_bench_pythia70m_sweep_topk_ctx128_0730 \
   --sae-id blocks.3.hook_resid_post__trainer_0 --n-tokens 20000 --device cuda --output-dir "$OUT/release_cuda"
+echo "== 7. saebench reproduce pythia-topk on CUDA at a reduced scale (pythia-70m-deduped stands in for 160m)"
+# the whole chain — activations, held-out tokens, TopK training, LocA fine-tuning, the paper-protocol eval —
+# with the paper's SAE shape (d_sae 16384, k 20, batch 2048) and fewer tokens; TARGET.md lists each step's s
+HF_HOME=/tmp/hf_home HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+  $S reproduce pythia-topk --model pythia-70m-deduped --layer 3 --dataset Skylion007/openwebtext \
+  --activation-tokens 30000 --eval-tokens 5000 --train-tokens 2048000 --loca-tokens 1024000 \
+  --device cuda --out "$OUT/reproduce_pythia_topk"
+cat "$OUT/reproduce_pythia_topk/pythia-topk.md"
 echo "gpu_check: all passed"

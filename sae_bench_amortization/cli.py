@@ -148,7 +148,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         ("--seed", "(0)", INT, 0), ("--start-token=N", "write tokens [N, N + n-tokens) of the world: held-out spans (0)", INT, 0), ("--noise", "(0.02)", FLOAT, 0.02), ("--p-max", "firing probability of the most frequent feature (0.04)", FLOAT, 0.04),
     )  # fmt: skip
     _options(
-        add("train", help="train a TopK or standard SAE-Lens SAE on an activation file"), None,
+        add("train", help="train a TopK, BatchTopK or standard SAE-Lens SAE on an activation file"), None,
         ("--activations=FILE", "activation file", {"required": True}),
         ("--architecture", "SAE-Lens architecture (batchtopk saves as JumpReLU)", {"required": True, "choices": ["topk", "batchtopk", "standard"]}),
         ("--d-sae=M", "latents", POS, {"required": True}), ("--k", "actives per token (required for topk)", POS),
@@ -328,8 +328,8 @@ def cmd_train_loca(args: argparse.Namespace, registry: Registry) -> Done:
 def cmd_reproduce(args: argparse.Namespace, registry: Registry) -> Done:
     given = {name: getattr(args, name) for name in ("model", "layer", "dataset", "text_file", "activation_tokens",
              "train_tokens", "loca_tokens", "eval_tokens", "d_sae", "k", "activations", "device")}  # fmt: skip
-    if args.device:
-        _device(args)  # checked before anything runs
+    if args.device and not args.dry_run:
+        _device(args)  # checked before anything runs (a dry run only prints: any machine)
     done = _lib("reproduce.run").reproduce(
         args.target, args.scale, args.out, dry_run=args.dry_run, **given
     )

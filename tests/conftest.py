@@ -54,6 +54,7 @@ def _isolated_cache(tmp_path_factory):
 SYNTHETIC_WORLD = ("test_amortization_gap", "test_ground_truth", "test_synthetic", "test_report")
 LONGEST_FIRST = (
     "synthetic_world",
+    "test_readme_commands",
     "test_ci_example",
     "test_ray_executor",
     "test_air_gapped",

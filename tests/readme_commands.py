@@ -11,7 +11,8 @@ Substitutions (the README's section "Reproducing the paper" repeats this table):
 
 * ``--device cuda`` → ``--device cpu`` (no GPU here);
 * sizes: ``--n-tokens N`` above 2,000 → 2,000; a run reading a model without ``--n-tokens`` gets
-  ``--n-tokens 1000 --calibration-tokens 256``; ``saebench reproduce`` gets ``--scale smoke`` and, for
+  ``--n-tokens 1000 --calibration-tokens 256``, one reading a file without it ``--n-tokens 1000``;
+  ``saebench reproduce`` gets ``--scale smoke`` and, for
   the targets whose models are not in the cache, the stand-ins of :data:`REPRODUCE_STAND_INS`;
 * names: ``--sae-block-regex 'blocks\.3\.hook_resid_post__trainer_.*'`` over the Pythia-70M TopK sweep →
   ``trainer_[012]$`` (the three trainers in the cache); ``gpt2-small-res-jb`` / ``blocks.8.hook_resid_pre`` → the cached SAE-Lens-native Pythia-70M SAE; the
@@ -197,6 +198,9 @@ def substitute(command: Command, written: set[str], used: set[str]) -> None:
     if argv[1] in ("run", "dynamics") and any(a in argv for a in MODEL_READERS) and "--activations" not in argv and "--n-tokens" not in argv:  # fmt: skip
         argv += ["--n-tokens", "1000", "--calibration-tokens", "256"]
         note("a model run → --n-tokens 1000 --calibration-tokens 256")
+    if argv[1] in ("run", "dynamics") and "--activations" in argv and "--n-tokens" not in argv:
+        argv += ["--n-tokens", "1000"]
+        note("a run on a file → --n-tokens 1000")
     if argv[1] == "reproduce":
         argv += ["--scale", "smoke", *REPRODUCE_STAND_INS[argv[2]]]
         note(f"reproduce {argv[2]} → --scale smoke with stand-ins")
@@ -231,7 +235,7 @@ def all_rules() -> set[str]:
         "--device cuda → cpu", "--n-tokens → 2000", "gpt2-small-res-jb → the cached Pythia-70M SAE",
         "/shared/sweep → eval_results", "the embedded default → my_topk on held_out.safetensors",
         "a model run → --n-tokens 1000 --calibration-tokens 256", "an --out already written → _2",
-        "an SAE an earlier command evaluated → --sae-name NAME_2", "the sweep's trainers → the three cached",
+        "an SAE an earlier command evaluated → --sae-name NAME_2", "a run on a file → --n-tokens 1000", "the sweep's trainers → the three cached",
         *(f"reproduce {target} → --scale smoke with stand-ins" for target in REPRODUCE_STAND_INS),
         *(f"exception: {start}" for start in EXCEPTIONS),
     }  # fmt: skip

@@ -1,9 +1,10 @@
 """Air-gapped machines: a carried Hugging Face cache (``HF_HOME``) with ``HF_HUB_OFFLINE=1``.
 
 The cache (``tests/hf_cache.py``) holds, under the real repository ids and in the hub's exact layout, the
-TransformerLens model pythia-70m-deduped, three dictionary_learning TopK SAEs of SAEBench's pythia sweep,
-one SAE-Lens-native SAE, and the default text dataset: random weights of the real shapes and fortunes for
-text. Every ``saebench`` command runs in a fresh interpreter (the hub libraries read ``HF_HOME`` and the
+TransformerLens model pythia-70m-deduped, three dictionary_learning TopK SAEs of SAEBench's pythia sweep
+and two of its Gated sweep, SAEBench's Gemma-2-2B Standard SAE with its checkpoints (at a reduced width),
+one SAE-Lens-native SAE, a Gemma Scope SAE, and the default text dataset: random weights of the real
+shapes (but those checkpoints') and fortunes for text. Every ``saebench`` command runs in a fresh interpreter (the hub libraries read ``HF_HOME`` and the
 offline switches when imported) through the unpatched loaders: SAE-Lens's release registry and converters,
 ``HookedTransformer.from_pretrained_no_processing`` by name, ``datasets.load_dataset`` by name.
 
@@ -160,6 +161,7 @@ def test_cache_is_in_the_hub_layout(hf_cache):
         "datasets--Skylion007--openwebtext",
         "models--EleutherAI--pythia-70m-deduped",
         "models--canrager--lm_sae",
+        "models--canrager--saebench_gemma-2-2b_width-2pow14_date-1109",
         "models--ctigges--pythia-70m-deduped__res-sm_processed",
         "models--google--gemma-scope-2b-pt-res",
     ]

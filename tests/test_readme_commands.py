@@ -168,6 +168,11 @@ def test_every_step_output_exists_with_the_digest_its_manifest_holds(readme_run)
     for target in TARGET_ROWS:  # every result is fingerprinted
         for path in (reproduction / "results" / target).rglob("*_eval_results.json"):
             assert json.loads(path.read_text())["fingerprint"]
+    batchtopk = json.loads((reproduction / "batchtopk" / "cfg.json").read_text())
+    assert (
+        batchtopk["architecture"] == "jumprelu"
+    )  # saebench train --architecture batchtopk, as SAE-Lens saves it
+    assert batchtopk["metadata"]["training_architecture"] == "batchtopk"
     # batchtopk-steps reused pythia-topk's activation files: its run skipped them as up to date
     batchtopk = _record(records, "saebench reproduce batchtopk-steps")
     assert "[activations] up to date" in batchtopk["stdout"]

@@ -6,7 +6,10 @@ Only the names live here, so that ``saebench --help`` does not load the library.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ loads, for the type checker
+    from sae_bench_amortization.reproduce.run import TARGETS, Reproduction, plan, reproduce
 
 TARGET_NAMES = ("pythia-topk", "gemma-jumprelu", "batchtopk-steps", "dynamics", "gated-pattern")
 SCALES = ("paper", "smoke")

@@ -146,12 +146,12 @@ def result_table(target: str, settings: Settings) -> tuple[str, list[str]]:
             shown.round(4)
         ), notes
     frame = load_results(results)
-    frame = frame[frame["eval"] == "amortization_gap"]
+    frame = tables.rows_where(frame, frame["eval"] == "amortization_gap")
     if target == "gated-pattern":
         note = ("the paper reports this comparison as a pattern (Gated against TopK / JumpReLU), without "
                 "numbers: nothing to put beside ours")  # fmt: skip
         return tables.markdown(tables.architecture_means(frame)), [note]
-    saes = sorted(frame["sae"].unique())
+    saes = sorted(set(frame["sae"]))
     compared, notes = tables.compare_rows(tables.modes_of(frame, saes[0]), PAPER_ROWS[target])
     return tables.markdown(compared), notes
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -66,10 +66,15 @@ def compare_rows(
     return pd.DataFrame(rows), notes
 
 
+def rows_where(frame: pd.DataFrame, mask: Any) -> pd.DataFrame:
+    """The rows of ``frame`` where ``mask`` (a boolean Series) holds."""
+    return cast(pd.DataFrame, frame.loc[mask])
+
+
 def modes_of(frame: pd.DataFrame, sae: str | None = None) -> dict[str, dict[str, Any]]:
-    """``load_results`` rows of one SAE (the only one when None) → mode → metric → value."""
+    """``load_results`` rows of one SAE (all rows when None) → mode → metric → value."""
     if sae is not None:
-        frame = frame[frame["sae"] == sae]
+        frame = rows_where(frame, frame["sae"] == sae)
     return {str(row["mode"]): row.to_dict() for _, row in frame.iterrows()}
 
 
@@ -80,8 +85,8 @@ def dynamics_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str
     shown = table.loc[:, [c for c in keep if c in table.columns]].copy()
     shown["sae"] = shown["sae"].str.rsplit("__", n=1).str[-1]  # the checkpoint's own part of its id
     last = int(table["checkpoint"].max())
-    late = table[table["checkpoint"] == last]
-    early = table[table["checkpoint"] <= last // 2]
+    late = rows_where(table, table["checkpoint"] == last)
+    early = rows_where(table, table["checkpoint"] <= last // 2)
     ours = {"late": modes_of(late).get("amortized", {}),
             "early": {"dense_rate": early.loc[early["mode"] == "amortized", "dense_rate"].max()}}  # fmt: skip
     return shown, ours
@@ -107,7 +112,7 @@ def architecture_means(frame: pd.DataFrame) -> pd.DataFrame:
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
     grouped = frame.groupby(["architecture", "mode"], sort=True)
     means = grouped[metrics].mean().round(4)
-    means.insert(0, "SAEs", grouped["sae"].nunique())
+    means.insert(0, "SAEs", grouped["sae"].nunique().to_numpy())
     return means.reset_index()
 
 

@@ -47,7 +47,7 @@ class Settings:
 
 SMOKE = {  # the same chain, sizes a CPU runs in seconds
     "activation_tokens": 4096, "train_tokens": 16_384, "loca_tokens": 8192, "grouping_tokens": 2048,
-    "eval_tokens": 256, "calibration_tokens": 128, "d_sae": 512, "lr": 1e-3, "batch_size": 512,
+    "eval_tokens": 128, "calibration_tokens": 64, "d_sae": 512, "lr": 1e-3, "batch_size": 512,
     "gated_block_regex": r"blocks\.3\.hook_resid_post__trainer_[01]$",
 }  # fmt: skip
 
