@@ -206,7 +206,7 @@ def build_parser(registry: Registry | None = None) -> argparse.ArgumentParser:
         repro, "where the paper is silent (default: its authors' code's value; recorded in the output)",
         ("--model=NAME", "TransformerLens model of the trained targets (pythia-160m-deduped)"),
         ("--layer=L", "residual stream after block L: blocks.L.hook_resid_post (7)", INT),
-        ("--dataset=HF_NAME", "text (trained targets: monology/pile-uncopyrighted)"),
+        ("--dataset=HF_NAME", "text (monology/pile-uncopyrighted: the authors' and the SAEBench SAEs' training text)"),
         ("--text-file=PATH", "local UTF-8 text instead of --dataset"),
         ("--activation-tokens=N", "training activations to store (10000000)", POS),
         ("--train-tokens=N", "SAE training tokens (102400000)", POS),

@@ -44,7 +44,6 @@ NATIVE_RELEASE = "pythia-70m-deduped-res-sm"
 NATIVE_SAE_ID = "blocks.3.hook_resid_post"
 # Small, and the λ calibration on 256 tokens: the whole file stays within a few minutes on 2 cores.
 SMALL = ("--n-tokens", "2000", "--device", "cpu", "--inference", "amortized")
-GAP_RUN = ("--eval", "amortization_gap", *SMALL, "--calibration-tokens", "256", "--objective", "l1")
 OFFLINE = {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -199,56 +198,6 @@ def test_default_dataset_streams_by_name_offline(offline):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == expected
     assert len(expected) == manifest["dataset"]["n_documents"]
-
-
-@pytest.fixture(scope="module")
-def release_run(hf_cache, tmp_path_factory) -> tuple[Path, dict]:
-    """(a) ``saebench run --eval amortization_gap --sae-release R --sae-id ID``, no activation source."""
-    hf_home, _ = hf_cache
-    out = tmp_path_factory.mktemp("release")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        go_offline(monkeypatch, hf_home)
-        saebench("run", *GAP_RUN, "--sae-release", DL_RELEASE, "--sae-id", DL_SAE_ID,
-                 "--output-dir", out)  # fmt: skip
-    return out, result_file(out, "amortization_gap", DL_RELEASE, DL_SAE_ID)
-
-
-def test_release_reads_its_own_model_hook_and_default_dataset(hf_cache, release_run):
-    """(a) The SAE's model (by TransformerLens name), its hook, and the default dataset, all offline."""
-    _, result = release_run
-    assert (result["sae_lens_release_id"], result["sae_lens_id"]) == (DL_RELEASE, DL_SAE_ID)
-    dict_size, k = hf_cache[1]["dictionary_learning"]["dict_size_k"][DL_SAE_ID]
-    assert (result["sae_cfg_dict"]["d_sae"], result["sae_cfg_dict"]["k"]) == (dict_size, k)
-    activations = result["fingerprint"]["activations"]
-    assert activations["model"] == "pythia-70m-deduped"
-    assert activations["hook"] == "blocks.3.hook_resid_post"
-    assert activations["text"]["dataset"] == "Skylion007/openwebtext"
-    assert result["eval_config"]["n_tokens"] == 2000
-    gap = result["eval_result_metrics"]["amortization"]["mean_gap"]
-    assert math.isfinite(gap) and gap > 0  # the encoder's objective is above the solver's
-
-
-def test_sae_path_to_the_cached_ae_pt_gives_the_same_numbers(offline, release_run, tmp_path):
-    """(b) The same ``ae.pt`` through ``--sae-path``: same weights, same λ, same metrics."""
-    hf_home, manifest = offline
-    _, by_release = release_run
-    ae_pt = hf_home / manifest["dictionary_learning"]["ae_pt"][DL_SAE_ID]
-    saebench("run", *GAP_RUN, "--sae-path", ae_pt, "--sae-name", "trainer_0_ae_pt",
-             "--output-dir", tmp_path)  # fmt: skip
-    by_path = result_file(tmp_path, "amortization_gap", "local", "trainer_0_ae_pt")
-    assert (
-        by_path["fingerprint"]["sae"]["weights_sha256"]
-        == by_release["fingerprint"]["sae"]["weights_sha256"]
-    )
-    assert by_path["fingerprint"]["activations"] == by_release["fingerprint"]["activations"]
-    metrics = by_path["eval_result_metrics"]["amortization"]
-    expected = by_release["eval_result_metrics"]["amortization"]
-    for key in ("l1_coefficient", "mean_gap", "mean_relative_gap"):
-        assert metrics[key] == pytest.approx(expected[key], rel=1e-9, abs=0), key
-    rows = {row["mode"]: row for row in by_release["eval_result_details"]}
-    for row in by_path["eval_result_details"]:
-        for key in ("nmse", "l0", "objective", "dead_rate", "dense_rate"):
-            assert row[key] == pytest.approx(rows[row["mode"]][key], rel=1e-9, abs=0), key
 
 
 def test_sae_lens_native_release_loads_offline(offline, tmp_path):

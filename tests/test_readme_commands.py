@@ -9,6 +9,7 @@ All commands run in one fresh offline process (``tests/run_commands.py``: the hu
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from sae_bench_amortization.digest import path_digest
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
+DL_RELEASE = "sae_bench_pythia70m_sweep_topk_ctx128_0730"
+DL_SAE_ID = "blocks.3.hook_resid_post__trainer_0"
 FIRST = (
     "The ground-truth benchmark and the embedded default"  # writes the files later sections read
 )
@@ -62,7 +65,15 @@ def readme_run(hf_cache, tmp_path_factory):
         folder.parent / "readme_plan.json",
         folder.parent / "readme_results.json",
     )
-    plan_path.write_text(json.dumps(plan_of(found)))
+    plan = plan_of(found)
+    release_run = next(i for i, item in enumerate(plan) if item["argv"][:3] == ["saebench", "run", "--eval"]
+                       and DL_RELEASE in item["argv"] and "amortization_gap" in item["argv"])  # fmt: skip
+    argv = list(plan[release_run]["argv"])
+    at = argv.index("--sae-release")
+    ae_pt = hf_cache[0] / hf_cache[1]["dictionary_learning"]["ae_pt"][DL_SAE_ID]
+    argv[at : at + 4] = ["--sae-path", str(ae_pt), "--sae-name", "trainer_0_ae_pt"]
+    plan.insert(release_run + 1, {"label": "the same ae.pt by --sae-path", "argv": argv})
+    plan_path.write_text(json.dumps(plan))
     env = {**offline_env(hf_cache[0]), "PYTHONPATH": str(HERE.parent)}
     done = subprocess.run([sys.executable, str(HERE / "run_commands.py"), str(plan_path), str(results_path)],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=1500)  # fmt: skip
@@ -123,6 +134,9 @@ def test_reproduce_prints_the_papers_rows_beside_ours(readme_run, target):
                 assert abs(float(delta) - (float(ours) - float(paper))) <= 1.5e-3
         assert float(values["L0 ours"]) > 0
     assert "## Steps" in text and "the authors" in text  # the choices say whose they are
+    assert "--scale smoke: the chain at tiny sizes" in text  # what is not comparable, and why
+    if target in ("pythia-topk", "batchtopk-steps"):
+        assert "model pythia-70m-deduped stands in for the paper's pythia-160m-deduped" in text
     assert record["stdout"].count("| paper row |") == 1  # the table is printed too
 
 
@@ -217,3 +231,48 @@ def test_the_gemma_scope_params_npz_release_converts_offline(readme_run, hf_cach
         gemma["d_sae"],
     )
     assert cfg["metadata"]["hook_name"] == "blocks.12.hook_resid_post"
+
+
+def _gap_result(folder: Path, name: str) -> dict:
+    return json.loads(
+        (folder / "eval_results" / "amortization_gap" / f"{name}_eval_results.json").read_text()
+    )
+
+
+def test_a_release_reads_its_own_model_hook_and_default_dataset(readme_run, hf_cache):
+    """The README's air-gapped run (``--sae-release R --sae-id ID``, no activation source): the SAE's model
+    (by TransformerLens name), its hook and the default dataset, all from the carried cache."""
+    result = _gap_result(readme_run[0], f"{DL_RELEASE}_{DL_SAE_ID}")
+    assert (result["sae_lens_release_id"], result["sae_lens_id"]) == (DL_RELEASE, DL_SAE_ID)
+    dict_size, k = hf_cache[1]["dictionary_learning"]["dict_size_k"][DL_SAE_ID]
+    assert (result["sae_cfg_dict"]["d_sae"], result["sae_cfg_dict"]["k"]) == (dict_size, k)
+    activations = result["fingerprint"]["activations"]
+    assert activations["model"] == "pythia-70m-deduped"
+    assert activations["hook"] == "blocks.3.hook_resid_post"
+    assert activations["text"]["dataset"] == "Skylion007/openwebtext"
+    assert result["eval_config"]["n_tokens"] == 1000
+    gap = result["eval_result_metrics"]["amortization"]["mean_gap"]
+    assert math.isfinite(gap) and gap > 0  # the encoder's objective is above the solver's
+
+
+def test_the_same_ae_pt_by_sae_path_gives_the_same_numbers(readme_run):
+    """The cached ``ae.pt`` of that release through ``--sae-path``: same weights, same λ, same metrics."""
+    by_release = _gap_result(readme_run[0], f"{DL_RELEASE}_{DL_SAE_ID}")
+    by_path = _gap_result(readme_run[0], "local_trainer_0_ae_pt")
+    assert (
+        by_path["fingerprint"]["sae"]["weights_sha256"]
+        == by_release["fingerprint"]["sae"]["weights_sha256"]
+    )
+    assert by_path["fingerprint"]["activations"] == by_release["fingerprint"]["activations"]
+    metrics = by_path["eval_result_metrics"]["amortization"]
+    expected = by_release["eval_result_metrics"]["amortization"]
+    assert (
+        metrics["l1_coefficient"] is expected["l1_coefficient"] is None
+    )  # k_sparse (the TopK SAE's own): no λ
+    for key in ("mean_gap", "mean_relative_gap"):
+        assert metrics[key] == pytest.approx(expected[key], rel=1e-9, abs=0), key
+    rows = {row["mode"]: row for row in by_release["eval_result_details"]}
+    assert set(rows) == {row["mode"] for row in by_path["eval_result_details"]}
+    for row in by_path["eval_result_details"]:
+        for key in ("nmse", "l0", "objective", "dead_rate", "dense_rate"):
+            assert row[key] == pytest.approx(rows[row["mode"]][key], rel=1e-9, abs=0), key

@@ -21,6 +21,7 @@ from sae_bench_amortization.reproduce.targets import (
     SCALES,
     TARGETS,
     Settings,
+    caveats,
     choices,
     settings_for,
 )
@@ -107,6 +108,7 @@ def reproduce(
     settings.out.mkdir(parents=True, exist_ok=True)
     seconds = run_steps(planned, manifest, _execute, say)
     table, notes = result_table(target, settings)
+    notes = [*notes, *caveats(TARGETS[target], settings)]
     text = _markdown(target, settings, chosen, steps, seconds, table, notes)
     path = settings.out / f"{target}.md"
     tables.write_text(path, text)
@@ -164,5 +166,5 @@ def _markdown(target, settings, chosen, steps, seconds, table, notes) -> str:
     lines += [f"- `{step.command()}` ({seconds.get(step.name, 0):.1f} s)" for step in steps]
     lines += ["", "## Result (the paper's number, ours, ours − paper)", "", table, ""]
     if notes:
-        lines += ["## Not comparable", "", *[f"- {note}" for note in notes], ""]
+        lines += ["## Not comparable (and why)", "", *[f"- {note}" for note in notes], ""]
     return "\n".join(lines)

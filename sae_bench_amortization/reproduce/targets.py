@@ -232,3 +232,29 @@ def choices(target: Target, s: Settings) -> dict[str, str]:
     if target.name == "gated-pattern":
         chosen["SAEs"] = f"{GATED_REGEX} × {s.gated_block_regex}"
     return chosen
+
+
+def caveats(target: Target, s: Settings) -> list[str]:
+    """What makes this run's numbers differ from the paper's by construction (printed with the notes)."""
+    notes = []
+    if s.scale == "smoke":
+        notes.append("--scale smoke: the chain at tiny sizes, a check that it runs; its numbers say nothing "
+                     "about the paper's")  # fmt: skip
+    if target.trains:
+        if s.model != Settings.model:
+            notes.append(f"model {s.model} stands in for the paper's pythia-160m-deduped")
+        notes.append("the authors L2-normalise every activation before training and stop at a loss threshold; "
+                     "this chain trains on the raw residual stream for the whole token budget")  # fmt: skip
+        notes.append("the authors evaluate on the first 10,000 tokens of their training stream; here on "
+                     f"{s.eval_tokens:,} held-out tokens")  # fmt: skip
+    elif s.activations:
+        notes.append(
+            f"evaluated on the activation file {s.activations}, not on the SAE's own model"
+        )
+    if target.name == "batchtopk-steps":
+        notes.append(
+            "the authors' BatchTopK SAE is not published: this one is trained here (k as the TopK SAE's)"
+        )
+    if target.name == "gemma-jumprelu":
+        notes.append("the paper names no Gemma SAE: Gemma Scope's canonical 16k SAE at layer 12")
+    return notes
