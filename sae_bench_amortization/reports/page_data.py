@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from sae_bench_amortization.metrics.pairing import is_defined
-from sae_bench_amortization.modes import role_of
 from sae_bench_amortization.registry import (
     HIGHER_IS_WORSE,
     TOPICS,
@@ -123,7 +122,6 @@ def overview(scan: Scan, registry: Mapping[str, EvalEntry]) -> dict[str, Any]:
                 {
                     "sae": str(sae),
                     "mode": str(record["mode"]),
-                    "role": role_of(str(record["mode"])),
                     "encoder": record["mode"] == encoder,
                     "settings": {
                         name: _setting(record.get(name))

@@ -350,15 +350,9 @@ def _check_protocol(record: dict, expected: str) -> None:
 def _solved(record: dict) -> str | None:
     """The problem a record's mode solved (its ``objective``); None for a mode that solves none — the
     encoder, LocA — whose own result file (evals that write one per mode) records only a default."""
-    from sae_bench_amortization.modes import parse_mode
+    from sae_bench_amortization.modes import role_of
 
-    try:
-        mode = parse_mode(str(record["mode"]), requestable=False)
-    except InputError:
-        mode = None
-    if mode is not None and not mode.spec.needs_lambda:
-        return None
-    return record.get(OBJECTIVE_COLUMN)
+    return None if role_of(record["mode"]) == "encoder" else record.get(OBJECTIVE_COLUMN)
 
 
 def _check_objective(record: dict, expected: str) -> None:

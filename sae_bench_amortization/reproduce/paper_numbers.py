@@ -50,7 +50,7 @@ PAPER_ROWS: dict[str, tuple[PaperRow, ...]] = {
                  {"nmse": 0.046, "dead_rate": 0.000, "absorption_rate": 0.121}),
     ),
     "dynamics": (
-        PaperRow("Standard SAE, early checkpoints", "amortized", {},
+        PaperRow("Standard SAE, early checkpoints (ours: the first half's largest)", "amortized", {},
                  {"dense_rate": (">", 0.66)}),
         PaperRow("Standard SAE, late checkpoint", "amortized",
                  {"dead_rate": 0.352, "delta_f1": 0.501, "absorption_rate": 0.916}),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sae_bench_amortization.atomic import write_text_atomic
 from sae_bench_amortization.errors import InputError
 from sae_bench_amortization.reproduce import tables
 from sae_bench_amortization.reproduce.cache_check import check_cached
@@ -63,8 +64,6 @@ def plan(target: str, scale: str = "paper", out: str | Path | None = None, **giv
                          "writes its own activation files from --model")  # fmt: skip
     if "dataset" in flags and "text_file" in flags:
         raise InputError("give --dataset or --text-file, not both")
-    if target == "gated-pattern" and flags.get("activations"):
-        pass  # the sweeps' model is pythia-70m-deduped: a file of its layer-3 residual stream
     folder = Path(out) if out is not None else Path("reproduction") / scale
     settings = settings_for(scale, folder, **flags)
     if settings.layer < 0:
@@ -111,7 +110,7 @@ def reproduce(
     notes = [*notes, *caveats(TARGETS[target], settings)]
     text = _markdown(target, settings, chosen, steps, seconds, table, notes)
     path = settings.out / f"{target}.md"
-    tables.write_text(path, text)
+    write_text_atomic(path, text)
     manifest.targets[target] = {"settings": json.loads(json.dumps(asdict(settings), default=str)),
                                 "chosen": chosen, "seconds": {k: round(v, 1) for k, v in seconds.items()}}  # fmt: skip
     manifest.write()
@@ -136,7 +135,7 @@ def _execute(argv: Sequence[str]) -> None:
 
 def result_table(target: str, settings: Settings) -> tuple[str, list[str]]:
     """The target's results in the paper's layout (Markdown), and the notes on what was not comparable."""
-    from sae_bench_amortization.reports.compare import load_results
+    from sae_bench_amortization.reports.compare import load_results, markdown_table
 
     results = settings.out / "results" / target
     if target == "dynamics":
@@ -144,18 +143,16 @@ def result_table(target: str, settings: Settings) -> tuple[str, list[str]]:
 
         shown, ours = tables.dynamics_rows(pd.read_csv(results / "dynamics" / "dynamics.csv"))
         compared, notes = tables.dynamics_compare(ours)
-        return tables.markdown(compared) + "\n\nby checkpoint:\n\n" + tables.markdown(
-            shown.round(4)
-        ), notes
+        return markdown_table(compared) + "\nby checkpoint:\n\n" + markdown_table(shown), notes
     frame = load_results(results)
     frame = tables.rows_where(frame, frame["eval"] == "amortization_gap")
     if target == "gated-pattern":
         note = ("the paper reports this comparison as a pattern (Gated against TopK / JumpReLU), without "
                 "numbers: nothing to put beside ours")  # fmt: skip
-        return tables.markdown(tables.architecture_means(frame)), [note]
+        return markdown_table(tables.architecture_means(frame)), [note]
     saes = sorted(set(frame["sae"]))
     compared, notes = tables.compare_rows(tables.modes_of(frame, saes[0]), PAPER_ROWS[target])
-    return tables.markdown(compared), notes
+    return markdown_table(compared), notes
 
 
 def _markdown(target, settings, chosen, steps, seconds, table, notes) -> str:

@@ -4,7 +4,6 @@ not be compared (a value the paper does not report, a metric our run could not m
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, cast
 
 import pandas as pd
@@ -93,11 +92,11 @@ def dynamics_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str
 
 
 def dynamics_compare(ours: dict[str, dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+    """The paper's late-checkpoint row beside ours (a table), and its early-checkpoint bound (a note)."""
     early, late = PAPER_ROWS["dynamics"]
     table, notes = compare_rows({"amortized": ours["late"]}, (late,))
     _, early_notes = compare_rows({"amortized": ours["early"]}, (early,))
-    return table, [n.replace("early checkpoints: dense", "early checkpoints (first half, largest): dense")
-                   for n in early_notes] + notes  # fmt: skip
+    return table, early_notes + notes
 
 
 def architecture_means(frame: pd.DataFrame) -> pd.DataFrame:
@@ -111,19 +110,6 @@ def architecture_means(frame: pd.DataFrame) -> pd.DataFrame:
     for metric in metrics:
         frame[metric] = pd.to_numeric(frame[metric], errors="coerce")
     grouped = frame.groupby(["architecture", "mode"], sort=True)
-    means = grouped[metrics].mean().round(4)
+    means = grouped[metrics].mean()
     means.insert(0, "SAEs", grouped["sae"].nunique().to_numpy())
     return means.reset_index()
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
-
-
-def write_text(path: Path, text: str) -> None:
-    from sae_bench_amortization.atomic import write_text_atomic
-
-    write_text_atomic(path, text)

@@ -175,18 +175,14 @@ class Target:
     title: str
     steps: Callable[[Settings], list[Step]]
     trains: bool  # trains its own SAEs from a model's activations (reads --model, --layer)
-    gpu_hours: str  # estimated GPU time at --scale paper (README: Reproducing the paper)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("pythia-topk", "Pythia-160M, TopK: full / semi / LocA", pythia_topk, True, "about 3 h"),
-    Target("gemma-jumprelu", "Gemma-2-2B, JumpReLU (Gemma Scope): full vs semi", gemma_jumprelu, False,
-           "about 10 min"),
-    Target("batchtopk-steps", "BatchTopK: 5 vs 50 ISTA steps", batchtopk_steps, True, "about 1.5 h"),
-    Target("dynamics", "Training dynamics, Standard SAE (SAEBench Gemma checkpoints)", dynamics, False,
-           "about 40 min"),
-    Target("gated-pattern", "Gated vs TopK (SAEBench Pythia-70M sweeps)", gated_pattern, False,
-           "about 30 min"),
+    Target("pythia-topk", "Pythia-160M, TopK: full / semi / LocA", pythia_topk, True),
+    Target("gemma-jumprelu", "Gemma-2-2B, JumpReLU (Gemma Scope): full vs semi", gemma_jumprelu, False),
+    Target("batchtopk-steps", "BatchTopK: 5 vs 50 ISTA steps", batchtopk_steps, True),
+    Target("dynamics", "Training dynamics, Standard SAE (SAEBench Gemma checkpoints)", dynamics, False),
+    Target("gated-pattern", "Gated vs TopK (SAEBench Pythia-70M sweeps)", gated_pattern, False),
 )}  # fmt: skip
 
 
